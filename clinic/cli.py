@@ -1,0 +1,200 @@
+"""The ``clinic`` command: serve, db, procedures, print-jobs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from clinic import migrate
+from clinic.config import ConfigError, Settings, load_settings
+from clinic.db import make_engine, make_session_factory
+from clinic.scheduling import Scheduler, ValidationError, procedure_to_dict
+from clinic.vr import parse_date
+
+log = logging.getLogger("clinic")
+
+#: Files with at least this many rows get a progress bar.
+PROGRESS_THRESHOLD = 1000
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # pynetdicom's own INFO lines are per PDU; keep them out of the service log.
+    logging.getLogger("pynetdicom").setLevel(
+        logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    )
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Configuration file (default: $CLINIC_CONFIG or config/clinic.toml).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """clinic: modality worklist, MPPS and DICOM print service."""
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        ctx.exit(2)
+    _configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+def _scheduler(settings: Settings) -> Scheduler:
+    engine = make_engine(settings.resolved_database_url)
+    migrate.upgrade(engine)
+    return Scheduler(make_session_factory(engine), settings.uid_root)
+
+
+@main.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Start the web front desk, the worklist SCP and the print SCP."""
+    from clinic.server import ClinicServer
+
+    settings = _settings(ctx)
+    log.info("starting clinic with %s", json.dumps(settings.describe(), default=str))
+    server = ClinicServer(settings)
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        server.stop()
+        ctx.exit(1)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    while not stop.wait(1.0):
+        pass
+    server.stop()
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings(ctx)
+    migrate.upgrade(make_engine(settings.resolved_database_url))
+    click.echo("database is up to date")
+
+
+@main.group()
+def procedures() -> None:
+    """Bookings: import and list."""
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Read an import file: a JSON list of objects, or a CSV with a header row.
+
+    Raises
+    ------
+    click.ClickException
+        When the file cannot be read or has the wrong shape.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+        ) from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(
+                f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}"
+            ) from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise click.ClickException(f"{path}: expected a JSON list of objects")
+        return rows
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise click.ClickException(f"{path}: the CSV file has no header row")
+    rows = []
+    for number, row in enumerate(reader, start=1):
+        if None in row:
+            raise click.ClickException(f"row {number}: more cells than header columns")
+        rows.append({k.strip(): v for k, v in row.items() if k is not None})
+    return rows
+
+
+@procedures.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--actor", default="import", show_default=True, help="Name in the audit log.")
+@click.pass_context
+def procedures_import(ctx: click.Context, file: Path, actor: str) -> None:
+    """Import bookings from FILE (JSON list or CSV): all rows, or none."""
+    rows = read_rows(file)
+    scheduler = _scheduler(_settings(ctx))
+    bar = tqdm(total=len(rows), unit="row", file=sys.stderr, disable=len(rows) < PROGRESS_THRESHOLD)
+    try:
+        result = scheduler.import_procedures(rows, actor=f"cli:{actor}", progress=bar.update)
+    except ValidationError as exc:
+        bar.close()
+        for field_name, message in exc.errors.items():
+            click.echo(f"error: row {exc.row}, field {field_name}: {message}", err=True)
+        click.echo("nothing was imported", err=True)
+        ctx.exit(1)
+    bar.close()
+    click.echo(f"imported {len(rows)} row(s): {result.created} created, {result.updated} updated")
+
+
+@procedures.command("list")
+@click.option("--date", "day", default=None, help="Only bookings of this day (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def procedures_list(ctx: click.Context, day: str | None, as_json: bool) -> None:
+    """List bookings, ordered by start time."""
+    try:
+        parsed = parse_date(day) if day else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--date") from None
+    scheduler = _scheduler(_settings(ctx))
+    items = [procedure_to_dict(p) for p in scheduler.list_procedures(parsed)]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    for item in items:
+        click.echo(
+            f"{item['scheduled_start']}  {item['station_ae_title']:<16} {item['modality']:<4} "
+            f"{item['accession_number']:<16} {item['status']:<12} {item['patient_name']}"
+        )

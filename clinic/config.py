@@ -1,0 +1,219 @@
+"""Settings: ``config/clinic.toml`` plus ``CLINIC_*`` environment variables.
+
+One typed, validated :class:`Settings` object is built at start and passed to
+whatever needs it; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from clinic import vr
+
+log = logging.getLogger(__name__)
+
+CHARACTER_SETS = ("ISO_IR 192", "ISO_IR 100")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration, validated.
+
+    Every attribute has the default documented in ``config/clinic.toml``.
+    """
+
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    host: str = "0.0.0.0"
+    web_port: int = 8080
+    mwl_port: int = 11112
+    mwl_ae_title: str = "CLINIC"
+    accent_insensitive: bool = True
+    mwl_character_set: str = "ISO_IR 192"
+    accept_any_called_ae_title: bool = False
+    print_port: int = 11113
+    printer_ae_title: str = "PDFPRINT"
+    hl7_port: int = 2575
+    uid_root: str = ""
+    log_level: str = "INFO"
+    printers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_file: Path | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL in use: the configured one or SQLite under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'clinic.db').resolve()}"
+
+    def describe(self) -> dict[str, Any]:
+        """Return the settings as a dict fit for a log line: secrets masked."""
+        shown: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "database_url":
+                value = _mask_url(self.resolved_database_url)
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[f.name] = value
+        return shown
+
+
+def _mask_url(url: str) -> str:
+    """Hide a password in a database URL (``user:***@host``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+# TOML (section, key) -> (Settings attribute, environment variable)
+_KEYS: list[tuple[str, str, str, str | None]] = [
+    ("storage", "data_dir", "data_dir", "CLINIC_DATA_DIR"),
+    ("storage", "database_url", "database_url", "CLINIC_DATABASE_URL"),
+    ("network", "host", "host", "CLINIC_HOST"),
+    ("network", "web_port", "web_port", "CLINIC_WEB_PORT"),
+    ("network", "hl7_port", "hl7_port", "CLINIC_HL7_PORT"),
+    ("worklist", "port", "mwl_port", "CLINIC_MWL_PORT"),
+    ("worklist", "ae_title", "mwl_ae_title", "CLINIC_MWL_AE_TITLE"),
+    ("worklist", "accent_insensitive", "accent_insensitive", "CLINIC_ACCENT_INSENSITIVE"),
+    ("worklist", "character_set", "mwl_character_set", "CLINIC_MWL_CHARACTER_SET"),
+    ("worklist", "accept_any_called_ae_title", "accept_any_called_ae_title", None),
+    ("identifiers", "uid_root", "uid_root", "CLINIC_UID_ROOT"),
+    ("print", "port", "print_port", "CLINIC_PRINT_PORT"),
+    ("print", "printer_ae_title", "printer_ae_title", "CLINIC_PRINTER_AE_TITLE"),
+    ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
+]
+
+_PORTS = ("web_port", "mwl_port", "print_port", "hl7_port")
+_BOOLS = ("accent_insensitive", "accept_any_called_ae_title")
+
+
+def default_config_path() -> Path:
+    """Return the configuration file to read: ``$CLINIC_CONFIG`` or ``config/clinic.toml``."""
+    return Path(os.environ.get("CLINIC_CONFIG", "config/clinic.toml"))
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build the settings from the TOML file and the environment.
+
+    Parameters
+    ----------
+    path : Path, optional
+        The TOML file; defaults to :func:`default_config_path`. A missing default
+        file is fine (built-in defaults apply); a missing named file is an error.
+    environ : dict, optional
+        The environment to read ``CLINIC_*`` overrides from; defaults to ``os.environ``.
+
+    Returns
+    -------
+    Settings
+        Validated settings.
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read or any value is invalid.
+    """
+    env = dict(os.environ if environ is None else environ)
+    explicit = path is not None or "CLINIC_CONFIG" in env
+    if path is None:
+        path = Path(env["CLINIC_CONFIG"]) if "CLINIC_CONFIG" in env else default_config_path()
+    raw: dict[str, Any] = {}
+    config_file: Path | None = None
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+        config_file = path.resolve()
+    elif explicit:
+        raise ConfigError(f"configuration file {path} does not exist")
+
+    values: dict[str, Any] = {}
+    for section, key, attr, env_name in _KEYS:
+        sect = raw.get(section, {})
+        if not isinstance(sect, dict):
+            raise ConfigError(f"[{section}] in {path} must be a table")
+        if key in sect:
+            values[attr] = (sect[key], f"{section}.{key} in {path}")
+        if env_name and env_name in env:
+            values[attr] = (env[env_name], env_name)
+
+    converted: dict[str, Any] = {}
+    for attr, (value, origin) in values.items():
+        converted[attr] = _convert(attr, value, origin)
+    printers = raw.get("printers", {})
+    if not isinstance(printers, dict):
+        raise ConfigError(f"[printers] in {path} must be a table")
+    settings = Settings(**converted, printers=printers, config_file=config_file)
+    _validate(settings, {a: o for a, (_, o) in values.items()})
+    return settings
+
+
+def _convert(attr: str, value: Any, origin: str) -> Any:
+    if attr in _PORTS:
+        try:
+            port = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{origin}: port {value!r} is not a number") from None
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{origin}: port {port} is outside 0-65535")
+        return port
+    if attr in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{origin}: {value!r} is not true or false")
+    if attr == "data_dir":
+        return Path(str(value))
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {value!r} must be text")
+    return value.strip() if attr != "database_url" else value
+
+
+def _validate(settings: Settings, origins: dict[str, str]) -> None:
+    def where(attr: str) -> str:
+        return origins.get(attr, attr)
+
+    for attr in ("mwl_ae_title", "printer_ae_title"):
+        problem = vr.check_ae(getattr(settings, attr))
+        if problem:
+            raise ConfigError(f"{where(attr)}: AE title {getattr(settings, attr)!r} {problem}")
+    if settings.mwl_character_set not in CHARACTER_SETS:
+        raise ConfigError(
+            f"{where('mwl_character_set')}: character set must be one of "
+            f"{', '.join(CHARACTER_SETS)}"
+        )
+    if settings.uid_root:
+        problem = vr.check_uid(settings.uid_root)
+        if problem or len(settings.uid_root) > 40:
+            raise ConfigError(
+                f"{where('uid_root')}: UID root {settings.uid_root!r} "
+                f"{problem or 'must be at most 40 characters to leave room for a suffix'}"
+            )
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"{where('log_level')}: log level must be one of {', '.join(LOG_LEVELS)}")
+    if not settings.host:
+        raise ConfigError(f"{where('host')}: host must not be empty")
+    if settings.database_url and "://" not in settings.database_url:
+        raise ConfigError(f"{where('database_url')}: {settings.database_url!r} is not a URL")
+    nonzero = [getattr(settings, p) for p in _PORTS if getattr(settings, p) != 0]
+    if len(nonzero) != len(set(nonzero)):
+        raise ConfigError("two listeners are configured on the same port")

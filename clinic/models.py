@@ -1,0 +1,160 @@
+"""The store's tables, as SQLAlchemy 2 typed models.
+
+A booking is a :class:`Procedure`: one Requested Procedure with its one Scheduled
+Procedure Step, for one :class:`Patient`, at one :class:`Station`. Names are kept as
+entered (Unicode) plus two folded copies that the worklist matches on in SQL, so a
+query never has to scan rows in Python. :class:`AuditEntry` rows are append-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+PN_LENGTH = 200  # three 64-character groups and their separators
+
+
+def utcnow() -> dt.datetime:
+    """Return the current UTC time without tzinfo (how timestamps are stored)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every model."""
+
+
+class ProcedureStatus(enum.StrEnum):
+    """Life cycle of a booking (the Scheduled Procedure Step's status)."""
+
+    SCHEDULED = "SCHEDULED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    DISCONTINUED = "DISCONTINUED"
+    CANCELLED = "CANCELLED"
+
+
+#: Statuses a modality still has work for: the worklist serves only these.
+ACTIVE_STATUSES = (ProcedureStatus.SCHEDULED.value, ProcedureStatus.IN_PROGRESS.value)
+
+
+class Patient(Base):
+    """A patient, identified by the clinic's Patient ID."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(PN_LENGTH))
+    name_fold: Mapped[str] = mapped_column(String(PN_LENGTH), index=True)
+    name_ascii: Mapped[str] = mapped_column(String(PN_LENGTH), index=True)
+    birth_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    sex: Mapped[str] = mapped_column(String(1), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    procedures: Mapped[list[Procedure]] = relationship(back_populates="patient")
+
+
+class Station(Base):
+    """A modality's station: where a step is scheduled, addressed by its AE title."""
+
+    __tablename__ = "stations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    name: Mapped[str] = mapped_column(String(16), default="")
+    location: Mapped[str] = mapped_column(String(16), default="")
+    # Empty: the service default; else "ISO_IR 192" or "ISO_IR 100".
+    character_set: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Procedure(Base):
+    """A booking: a Requested Procedure and its Scheduled Procedure Step."""
+
+    __tablename__ = "procedures"
+    __table_args__ = (
+        Index("ix_procedures_station_start", "station_ae_title", "scheduled_start"),
+        Index("ix_procedures_modality_start", "modality", "scheduled_start"),
+        Index("ix_procedures_status_start", "status", "scheduled_start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    accession_number: Mapped[str] = mapped_column(String(16), unique=True)
+    requested_procedure_id: Mapped[str] = mapped_column(String(16), index=True)
+    step_id: Mapped[str] = mapped_column(String(16), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    station_ae_title: Mapped[str] = mapped_column(String(16))
+    scheduled_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    # Seconds since midnight of scheduled_start: lets a time-only key match in SQL.
+    scheduled_seconds: Mapped[int] = mapped_column(Integer)
+    procedure_description: Mapped[str] = mapped_column(String(64), default="")
+    referring_physician: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
+    referring_fold: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
+    referring_ascii: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
+    performing_physician: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
+    performing_fold: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
+    performing_ascii: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
+    priority: Mapped[str] = mapped_column(String(16), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=ProcedureStatus.SCHEDULED.value)
+    cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="procedures", lazy="joined")
+
+
+class AuditEntry(Base):
+    """One change, who made it and when. Never updated or deleted."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64), index=True)
+    # JSON text: the fields changed, old and new values.
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class WorklistQueryLog(Base):
+    """The last worklist query of each calling AE title (keys only, never values)."""
+
+    __tablename__ = "worklist_query_log"
+
+    calling_ae_title: Mapped[str] = mapped_column(String(16), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    peer: Mapped[str] = mapped_column(String(64), default="")
+    matching_keys: Mapped[str] = mapped_column(Text, default="")
+    return_keys: Mapped[str] = mapped_column(Text, default="")
+    matches: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[int] = mapped_column(Integer, default=0)
+    character_set: Mapped[str] = mapped_column(String(16), default="")
+
+
+class AuditLogIsAppendOnly(Exception):
+    """Raised when code tries to change or remove an audit row."""
+
+
+@event.listens_for(AuditEntry, "before_update")
+@event.listens_for(AuditEntry, "before_delete")
+def _refuse_audit_change(*_args: object) -> None:
+    raise AuditLogIsAppendOnly("audit entries cannot be changed or deleted")

@@ -1,0 +1,1 @@
+"""The print door: the DICOM Basic Print SCP, its layout, rendering and spool."""

@@ -1,0 +1,110 @@
+"""Composition root: builds the store, the domain and the three doors, starts and stops them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from waitress import wasyncore
+from waitress.server import create_server
+
+from clinic import migrate
+from clinic.config import Settings
+from clinic.db import make_engine, make_session_factory
+from clinic.printing.scp import build_print_ae, print_handlers
+from clinic.scheduling import Scheduler
+from clinic.web import create_app
+from clinic.worklist.diagnostics import QueryLogWriter
+from clinic.worklist.scp import WorklistService, build_worklist_ae, worklist_handlers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClinicServer:
+    """The running service: web front desk, worklist listener and print listener.
+
+    Use :meth:`start` then :meth:`stop`; ``web_port``, ``mwl_port`` and ``print_port``
+    hold the bound ports (useful when the settings ask for port 0).
+    """
+
+    settings: Settings
+    engine: Engine | None = None
+    session_factory: sessionmaker[Session] | None = None
+    scheduler: Scheduler | None = None
+    web_port: int = 0
+    mwl_port: int = 0
+    print_port: int = 0
+    _servers: list[ThreadedAssociationServer] = field(default_factory=list)
+    _web: Any = None
+    _web_thread: threading.Thread | None = None
+    _query_log: QueryLogWriter | None = None
+
+    def start(self) -> None:
+        """Migrate the store, then start every listener (non-blocking)."""
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.resolved_database_url)
+        migrate.upgrade(self.engine)
+        self.session_factory = make_session_factory(self.engine)
+        self.scheduler = Scheduler(self.session_factory, settings.uid_root)
+        self._query_log = QueryLogWriter(self.session_factory)
+
+        service = WorklistService(self.session_factory, settings, self._query_log)
+        mwl = build_worklist_ae(settings).start_server(
+            (settings.host, settings.mwl_port),
+            block=False,
+            evt_handlers=worklist_handlers(service),
+        )
+        assert mwl is not None  # non-blocking start returns the server
+        self._servers.append(mwl)
+        self.mwl_port = mwl.server_address[1]
+
+        printer = build_print_ae(settings).start_server(
+            (settings.host, settings.print_port), block=False, evt_handlers=print_handlers()
+        )
+        assert printer is not None
+        self._servers.append(printer)
+        self.print_port = printer.server_address[1]
+
+        app = create_app(settings, self.scheduler)
+        self._web = create_server(app, host=settings.host, port=settings.web_port, threads=8)
+        self.web_port = int(self._web.effective_port)
+        self._web_thread = threading.Thread(target=self._web.run, name="web", daemon=True)
+        self._web_thread.start()
+
+        host = settings.host
+        log.info("web front desk listening on http://%s:%d/", host, self.web_port)
+        log.info("worklist SCP %s listening on %s:%d", settings.mwl_ae_title, host, self.mwl_port)
+        log.info(
+            "print SCP %s listening on %s:%d", settings.printer_ae_title, host, self.print_port
+        )
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let running associations finish (abort after ``grace`` s), close."""
+        for server in self._servers:
+            ae = server.ae
+            server.shutdown()
+            deadline = time.monotonic() + grace
+            while ae.active_associations and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for assoc in ae.active_associations:
+                assoc.abort()
+        self._servers.clear()
+        if self._web is not None:
+            self._web.task_dispatcher.shutdown()
+            wasyncore.close_all(self._web._map)
+            self._web = None
+        if self._web_thread is not None:
+            self._web_thread.join(timeout=5)
+        if self._query_log is not None:
+            self._query_log.close()
+        if self.engine is not None:
+            self.engine.dispose()
+        log.info("clinic stopped")

@@ -1,0 +1,1 @@
+"""The worklist door: Modality Worklist C-FIND, Verification (and MPPS)."""

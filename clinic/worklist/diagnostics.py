@@ -1,0 +1,106 @@
+"""Per calling AE title, the last worklist query: when, which keys, how many matches.
+
+Queries are recorded off the answering thread: a small writer thread stores the
+latest query of each AE title, so a busy modality never waits on this bookkeeping.
+Only attribute keywords are kept, never values (no patient data).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from clinic.db import transaction
+from clinic.models import WorklistQueryLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """What is kept of one worklist query."""
+
+    calling_ae_title: str
+    peer: str
+    at: dt.datetime
+    matching_keys: tuple[str, ...]
+    return_keys: tuple[str, ...]
+    matches: int
+    status: int
+    character_set: str
+
+
+class QueryLogWriter:
+    """Stores :class:`QueryRecord` objects from a background thread.
+
+    Parameters
+    ----------
+    session_factory : sessionmaker
+        The store to write to.
+    """
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._factory = session_factory
+        self._queue: queue.Queue[QueryRecord | None] = queue.Queue(maxsize=10_000)
+        self._thread = threading.Thread(target=self._run, name="mwl-query-log", daemon=True)
+        self._thread.start()
+
+    def record(self, rec: QueryRecord) -> None:
+        """Queue a record; when the queue is full the record is dropped (diagnostics only)."""
+        try:
+            self._queue.put_nowait(rec)
+        except queue.Full:
+            log.warning("worklist query log queue is full; a diagnostic record was dropped")
+
+    def flush(self) -> None:
+        """Block until every queued record is stored."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Store what is queued and stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for r in batch if r is not None]
+            if records:
+                self._store(records)
+            for _ in batch:
+                self._queue.task_done()
+            if None in batch:
+                return
+
+    def _store(self, records: list[QueryRecord]) -> None:
+        latest: dict[str, QueryRecord] = {}
+        for rec in records:
+            latest[rec.calling_ae_title] = rec
+        try:
+            with transaction(self._factory) as session:
+                for rec in latest.values():
+                    session.merge(
+                        WorklistQueryLog(
+                            calling_ae_title=rec.calling_ae_title[:16],
+                            at=rec.at,
+                            peer=rec.peer[:64],
+                            matching_keys=",".join(rec.matching_keys),
+                            return_keys=",".join(rec.return_keys),
+                            matches=rec.matches,
+                            status=rec.status,
+                            character_set=rec.character_set,
+                        )
+                    )
+        except Exception:  # diagnostics must never take the service down
+            log.exception("could not store worklist query diagnostics")

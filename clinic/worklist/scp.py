@@ -1,0 +1,202 @@
+"""Modality Worklist C-FIND and Verification C-ECHO handlers, and the AE that serves them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom.events import EventHandlerType
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityWorklistInformationFind,
+    Verification,
+)
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from unidecode import unidecode
+
+from clinic.config import Settings
+from clinic.models import Station, utcnow
+from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
+from clinic.worklist.matching import (
+    STATUS_UNABLE_TO_PROCESS,
+    IdentifierError,
+    MatchOptions,
+    Row,
+    build_response,
+    build_select,
+    parse_identifier,
+)
+
+log = logging.getLogger(__name__)
+
+# Identifiers carry patient data: pynetdicom must not log them.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+UTF8 = "ISO_IR 192"
+LATIN1 = "ISO_IR 100"
+STATUS_PENDING = 0xFF00
+STATUS_PENDING_WARNING = 0xFF01  # optional keys not supported
+STATUS_CANCEL = 0xFE00
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
+
+#: Transfer syntaxes accepted on every context: implicit and explicit little endian,
+#: deflated explicit little endian, explicit big endian.
+TRANSFER_SYNTAXES = list(DEFAULT_TRANSFER_SYNTAXES)
+
+
+def to_latin1(text: str) -> str:
+    """Transliterate the characters Latin-1 lacks (``Dvořák`` -> ``Dvorak``), keep the rest."""
+    try:
+        text.encode("latin-1")
+        return text
+    except UnicodeEncodeError:
+        return "".join(c if ord(c) < 256 else (unidecode(c) or "?") for c in text)
+
+
+def failure(status: int, comment: str) -> Dataset:
+    """A failure status dataset with an Error Comment (at most 64 characters, no PHI)."""
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+class WorklistService:
+    """Answers worklist C-FIND requests from the store.
+
+    Parameters
+    ----------
+    session_factory : sessionmaker
+        The store holding the bookings.
+    settings : Settings
+        Matching and character set options.
+    query_log : QueryLogWriter, optional
+        Where the per-AE diagnostics go.
+    """
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        query_log: QueryLogWriter | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.settings = settings
+        self.query_log = query_log
+        dialect = session_factory.kw["bind"].dialect.name
+        self.options = MatchOptions(
+            accent_insensitive=settings.accent_insensitive,
+            prefix_range=dialect == "sqlite",
+        )
+
+    def answer_character_set(self, request: Dataset, session: Session, calling_ae: str) -> str:
+        """Pick the answer's character set: the query's Latin-1, the station's, or the default."""
+        requested = request.get("SpecificCharacterSet", "")
+        values = [requested] if isinstance(requested, str) else list(requested)
+        if LATIN1 in values:
+            return LATIN1
+        if UTF8 in values:
+            return UTF8
+        station_charset = session.scalar(
+            select(Station.character_set).where(Station.ae_title == calling_ae)
+        )
+        return station_charset or self.settings.mwl_character_set
+
+    def handle_find(self, event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
+        """EVT_C_FIND handler: yield one pending response per matching booking."""
+        calling_ae = event.assoc.requestor.ae_title.strip()
+        peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
+        record: dict[str, Any] = {
+            "matching_keys": (),
+            "return_keys": (),
+            "matches": 0,
+            "status": 0,
+            "character_set": "",
+        }
+        try:
+            yield from self._find(event, calling_ae, record)
+        finally:
+            if self.query_log is not None:
+                self.query_log.record(
+                    QueryRecord(calling_ae_title=calling_ae, peer=peer, at=utcnow(), **record)
+                )
+
+    def _find(
+        self, event: evt.Event, calling_ae: str, record: dict[str, Any]
+    ) -> Iterator[tuple[Any, Dataset | None]]:
+        sop_class = event.request.AffectedSOPClassUID
+        if sop_class != ModalityWorklistInformationFind:
+            record["status"] = STATUS_SOP_CLASS_NOT_SUPPORTED
+            yield failure(STATUS_SOP_CLASS_NOT_SUPPORTED, "SOP class not supported"), None
+            return
+        try:
+            identifier = event.identifier
+            query = parse_identifier(identifier, self.options)
+        except IdentifierError as exc:
+            log.warning("worklist query from %s refused (0x%04X): %s", calling_ae, exc.status, exc)
+            record["status"] = exc.status
+            yield failure(exc.status, str(exc)), None
+            return
+        except Exception as exc:  # undecodable or otherwise malformed identifier
+            log.warning(
+                "worklist query from %s could not be decoded: %s", calling_ae, type(exc).__name__
+            )
+            record["status"] = STATUS_UNABLE_TO_PROCESS
+            yield failure(STATUS_UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
+            return
+
+        record["matching_keys"] = tuple(query.matching_keys)
+        record["return_keys"] = tuple(query.return_keys)
+        pending = STATUS_PENDING_WARNING if query.unsupported else STATUS_PENDING
+        with self.session_factory() as session:
+            charset = self.answer_character_set(identifier, session, calling_ae)
+            record["character_set"] = charset
+            transform: Callable[[str], str] = to_latin1 if charset == LATIN1 else str
+            results = session.execute(build_select(query)).unique()
+            matches = 0
+            for procedure, station in results:
+                if event.is_cancelled:
+                    record["status"] = STATUS_CANCEL
+                    record["matches"] = matches
+                    yield STATUS_CANCEL, None
+                    return
+                response = build_response(query, Row(procedure, station), charset, transform)
+                matches += 1
+                yield pending, response
+        record["matches"] = matches
+        log.info(
+            "worklist query from %s: keys %s, %d match(es)",
+            calling_ae,
+            ",".join(query.matching_keys) or "(none)",
+            matches,
+        )
+
+    @staticmethod
+    def handle_echo(_event: evt.Event) -> int:
+        """EVT_C_ECHO handler: always success."""
+        return 0x0000
+
+
+def build_worklist_ae(settings: Settings) -> AE:
+    """Return the AE of the worklist listener: MWL FIND and Verification as SCP."""
+    ae = AE(ae_title=settings.mwl_ae_title)
+    ae.add_supported_context(ModalityWorklistInformationFind, TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
+    ae.require_called_aet = not settings.accept_any_called_ae_title
+    ae.maximum_associations = 50
+    ae.network_timeout = 60
+    ae.acse_timeout = 30
+    ae.dimse_timeout = 60
+    return ae
+
+
+def worklist_handlers(service: WorklistService) -> list[EventHandlerType]:
+    """The event handlers to pass to ``AE.start_server`` for ``service``."""
+    return [
+        (evt.EVT_C_FIND, service.handle_find),
+        (evt.EVT_C_ECHO, service.handle_echo),
+    ]
