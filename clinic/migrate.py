@@ -19,7 +19,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Apply every migration up to ``revision`` on ``engine``'s database.
 
     Parameters
@@ -27,7 +27,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     engine : Engine
         The database to migrate; its own connection is used, so pragmas apply.
     revision : str
-        Target revision, ``head`` by default.
+        Target revision; ``heads`` (the default) applies every branch, so
+        independent features may each add a migration on top of the same parent.
     """
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
