@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,7 @@ from waitress.server import create_server
 from clinic import migrate
 from clinic.config import Settings
 from clinic.db import make_engine, make_session_factory
+from clinic.netutil import set_tcp_nodelay
 from clinic.printing.scp import build_print_ae, print_handlers
 from clinic.scheduling import Scheduler
 from clinic.web import create_app
@@ -60,14 +62,16 @@ class ClinicServer:
         mwl = build_worklist_ae(settings).start_server(
             (settings.host, settings.mwl_port),
             block=False,
-            evt_handlers=worklist_handlers(service),
+            evt_handlers=[*worklist_handlers(service), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
         )
         assert mwl is not None  # non-blocking start returns the server
         self._servers.append(mwl)
         self.mwl_port = mwl.server_address[1]
 
         printer = build_print_ae(settings).start_server(
-            (settings.host, settings.print_port), block=False, evt_handlers=print_handlers()
+            (settings.host, settings.print_port),
+            block=False,
+            evt_handlers=[*print_handlers(), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
         )
         assert printer is not None
         self._servers.append(printer)
