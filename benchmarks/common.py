@@ -9,28 +9,93 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 FAMILY = [
-    "MÜLLER", "SCHMIDT", "SCHNEIDER", "FISCHER", "WEBER", "MEYER", "WAGNER", "BECKER",
-    "SCHULZ", "HOFFMANN", "KOCH", "RICHTER", "KLEIN", "WOLF", "SCHRÖDER", "NEUMANN",
-    "SCHWARZ", "ZIMMERMANN", "BRAUN", "KRÜGER", "HOFMANN", "HARTMANN", "LANGE", "SCHMITT",
-    "DVOŘÁK", "NOVÁK", "GARCÍA", "MARTÍNEZ", "LÓPEZ", "GONZÁLEZ", "ROSSI", "RUSSO",
-    "DUPONT", "LEFÈVRE", "MOREAU", "GIRARD", "SMITH", "JONES", "BROWN", "O'NEILL",
-    "ÅSTRÖM", "LINDQVIST", "NIELSEN", "JØRGENSEN", "KOWALSKI", "WIŚNIEWSKI", "YILMAZ",
-    "ÖZTÜRK", "PAPADOPOULOS", "NGUYEN",
+    "MÜLLER",
+    "SCHMIDT",
+    "SCHNEIDER",
+    "FISCHER",
+    "WEBER",
+    "MEYER",
+    "WAGNER",
+    "BECKER",
+    "SCHULZ",
+    "HOFFMANN",
+    "KOCH",
+    "RICHTER",
+    "KLEIN",
+    "WOLF",
+    "SCHRÖDER",
+    "NEUMANN",
+    "SCHWARZ",
+    "ZIMMERMANN",
+    "BRAUN",
+    "KRÜGER",
+    "HOFMANN",
+    "HARTMANN",
+    "LANGE",
+    "SCHMITT",
+    "DVOŘÁK",
+    "NOVÁK",
+    "GARCÍA",
+    "MARTÍNEZ",
+    "LÓPEZ",
+    "GONZÁLEZ",
+    "ROSSI",
+    "RUSSO",
+    "DUPONT",
+    "LEFÈVRE",
+    "MOREAU",
+    "GIRARD",
+    "SMITH",
+    "JONES",
+    "BROWN",
+    "O'NEILL",
+    "ÅSTRÖM",
+    "LINDQVIST",
+    "NIELSEN",
+    "JØRGENSEN",
+    "KOWALSKI",
+    "WIŚNIEWSKI",
+    "YILMAZ",
+    "ÖZTÜRK",
+    "PAPADOPOULOS",
+    "NGUYEN",
 ]
 GIVEN = [
-    "ANNA", "HANS", "JÜRGEN", "MARIA", "PETER", "SOPHIE", "LUKAS", "LÉA", "JOSÉ", "ZOË",
-    "ANTONÍN", "BJÖRN", "CHLOÉ", "EMMA", "NOAH", "MIA", "BEN", "LINA", "ELIAS", "ÉMILE",
+    "ANNA",
+    "HANS",
+    "JÜRGEN",
+    "MARIA",
+    "PETER",
+    "SOPHIE",
+    "LUKAS",
+    "LÉA",
+    "JOSÉ",
+    "ZOË",
+    "ANTONÍN",
+    "BJÖRN",
+    "CHLOÉ",
+    "EMMA",
+    "NOAH",
+    "MIA",
+    "BEN",
+    "LINA",
+    "ELIAS",
+    "ÉMILE",
 ]
 STATIONS = [
-    ("XRAY1", "CR"), ("XRAY2", "DX"), ("PANO1", "PX"), ("DENT1", "IO"), ("DENT2", "IO"),
-    ("US1", "US"), ("US2", "US"),
+    ("XRAY1", "CR"),
+    ("XRAY2", "DX"),
+    ("PANO1", "PX"),
+    ("DENT1", "IO"),
+    ("DENT2", "IO"),
+    ("US1", "US"),
+    ("US2", "US"),
 ]
 
 
@@ -46,22 +111,24 @@ def make_bookings(count: int, seed: int = 7, today: dt.date | None = None) -> li
         station, modality = STATIONS[index % len(STATIONS)]
         day = today + dt.timedelta(days=rng.randint(-15, 15))
         start = dt.datetime.combine(day, dt.time(8)) + dt.timedelta(minutes=5 * rng.randrange(120))
-        rows.append({
-            "patient_id": f"PID{pnum:07d}",
-            "patient_name": f"{prng.choice(FAMILY)}^{prng.choice(GIVEN)}",
-            "patient_birth_date": f"{1940 + prng.randrange(80)}-{1 + prng.randrange(12):02d}-"
-                                  f"{1 + prng.randrange(28):02d}",
-            "patient_sex": prng.choice("MF"),
-            "accession_number": f"ACC{index:09d}",
-            "modality": modality,
-            "station_ae_title": station,
-            "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
-            "procedure_description": f"{modality} examination",
-            "referring_physician": "HOUSE^GREGORY",
-            "requested_procedure_id": f"RP{index:09d}",
-            "step_id": f"SPS{index:09d}",
-            "study_instance_uid": f"1.2.826.0.1.3680043.10.543.{index + 1}",
-        })
+        rows.append(
+            {
+                "patient_id": f"PID{pnum:07d}",
+                "patient_name": f"{prng.choice(FAMILY)}^{prng.choice(GIVEN)}",
+                "patient_birth_date": f"{1940 + prng.randrange(80)}-{1 + prng.randrange(12):02d}-"
+                f"{1 + prng.randrange(28):02d}",
+                "patient_sex": prng.choice("MF"),
+                "accession_number": f"ACC{index:09d}",
+                "modality": modality,
+                "station_ae_title": station,
+                "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
+                "procedure_description": f"{modality} examination",
+                "referring_physician": "HOUSE^GREGORY",
+                "requested_procedure_id": f"RP{index:09d}",
+                "step_id": f"SPS{index:09d}",
+                "study_instance_uid": f"1.2.826.0.1.3680043.10.543.{index + 1}",
+            }
+        )
     return rows
 
 
@@ -92,19 +159,28 @@ def wait_for_echo(port: int, called: str, deadline_s: float = 60.0) -> None:
     raise RuntimeError(f"no C-ECHO answer on port {port} within {deadline_s} s")
 
 
-def start_clinic(data_dir: Path, extra_env: dict[str, str] | None = None
-                 ) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+def start_clinic(
+    data_dir: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     """Start ``clinic serve`` on free ports; return the process and its ports."""
     env = dict(os.environ)
-    env.update({
-        "CLINIC_DATA_DIR": str(data_dir), "CLINIC_HOST": "127.0.0.1", "CLINIC_WEB_PORT": "0",
-        "CLINIC_MWL_PORT": "0", "CLINIC_PRINT_PORT": "0", "CLINIC_HL7_PORT": "0",
-        "CLINIC_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "CLINIC_DATA_DIR": str(data_dir),
+            "CLINIC_HOST": "127.0.0.1",
+            "CLINIC_WEB_PORT": "0",
+            "CLINIC_MWL_PORT": "0",
+            "CLINIC_PRINT_PORT": "0",
+            "CLINIC_HL7_PORT": "0",
+            "CLINIC_LOG_LEVEL": "WARNING",
+        }
+    )
     env.update(extra_env or {})
     env["CLINIC_LOG_LEVEL"] = "INFO"
     proc = subprocess.Popen(
-        [shutil.which("clinic") or "clinic", "serve"], env=env, stderr=subprocess.PIPE,
+        [shutil.which("clinic") or "clinic", "serve"],
+        env=env,
+        stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
     )
     ports: dict[str, int] = {}
@@ -121,8 +197,10 @@ def start_clinic(data_dir: Path, extra_env: dict[str, str] | None = None
     # keep draining stderr so the pipe never fills
     import threading
 
-    threading.Thread(target=lambda: [None for _ in iter(proc.stderr.readline, b"")],  # type: ignore[union-attr]
-                     daemon=True).start()
+    threading.Thread(
+        target=lambda: [None for _ in iter(proc.stderr.readline, b"")],  # type: ignore[union-attr]
+        daemon=True,
+    ).start()
     return proc, ports
 
 

@@ -35,7 +35,6 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    chunks,
     free_port,
     make_bookings,
     start_clinic,
@@ -44,14 +43,24 @@ from common import (  # noqa: E402
 )
 
 RETURN_TOP = [
-    ("PatientName", ""), ("PatientID", ""), ("PatientBirthDate", ""), ("PatientSex", ""),
-    ("AccessionNumber", ""), ("StudyInstanceUID", ""), ("RequestedProcedureID", ""),
-    ("RequestedProcedureDescription", ""), ("ReferringPhysicianName", ""),
+    ("PatientName", ""),
+    ("PatientID", ""),
+    ("PatientBirthDate", ""),
+    ("PatientSex", ""),
+    ("AccessionNumber", ""),
+    ("StudyInstanceUID", ""),
+    ("RequestedProcedureID", ""),
+    ("RequestedProcedureDescription", ""),
+    ("ReferringPhysicianName", ""),
 ]
 RETURN_SPS = [
-    "ScheduledStationAETitle", "ScheduledProcedureStepStartDate",
-    "ScheduledProcedureStepStartTime", "Modality", "ScheduledPerformingPhysicianName",
-    "ScheduledProcedureStepDescription", "ScheduledProcedureStepID",
+    "ScheduledStationAETitle",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+    "Modality",
+    "ScheduledPerformingPhysicianName",
+    "ScheduledProcedureStepDescription",
+    "ScheduledProcedureStepID",
 ]
 
 
@@ -71,14 +80,23 @@ def make_query(top: dict[str, str], sps: dict[str, str]) -> Dataset:
 def queries(rows: list[dict[str, str]]) -> dict[str, Dataset]:
     """The five typical queries, with values taken from the generated bookings."""
     today = dt.date.today()
+    in_two_days = today + dt.timedelta(days=2)
     sample = rows[len(rows) // 2]
     return {
         "station + today": make_query(
-            {}, {"ScheduledStationAETitle": "XRAY1",
-                 "ScheduledProcedureStepStartDate": today.strftime("%Y%m%d")}),
+            {},
+            {
+                "ScheduledStationAETitle": "XRAY1",
+                "ScheduledProcedureStepStartDate": today.strftime("%Y%m%d"),
+            },
+        ),
         "modality + 3 days": make_query(
-            {}, {"Modality": "PX", "ScheduledProcedureStepStartDate":
-                 f"{today:%Y%m%d}-{today + dt.timedelta(days=2):%Y%m%d}"}),
+            {},
+            {
+                "Modality": "PX",
+                "ScheduledProcedureStepStartDate": f"{today:%Y%m%d}-{in_two_days:%Y%m%d}",
+            },
+        ),
         "name prefix": make_query({"PatientName": "SCHM*"}, {}),
         "patient ID": make_query({"PatientID": sample["patient_id"]}, {}),
         "accession": make_query({"AccessionNumber": sample["accession_number"]}, {}),
@@ -135,8 +153,9 @@ SCU.add_requested_context(ModalityWorklistInformationFind)
 
 def run_query(port: int, called: str, query: Dataset) -> list[str]:
     """One whole association: associate, C-FIND, release. Returns the accession numbers."""
-    assoc = SCU.associate("127.0.0.1", port, ae_title=called,
-                          evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)])
+    assoc = SCU.associate(
+        "127.0.0.1", port, ae_title=called, evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)]
+    )
     if not assoc.is_established:
         raise RuntimeError(f"association to {called} refused")
     found = []
@@ -149,17 +168,18 @@ def run_query(port: int, called: str, query: Dataset) -> list[str]:
     return sorted(found)
 
 
-FLOOR_SCP = textwrap.dedent('''
+FLOOR_SCP = textwrap.dedent("""
     import pickle, socket, sys
     from pynetdicom import AE, evt, _config
     from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
     _config.LOG_REQUEST_IDENTIFIERS = False
     answers = pickle.load(open(sys.argv[1], "rb"))
     def find(event):
-        key = str(event.identifier.get("AccessionNumber", "")) + "|" + str(
-            event.identifier.get("PatientID", "")) + "|" + str(event.identifier.get("PatientName", ""))
-        item = event.identifier.ScheduledProcedureStepSequence[0]
-        key += "|" + str(item.get("ScheduledStationAETitle", "")) + "|" + str(item.get("Modality", ""))
+        ident = event.identifier
+        item = ident.ScheduledProcedureStepSequence[0]
+        key = "|".join(str(ds.get(k, "")) for ds, k in (
+            (ident, "AccessionNumber"), (ident, "PatientID"), (ident, "PatientName"),
+            (item, "ScheduledStationAETitle"), (item, "Modality")))
         for ds in answers[key]:
             yield 0xFF00, ds
     ae = AE(ae_title="FLOOR")
@@ -169,24 +189,31 @@ FLOOR_SCP = textwrap.dedent('''
         event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ae.start_server(("127.0.0.1", int(sys.argv[2])),
                     evt_handlers=[(evt.EVT_C_FIND, find), (evt.EVT_CONN_OPEN, nodelay)])
-''')
+""")
 
 
 def query_key(query: Dataset) -> str:
     """How the floor SCP recognises a query."""
     item = query.ScheduledProcedureStepSequence[0]
-    return "|".join([
-        str(query.get("AccessionNumber", "")), str(query.get("PatientID", "")),
-        str(query.get("PatientName", "")), str(item.get("ScheduledStationAETitle", "")),
-        str(item.get("Modality", "")),
-    ])
+    return "|".join(
+        [
+            str(query.get("AccessionNumber", "")),
+            str(query.get("PatientID", "")),
+            str(query.get("PatientName", "")),
+            str(item.get("ScheduledStationAETitle", "")),
+            str(item.get("Modality", "")),
+        ]
+    )
 
 
 def collect_answers(port: int, called: str, query: Dataset) -> list[Dataset]:
     """Every response identifier clinic gives for ``query`` (to replay from the floor)."""
     assoc = SCU.associate("127.0.0.1", port, ae_title=called)
-    out = [ds for status, ds in assoc.send_c_find(query, ModalityWorklistInformationFind)
-           if status and status.Status in (0xFF00, 0xFF01)]
+    out = [
+        ds
+        for status, ds in assoc.send_c_find(query, ModalityWorklistInformationFind)
+        if status and status.Status in (0xFF00, 0xFF01)
+    ]
     assoc.release()
     return out
 
@@ -201,9 +228,14 @@ def bench_size(size: int, runs: int, work: Path) -> list[list[str]]:
     (work / f"import-{size}.json").write_text(json.dumps(rows, ensure_ascii=False))
     subprocess.run(
         ["clinic", "procedures", "import", str(work / f"import-{size}.json")],
-        env={**__import__("os").environ, "CLINIC_DATA_DIR": str(data),
-             "CLINIC_LOG_LEVEL": "WARNING"},
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={
+            **__import__("os").environ,
+            "CLINIC_DATA_DIR": str(data),
+            "CLINIC_LOG_LEVEL": "WARNING",
+        },
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     print(f"clinic import: {time.monotonic() - t0:.1f} s", flush=True)
     t0 = time.monotonic()
@@ -219,28 +251,43 @@ def bench_size(size: int, runs: int, work: Path) -> list[list[str]]:
         servers["clinic"] = (ports["worklist"], "CLINIC")
 
         wl_port = free_port()
-        procs.append(subprocess.Popen(["wlmscpfs", "-dfp", str(wldb), str(wl_port)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                ["wlmscpfs", "-dfp", str(wldb), str(wl_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         servers["wlmscpfs"] = (wl_port, "WLMSCPFS")
 
         orthanc_port, http_port = free_port(), free_port()
         orthanc_dir = work / f"orthanc-{size}"
         orthanc_dir.mkdir()
         config = {
-            "Name": "BENCH", "StorageDirectory": str(orthanc_dir / "db"),
-            "IndexDirectory": str(orthanc_dir / "db"), "DicomAet": "ORTHANC",
-            "DicomPort": orthanc_port, "HttpPort": http_port, "RemoteAccessAllowed": False,
+            "Name": "BENCH",
+            "StorageDirectory": str(orthanc_dir / "db"),
+            "IndexDirectory": str(orthanc_dir / "db"),
+            "DicomAet": "ORTHANC",
+            "DicomPort": orthanc_port,
+            "HttpPort": http_port,
+            "RemoteAccessAllowed": False,
             "Plugins": ["/usr/share/orthanc/plugins/libModalityWorklists.so"],
             "Worklists": {"Enable": True, "Database": str(wldb / "WLMSCPFS")},
-            "DicomAlwaysAllowFindWorklist": True, "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowFindWorklist": True,
+            "DicomCheckCalledAet": False,
             "DefaultEncoding": "Utf8",
         }
         (orthanc_dir / "orthanc.json").write_text(json.dumps(config))
-        procs.append(subprocess.Popen(["Orthanc", str(orthanc_dir / "orthanc.json")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                ["Orthanc", str(orthanc_dir / "orthanc.json")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         servers["orthanc"] = (orthanc_port, "ORTHANC")
 
-        for name, (port, called) in servers.items():
+        for port, called in servers.values():
             wait_for_echo(port, called)
 
         qs = queries(rows)
@@ -248,8 +295,9 @@ def bench_size(size: int, runs: int, work: Path) -> list[list[str]]:
         floor_port = free_port()
         pickle_path = work / f"floor-{size}.pickle"
         pickle_path.write_bytes(pickle.dumps(answers))
-        procs.append(subprocess.Popen([sys.executable, "-c", FLOOR_SCP, str(pickle_path),
-                                       str(floor_port)]))
+        procs.append(
+            subprocess.Popen([sys.executable, "-c", FLOOR_SCP, str(pickle_path), str(floor_port)])
+        )
         servers["floor"] = (floor_port, "FLOOR")
         wait_for_echo(floor_port, "FLOOR")
 
@@ -264,14 +312,21 @@ def bench_size(size: int, runs: int, work: Path) -> list[list[str]]:
                     times[name].append(time.perf_counter() - t0)
             med = {name: statistics.median(v) * 1000 for name, v in times.items()}
             same = all(results[n] == results["clinic"] for n in ("wlmscpfs", "orthanc"))
-            table.append([
-                str(size), label, str(len(results["clinic"])),
-                *(f"{med[n]:.1f}" for n in ("clinic", "wlmscpfs", "orthanc", "floor")),
-                f"{med['clinic'] / med['wlmscpfs']:.2f}", f"{med['clinic'] / med['orthanc']:.2f}",
-                f"{med['clinic'] / med['floor']:.2f}",
-                "yes" if same else "NO " + ",".join(
-                    f"{n}={len(results[n])}" for n in ("wlmscpfs", "orthanc")),
-            ])
+            table.append(
+                [
+                    str(size),
+                    label,
+                    str(len(results["clinic"])),
+                    *(f"{med[n]:.1f}" for n in ("clinic", "wlmscpfs", "orthanc", "floor")),
+                    f"{med['clinic'] / med['wlmscpfs']:.2f}",
+                    f"{med['clinic'] / med['orthanc']:.2f}",
+                    f"{med['clinic'] / med['floor']:.2f}",
+                    "yes"
+                    if same
+                    else "NO "
+                    + ",".join(f"{n}={len(results[n])}" for n in ("wlmscpfs", "orthanc")),
+                ]
+            )
             print(" | ".join(table[-1]), flush=True)
         return table
     finally:
@@ -279,8 +334,19 @@ def bench_size(size: int, runs: int, work: Path) -> list[list[str]]:
             stop(proc)
 
 
-HEADER = ["bookings", "query", "matches", "clinic ms", "wlmscpfs ms", "orthanc ms", "floor ms",
-          "x wlmscpfs", "x orthanc", "x floor", "same answers"]
+HEADER = [
+    "bookings",
+    "query",
+    "matches",
+    "clinic ms",
+    "wlmscpfs ms",
+    "orthanc ms",
+    "floor ms",
+    "x wlmscpfs",
+    "x orthanc",
+    "x floor",
+    "same answers",
+]
 
 
 def print_table(rows: list[list[str]], out: Callable[[str], None] = print) -> None:
