@@ -336,6 +336,8 @@ DEFAULT_SPS_RETURN = [k for k in SPS_KEYS if k != "CommentsOnTheScheduledProcedu
 
 # Specific Character Set is never matched on; group lengths are not attributes.
 _IGNORED = {"SpecificCharacterSet", "TimezoneOffsetFromUTC"}
+#: Patient columns with an index a condition can walk.
+_PATIENT_INDEXED = {"patient_id", "name_fold", "name_ascii", "birth_date"}
 _SPS_STATUS_VALUES = {
     "SCHEDULED": ProcedureStatus.SCHEDULED,
     "STARTED": ProcedureStatus.IN_PROGRESS,
@@ -355,6 +357,8 @@ class WorklistQuery:
     #: Requested attributes the SCP does not know (answered empty; status FF01).
     unsupported: list[str] = field(default_factory=list)
     request: Dataset = field(default_factory=Dataset)
+    #: A condition on an indexed patient column (name, ID, birth date) can drive the query.
+    patient_index: bool = False
     #: The request's SPS item (or None when the sequence asks for everything).
     sps_item: Dataset | None = None
     sps_requested: bool = False
@@ -520,6 +524,14 @@ def _add_condition(
     if condition is not None:
         query.conditions.append(condition)
         query.matching_keys.append(keyword)
+        column = spec.column
+        if (
+            column is not None
+            and column.class_ is Patient
+            and column.key in _PATIENT_INDEXED
+            and (spec.kind == "date" or literal_prefix(value))
+        ):
+            query.patient_index = True
 
 
 def _uid_condition(
@@ -536,10 +548,15 @@ def _uid_condition(
 
 
 def _add_status_condition(query: WorklistQuery, value: str) -> None:
+    """SPS Status: a single value or a wildcard over the DICOM names of the statuses."""
+    value = value.strip()
     if value == "" or set(value) == {"*"}:
         return
-    status = _SPS_STATUS_VALUES.get(value.strip())
-    query.conditions.append(Procedure.status == status.value if status else false())
+    pattern = re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value)
+    )
+    statuses = [s.value for name, s in _SPS_STATUS_VALUES.items() if pattern.fullmatch(name)]
+    query.conditions.append(Procedure.status.in_(statuses) if statuses else false())
     query.matching_keys.append(SPS_STATUS)
 
 
@@ -573,13 +590,20 @@ def _seconds(value: dt.time) -> int:
 
 
 def build_select(query: WorklistQuery) -> Select[Procedure, Station]:
-    """The SQL statement for a query: active bookings meeting every condition, by start."""
+    """The SQL statement for a query: active bookings meeting every condition, by start.
+
+    When a patient key can walk an index, the status test is written so that no index
+    applies to it (``status || ''``): without table statistics SQLite would otherwise
+    walk every active booking by status and look each patient up, rather than find
+    the few patients by name first.
+    """
+    status = Procedure.status.concat("") if query.patient_index else Procedure.status
     return (
         select(Procedure, Station)
         .join(Procedure.patient)
         .outerjoin(Station, Station.ae_title == Procedure.station_ae_title)
         .options(contains_eager(Procedure.patient))
-        .where(Procedure.status.in_(ACTIVE_STATUSES), *query.conditions)
+        .where(status.in_(ACTIVE_STATUSES), *query.conditions)
         .order_by(Procedure.scheduled_start, Procedure.id)
     )
 
