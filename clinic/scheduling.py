@@ -586,6 +586,8 @@ class Scheduler:
         pid = cleaned["patient_id"]
         patient = lookups.patient(pid)
         if patient is None:
+            if "patient_name" not in cleaned:  # an update naming a patient not yet known
+                raise ValidationError({"patient_name": "is required for a new patient"})
             fold, ascii_ = name_keys(cleaned["patient_name"])
             patient = Patient(
                 patient_id=pid,
