@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,16 @@ _PORTS = ("web_port", "mwl_port", "print_port", "hl7_port")
 _BOOLS = ("accent_insensitive", "accept_any_called_ae_title")
 
 
-def default_config_path() -> Path:
-    """Return the configuration file to read: ``$CLINIC_CONFIG`` or ``config/clinic.toml``."""
-    return Path(os.environ.get("CLINIC_CONFIG", "config/clinic.toml"))
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Return the configuration file to read: ``$CLINIC_CONFIG`` or ``config/clinic.toml``.
+
+    Parameters
+    ----------
+    environ : Mapping, optional
+        The environment to look ``CLINIC_CONFIG`` up in; defaults to ``os.environ``.
+    """
+    env = os.environ if environ is None else environ
+    return Path(env.get("CLINIC_CONFIG", "config/clinic.toml"))
 
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -130,7 +138,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     env = dict(os.environ if environ is None else environ)
     explicit = path is not None or "CLINIC_CONFIG" in env
     if path is None:
-        path = Path(env["CLINIC_CONFIG"]) if "CLINIC_CONFIG" in env else default_config_path()
+        path = default_config_path(env)
     raw: dict[str, Any] = {}
     config_file: Path | None = None
     if path.is_file():

@@ -1,0 +1,293 @@
+"""Settings: built-in defaults, the TOML file, CLINIC_* overrides and refused values."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from clinic.cli import main
+from clinic.config import ConfigError, Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run where no config/clinic.toml exists and CLINIC_CONFIG is unset."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLINIC_CONFIG", raising=False)
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults(no_file: Path) -> None:
+    settings = load_settings(environ={})
+    assert settings == Settings()
+    assert settings.data_dir == Path("./var")
+    assert settings.host == "0.0.0.0"
+    assert (settings.web_port, settings.mwl_port, settings.print_port, settings.hl7_port) == (
+        8080,
+        11112,
+        11113,
+        2575,
+    )
+    assert settings.mwl_ae_title == "CLINIC"
+    assert settings.printer_ae_title == "PDFPRINT"
+    assert settings.accent_insensitive is True
+    assert settings.mwl_character_set == "ISO_IR 192"
+    assert settings.uid_root == ""
+    assert settings.log_level == "INFO"
+    assert settings.config_file is None
+    assert settings.resolved_database_url == f"sqlite:///{(no_file / 'var' / 'clinic.db')}"
+
+
+def test_shipped_file_holds_the_defaults() -> None:
+    """config/clinic.toml documents every default: reading it changes nothing."""
+    settings = load_settings(REPO / "config" / "clinic.toml", environ={})
+    assert settings.config_file == (REPO / "config" / "clinic.toml").resolve()
+    assert dataclasses.replace(settings, config_file=None) == Settings()
+
+
+def test_default_file_in_working_directory(no_file: Path) -> None:
+    (no_file / "config").mkdir()
+    write(no_file / "config" / "clinic.toml", "[worklist]\nae_title = 'HERE'\n")
+    settings = load_settings(environ={})
+    assert settings.mwl_ae_title == "HERE"
+    assert settings.config_file == (no_file / "config" / "clinic.toml").resolve()
+
+
+def test_toml_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "site.toml",
+        """
+[storage]
+data_dir = "/srv/clinic"
+database_url = "postgresql+psycopg://clinic:secret@db/clinic"
+[network]
+host = "127.0.0.1"
+web_port = 9080
+hl7_port = 2576
+[worklist]
+port = 4242
+ae_title = "MWL"
+accent_insensitive = false
+character_set = "ISO_IR 100"
+accept_any_called_ae_title = true
+[identifiers]
+uid_root = "1.2.826.0.1.3680043.10.543"
+[print]
+port = 4243
+printer_ae_title = "FILMS"
+[logging]
+level = "DEBUG"
+[printers.FILMS]
+output = "pdf"
+""",
+    )
+    settings = load_settings(path, environ={})
+    assert settings.data_dir == Path("/srv/clinic")
+    assert settings.resolved_database_url == "postgresql+psycopg://clinic:secret@db/clinic"
+    assert settings.describe()["database_url"] == "postgresql+psycopg://clinic:***@db/clinic"
+    assert settings.host == "127.0.0.1"
+    assert (settings.web_port, settings.mwl_port, settings.print_port, settings.hl7_port) == (
+        9080,
+        4242,
+        4243,
+        2576,
+    )
+    assert settings.mwl_ae_title == "MWL"
+    assert settings.accent_insensitive is False
+    assert settings.mwl_character_set == "ISO_IR 100"
+    assert settings.accept_any_called_ae_title is True
+    assert settings.uid_root == "1.2.826.0.1.3680043.10.543"
+    assert settings.printer_ae_title == "FILMS"
+    assert settings.log_level == "DEBUG"
+    assert settings.printers == {"FILMS": {"output": "pdf"}}
+    assert settings.config_file == path.resolve()
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "site.toml", "[worklist]\nport = 4242\nae_title = 'MWL'\n")
+    env = {
+        "CLINIC_DATA_DIR": str(tmp_path / "data"),
+        "CLINIC_DATABASE_URL": "sqlite:///" + str(tmp_path / "x.db"),
+        "CLINIC_HOST": "127.0.0.2",
+        "CLINIC_WEB_PORT": "0",
+        "CLINIC_MWL_PORT": " 5000 ",
+        "CLINIC_MWL_AE_TITLE": "  ENVMWL ",
+        "CLINIC_PRINT_PORT": "0",
+        "CLINIC_PRINTER_AE_TITLE": "ENVPRINT",
+        "CLINIC_HL7_PORT": "0",
+        "CLINIC_ACCENT_INSENSITIVE": "no",
+        "CLINIC_MWL_CHARACTER_SET": "ISO_IR 100",
+        "CLINIC_UID_ROOT": "1.2.3",
+        "CLINIC_LOG_LEVEL": "warning",
+    }
+    settings = load_settings(path, environ=env)
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.resolved_database_url == "sqlite:///" + str(tmp_path / "x.db")
+    assert settings.host == "127.0.0.2"
+    assert (settings.web_port, settings.mwl_port, settings.print_port, settings.hl7_port) == (
+        0,
+        5000,
+        0,
+        0,
+    )
+    assert settings.mwl_ae_title == "ENVMWL"
+    assert settings.printer_ae_title == "ENVPRINT"
+    assert settings.accent_insensitive is False
+    assert settings.mwl_character_set == "ISO_IR 100"
+    assert settings.uid_root == "1.2.3"
+    assert settings.log_level == "warning"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1", True), ("TRUE", True), ("yes", True), ("on", True)]
+    + [("0", False), ("False", False), ("NO", False), ("off", False)],
+)
+def test_boolean_spellings(no_file: Path, text: str, expected: bool) -> None:
+    settings = load_settings(environ={"CLINIC_ACCENT_INSENSITIVE": text})
+    assert settings.accent_insensitive is expected
+
+
+def test_clinic_config_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "other.toml", "[print]\nprinter_ae_title = 'OTHER'\n")
+    settings = load_settings(environ={"CLINIC_CONFIG": str(path)})
+    assert settings.printer_ae_title == "OTHER"
+    assert settings.config_file == path.resolve()
+
+
+def test_environ_argument_is_the_only_environment(
+    no_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explicit ``environ`` is used alone: the process environment is not read."""
+    other = write(no_file / "other.toml", "[worklist]\nae_title = 'OTHER'\n")
+    monkeypatch.setenv("CLINIC_CONFIG", str(other))
+    monkeypatch.setenv("CLINIC_MWL_PORT", "abc")
+    assert load_settings(environ={}) == Settings()
+
+
+BAD_ENV = [
+    ("CLINIC_MWL_PORT", "abc", "is not a number"),
+    ("CLINIC_WEB_PORT", "70000", "outside 0-65535"),
+    ("CLINIC_PRINT_PORT", "-1", "outside 0-65535"),
+    ("CLINIC_HL7_PORT", "25.75", "is not a number"),
+    ("CLINIC_MWL_PORT", "", "is not a number"),
+    ("CLINIC_MWL_AE_TITLE", "A" * 17, "at most 16 characters"),
+    ("CLINIC_MWL_AE_TITLE", "BAD\\AE", "backslash"),
+    ("CLINIC_MWL_AE_TITLE", "   ", "must not be empty"),
+    ("CLINIC_PRINTER_AE_TITLE", "PRINT\x07", "control"),
+    ("CLINIC_PRINTER_AE_TITLE", "DRUCKÄ", "ASCII"),
+    ("CLINIC_MWL_CHARACTER_SET", "ISO_IR 6", "ISO_IR 192, ISO_IR 100"),
+    ("CLINIC_MWL_CHARACTER_SET", "latin1", "character set"),
+    ("CLINIC_ACCENT_INSENSITIVE", "maybe", "not true or false"),
+    ("CLINIC_UID_ROOT", "1.02.3", "leading zeros"),
+    ("CLINIC_UID_ROOT", "1." + "2" * 40, "at most 40"),
+    ("CLINIC_LOG_LEVEL", "LOUD", "log level"),
+    ("CLINIC_HOST", " ", "must not be empty"),
+    ("CLINIC_DATABASE_URL", "clinic.db", "is not a URL"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "words"), BAD_ENV)
+def test_bad_environment_values(no_file: Path, name: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={name: value})
+    message = str(info.value)
+    assert message.startswith(f"{name}: "), message
+    assert words in message
+
+
+def test_bad_file_value_names_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "site.toml", "[worklist]\nport = 'abc'\n")
+    with pytest.raises(ConfigError, match=r"worklist\.port in .*site\.toml: port 'abc'"):
+        load_settings(path, environ={})
+
+
+def test_environment_wins_over_bad_file_value(tmp_path: Path) -> None:
+    path = write(tmp_path / "site.toml", "[worklist]\nport = 'abc'\n")
+    assert load_settings(path, environ={"CLINIC_MWL_PORT": "4000"}).mwl_port == 4000
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[worklist\nport = 1\n", "cannot read configuration file"),
+        ("worklist = 3\n", "[worklist]"),
+        ("[worklist]\nae_title = 12\n", "must be text"),
+        ("[network]\nweb_port = 4000\n[worklist]\nport = 4000\n", "same port"),
+        ("printers = 'x'\n", "[printers]"),
+    ],
+)
+def test_bad_files(tmp_path: Path, text: str, words: str) -> None:
+    path = write(tmp_path / "site.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert words in str(info.value)
+
+
+def test_not_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_bytes("[worklist]\nae_title = 'RÖNTGEN'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_settings(path, environ={})
+
+
+def test_missing_named_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match=r"configuration file .*nope\.toml does not exist"):
+        load_settings(missing, environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(environ={"CLINIC_CONFIG": str(missing)})
+
+
+def test_zero_ports_may_repeat(no_file: Path) -> None:
+    env = {"CLINIC_WEB_PORT": "0", "CLINIC_MWL_PORT": "0", "CLINIC_PRINT_PORT": "0"}
+    settings = load_settings(environ=env)
+    assert (settings.web_port, settings.mwl_port, settings.print_port) == (0, 0, 0)
+
+
+# -- the command line refuses to start on a bad value -----------------------------------
+
+
+def test_serve_refuses_bad_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLINIC_CONFIG", raising=False)
+    result = CliRunner().invoke(
+        main, ["serve"], env={"CLINIC_MWL_PORT": "abc", "CLINIC_DATA_DIR": str(tmp_path / "v")}
+    )
+    assert result.exit_code != 0
+    assert "CLINIC_MWL_PORT" in result.stderr
+    assert "'abc' is not a number" in result.stderr
+    assert not (tmp_path / "v").exists()  # nothing started, nothing created
+
+
+def test_serve_refuses_missing_config_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["--config", str(tmp_path / "none.toml"), "serve"], env={"CLINIC_CONFIG": None}
+    )
+    assert result.exit_code != 0
+    assert "none.toml does not exist" in result.stderr
+
+
+def test_db_upgrade_refuses_bad_ae_title(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["db", "upgrade"],
+        env={
+            "CLINIC_CONFIG": None,
+            "CLINIC_MWL_AE_TITLE": "MUCH_TOO_LONG_AE_TITLE",
+            "CLINIC_DATA_DIR": str(tmp_path),
+        },
+    )
+    assert result.exit_code != 0
+    assert "CLINIC_MWL_AE_TITLE" in result.stderr
+    assert "at most 16 characters" in result.stderr
