@@ -158,3 +158,39 @@ class AuditLogIsAppendOnly(Exception):
 @event.listens_for(AuditEntry, "before_delete")
 def _refuse_audit_change(*_args: object) -> None:
     raise AuditLogIsAppendOnly("audit entries cannot be changed or deleted")
+
+
+class PrintJobStatus(enum.StrEnum):
+    """Life cycle of a print job: queued until the worker has rendered and dispatched it."""
+
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class PrintJob(Base):
+    """One print request (a film box or a film session N-ACTION) in the durable spool.
+
+    The films' pixels live in ``spool_dir`` (a server-made folder name under the data
+    directory); the row is committed before the modality hears success.
+    """
+
+    __tablename__ = "print_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The Print Job SOP Instance UID the modality may N-GET.
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PrintJobStatus.QUEUED.value, index=True)
+    calling_ae_title: Mapped[str] = mapped_column(String(16))
+    printer_ae_title: Mapped[str] = mapped_column(String(16), index=True)
+    films: Mapped[int] = mapped_column(Integer, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    copies: Mapped[int] = mapped_column(Integer, default=1)
+    priority: Mapped[str] = mapped_column(String(16), default="MED")
+    spool_dir: Mapped[str] = mapped_column(String(255))
+    pdf_path: Mapped[str] = mapped_column(String(1024), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    printed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -19,7 +19,9 @@ from clinic import migrate
 from clinic.config import Settings
 from clinic.db import make_engine, make_session_factory
 from clinic.netutil import set_tcp_nodelay
-from clinic.printing.scp import build_print_ae, print_handlers
+from clinic.printing.profiles import load_profiles
+from clinic.printing.scp import PrintService, build_print_ae, print_handlers
+from clinic.printing.spool import Spool
 from clinic.scheduling import Scheduler
 from clinic.web import create_app
 from clinic.worklist.diagnostics import QueryLogWriter
@@ -47,6 +49,7 @@ class ClinicServer:
     _web: Any = None
     _web_thread: threading.Thread | None = None
     _query_log: QueryLogWriter | None = None
+    spool: Spool | None = None
 
     def start(self) -> None:
         """Migrate the store, then start every listener (non-blocking)."""
@@ -68,10 +71,14 @@ class ClinicServer:
         self._servers.append(mwl)
         self.mwl_port = mwl.server_address[1]
 
+        profiles = load_profiles(settings)
+        self.spool = Spool(self.session_factory, settings.data_dir, profiles, settings.uid_root)
+        self.spool.start()
+        printing = PrintService(profiles, self.spool, settings.uid_root)
         printer = build_print_ae(settings).start_server(
             (settings.host, settings.print_port),
             block=False,
-            evt_handlers=[*print_handlers(), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+            evt_handlers=[*print_handlers(printing), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
         )
         assert printer is not None
         self._servers.append(printer)
@@ -107,6 +114,9 @@ class ClinicServer:
             self._web = None
         if self._web_thread is not None:
             self._web_thread.join(timeout=5)
+        if self.spool is not None:
+            self.spool.stop()
+            self.spool = None
         if self._query_log is not None:
             self._query_log.close()
         if self.engine is not None:

@@ -1,0 +1,310 @@
+"""The durable print spool: jobs in the store, pixels on disk, one worker that prints.
+
+:meth:`Spool.submit` writes every film's pixels and description under a server-made
+folder name, syncs them, and commits the job row before it returns; only then does
+the N-ACTION answer success. The worker renders queued jobs to PDF and dispatches
+them; a job left queued by a crash or restart is simply picked up again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from clinic.db import transaction
+from clinic.identifiers import new_study_instance_uid
+from clinic.models import PrintJob, PrintJobStatus, utcnow
+from clinic.printing.outputs import pdf_target, send_to_cups
+from clinic.printing.profiles import PrinterProfile
+from clinic.printing.render import FilmSpec, ImageSpec, PageOptions, render_pdf
+from clinic.printing.session import PrintRequest
+
+log = logging.getLogger(__name__)
+
+JOB_FILE = "job.json"
+#: The worker also looks at the store this often, to see reprints queued by the CLI.
+POLL_S = 1.0
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_films(folder: Path, films: list[FilmSpec], meta: dict[str, Any]) -> None:
+    """Write ``films`` into ``folder``: one ``.npy`` per image and ``job.json``, all synced."""
+    folder.mkdir(parents=True)
+    described = []
+    for f, film in enumerate(films, start=1):
+        images = []
+        for i, image in enumerate(film.images, start=1):
+            name = f"film{f:03d}-image{i:03d}.npy"
+            with open(folder / name, "wb") as handle:
+                np.save(handle, image.pixels, allow_pickle=False)
+                handle.flush()
+                os.fsync(handle.fileno())
+            images.append({**image.to_json(), "file": name})
+        described.append({**film.to_json(), "images": images})
+    _fsync_write(folder / JOB_FILE, json.dumps({**meta, "films": described}).encode())
+    _fsync_dir(folder)
+    _fsync_dir(folder.parent)
+
+
+def read_films(folder: Path) -> list[FilmSpec]:
+    """Read the films written by :func:`write_films`."""
+    data = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
+    films = []
+    for film in data["films"]:
+        images = []
+        for image in film.pop("images"):
+            pixels = np.load(folder / image.pop("file"), allow_pickle=False)
+            images.append(ImageSpec.from_json(image, pixels))
+        films.append(FilmSpec.from_json(film, images))
+    return films
+
+
+def job_to_dict(job: PrintJob) -> dict[str, Any]:
+    """The fields of ``clinic print-jobs list --json`` (INTERFACE.md)."""
+    return {
+        "id": job.id,
+        "status": job.status,
+        "calling_ae_title": job.calling_ae_title,
+        "printer_ae_title": job.printer_ae_title,
+        "films": job.films,
+        "pages": job.pages,
+        "pdf_path": job.pdf_path,
+        "created_at": job.created_at.isoformat(timespec="seconds"),
+        "copies": job.copies,
+        "error": job.error,
+        "printed_at": job.printed_at.isoformat(timespec="seconds") if job.printed_at else None,
+    }
+
+
+def list_jobs(factory: sessionmaker[Session]) -> list[PrintJob]:
+    """Every print job, newest first."""
+    with factory() as session:
+        return list(session.scalars(select(PrintJob).order_by(PrintJob.id.desc())))
+
+
+def requeue(factory: sessionmaker[Session], job_id: int) -> PrintJob | None:
+    """Queue job ``job_id`` again (reprint or retry); None when there is no such job."""
+    with transaction(factory) as session:
+        job = session.get(PrintJob, job_id)
+        if job is None:
+            return None
+        job.status = PrintJobStatus.QUEUED.value
+        job.error = ""
+        # A reprint is not held again.
+        job.created_at = utcnow() - dt.timedelta(days=1)
+        return job
+
+
+class Spool:
+    """The queue and its worker thread.
+
+    Parameters
+    ----------
+    factory : sessionmaker
+        The store.
+    data_dir : Path
+        ``spool/`` under it holds the jobs' pixels.
+    profiles : dict
+        AE title -> printer profile.
+    uid_root : str
+        Root of Print Job SOP Instance UIDs.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        data_dir: Path,
+        profiles: dict[str, PrinterProfile],
+        uid_root: str = "",
+    ) -> None:
+        self.factory = factory
+        self.root = (data_dir / "spool").resolve()
+        self.profiles = profiles
+        self.uid_root = uid_root
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def submit(
+        self, request: PrintRequest, profile: PrinterProfile, calling_ae_title: str
+    ) -> PrintJob:
+        """Make ``request`` durable and queue it; returns the committed job.
+
+        Raises
+        ------
+        OSError
+            When the pixels cannot be written (the caller answers C601/C602).
+        """
+        folder = self.root / secrets.token_hex(12)
+        uid = new_study_instance_uid(self.uid_root)
+        write_films(folder, request.films, {"printer": profile.ae_title})
+        try:
+            with transaction(self.factory) as session:
+                job = PrintJob(
+                    sop_instance_uid=uid,
+                    status=PrintJobStatus.QUEUED.value,
+                    calling_ae_title=calling_ae_title[:16],
+                    printer_ae_title=profile.ae_title,
+                    films=len(request.films),
+                    copies=request.copies,
+                    priority=request.priority,
+                    spool_dir=folder.name,
+                    pdf_path="",
+                    error="",
+                )
+                session.add(job)
+                session.flush()
+                job.pdf_path = str(pdf_target(profile, job.id))
+        except Exception:
+            _remove_tree(folder)
+            raise
+        log.info(
+            "print job %d queued: %d film(s) from %s on %s",
+            job.id,
+            job.films,
+            job.calling_ae_title,
+            job.printer_ae_title,
+        )
+        self._wake.set()
+        return job
+
+    def start(self) -> None:
+        """Start the worker thread (it first resumes jobs a previous run left queued)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="print-spool", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the worker after the job it is rendering, if any."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("print spool worker error")
+                busy = False
+            if not busy:
+                self._wake.wait(POLL_S)
+                self._wake.clear()
+
+    def _next_job(self) -> PrintJob | None:
+        now = utcnow()
+        with self.factory() as session:
+            queued = session.scalars(
+                select(PrintJob)
+                .where(PrintJob.status == PrintJobStatus.QUEUED.value)
+                .order_by(PrintJob.id)
+            )
+            for job in queued:
+                profile = self.profiles.get(job.printer_ae_title)
+                hold = profile.hold_seconds if profile else 0.0
+                if job.created_at + dt.timedelta(seconds=hold) <= now:
+                    return job
+        return None
+
+    def run_once(self) -> bool:
+        """Print the next due job, if any; returns whether one was processed."""
+        job = self._next_job()
+        if job is None:
+            return False
+        try:
+            pages, pdf = self._print(job)
+        except Exception as exc:  # any failure is recorded with its reason; reprint retries
+            reason = f"{type(exc).__name__}: {exc}"[:1000]
+            log.error("print job %d failed: %s", job.id, reason)
+            self._finish(job.id, PrintJobStatus.FAILED, error=reason)
+        else:
+            log.info("print job %d printed: %d page(s) -> %s", job.id, pages, pdf)
+            self._finish(job.id, PrintJobStatus.DONE, pages=pages, pdf=pdf)
+        return True
+
+    def _print(self, job: PrintJob) -> tuple[int, Path]:
+        profile = self.profiles.get(job.printer_ae_title)
+        if profile is None:
+            raise RuntimeError(f"printer {job.printer_ae_title} is no longer configured")
+        folder = self.root / job.spool_dir
+        pdf = pdf_target(profile, job.id)
+        pdf.parent.mkdir(parents=True, exist_ok=True)
+        if (folder / JOB_FILE).is_file():
+            films = read_films(folder)
+            options = PageOptions(
+                max_density=profile.max_density,
+                resolution_dpi=profile.resolution_dpi,
+                paper=profile.paper,
+                fit=profile.fit,
+                header=profile.header,
+                printer_name=profile.name,
+                calling_ae_title=job.calling_ae_title,
+            )
+            pages = render_pdf(films, pdf, options, now=job.created_at)
+        elif pdf.is_file():
+            pages = job.pages  # the pixels are gone but the PDF is here: send it again
+        else:
+            raise RuntimeError("neither the spooled images nor the PDF exist any more")
+        if profile.cups_queue:
+            send_to_cups(profile, pdf, job.copies, f"clinic job {job.id}")
+        return pages, pdf
+
+    def _finish(
+        self,
+        job_id: int,
+        status: PrintJobStatus,
+        pages: int = 0,
+        pdf: Path | None = None,
+        error: str = "",
+    ) -> None:
+        with transaction(self.factory) as session:
+            job = session.get(PrintJob, job_id)
+            if job is None:
+                return
+            job.status = status.value
+            job.attempts += 1
+            job.error = error
+            if pdf is not None:
+                job.pdf_path = str(pdf)
+                job.pages = pages
+                job.printed_at = utcnow()
+
+    def job_by_uid(self, uid: str) -> PrintJob | None:
+        """The job of a Print Job SOP Instance UID (N-GET Print Job)."""
+        with self.factory() as session:
+            return session.scalar(select(PrintJob).where(PrintJob.sop_instance_uid == uid))
+
+
+def _remove_tree(folder: Path) -> None:
+    if not folder.exists():
+        return
+    for child in folder.iterdir():
+        child.unlink(missing_ok=True)
+    folder.rmdir()

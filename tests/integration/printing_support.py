@@ -1,0 +1,233 @@
+"""A pynetdicom Basic Print SCU and PDF-to-pixels helpers for the print tests."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from clinic.models import PrintJob
+from clinic.printing import session as s
+from tests.conftest import require_tool
+
+FILM_SESSION = s.FILM_SESSION
+FILM_BOX = s.FILM_BOX
+GRAY_BOX = s.GRAYSCALE_IMAGE_BOX
+COLOR_BOX = s.COLOR_IMAGE_BOX
+
+
+def gray_image(
+    rows: int,
+    columns: int,
+    value: int,
+    bits: int = 8,
+    photometric: str = "MONOCHROME2",
+) -> Dataset:
+    """A uniform grayscale image item for a Basic Grayscale Image Sequence."""
+    item = Dataset()
+    item.SamplesPerPixel = 1
+    item.PhotometricInterpretation = photometric
+    item.Rows = rows
+    item.Columns = columns
+    item.PixelAspectRatio = [1, 1]
+    if bits == 8:
+        item.BitsAllocated, item.BitsStored, item.HighBit = 8, 8, 7
+        item.PixelData = np.full((rows, columns), value, dtype=np.uint8).tobytes()
+    else:
+        item.BitsAllocated, item.BitsStored, item.HighBit = 16, 12, 11
+        item.PixelData = np.full((rows, columns), value, dtype="<u2").tobytes()
+    item.PixelRepresentation = 0
+    return item
+
+
+def color_image(rows: int, columns: int, rgb: tuple[int, int, int], planar: int = 1) -> Dataset:
+    """A uniform RGB image item for a Basic Color Image Sequence."""
+    item = Dataset()
+    item.SamplesPerPixel = 3
+    item.PhotometricInterpretation = "RGB"
+    item.PlanarConfiguration = planar
+    item.Rows = rows
+    item.Columns = columns
+    item.BitsAllocated, item.BitsStored, item.HighBit = 8, 8, 7
+    item.PixelRepresentation = 0
+    pixels = np.empty((rows, columns, 3), dtype=np.uint8)
+    pixels[...] = rgb
+    item.PixelData = (pixels.transpose(2, 0, 1) if planar else pixels).tobytes()
+    return item
+
+
+class PrintScu:
+    """A modality's print client on one association, remembering assigned UIDs."""
+
+    def __init__(
+        self,
+        port: int,
+        called: str = "PDFPRINT",
+        calling: str = "MODALITY",
+        color: bool = False,
+    ) -> None:
+        self.meta = s.COLOR_META if color else s.GRAYSCALE_META
+        self.box_class = COLOR_BOX if color else GRAY_BOX
+        ae = AE(ae_title=calling)
+        ae.add_requested_context(self.meta)
+        ae.add_requested_context(s.PRESENTATION_LUT)
+        ae.add_requested_context(s.ANNOTATION_BOX)
+        ae.add_requested_context(s.PRINT_JOB)
+        self.last_created_uid: str | None = None
+        handlers: list[Any] = [(evt.EVT_DIMSE_RECV, self._on_receive)]
+        self.assoc = ae.associate("127.0.0.1", port, ae_title=called, evt_handlers=handlers)
+        assert self.assoc.is_established
+
+    def _on_receive(self, event: evt.Event) -> None:
+        command = event.message.command_set
+        if "AffectedSOPInstanceUID" in command and command.CommandField == 0x8140:
+            self.last_created_uid = str(command.AffectedSOPInstanceUID)
+
+    def create(
+        self, sop_class: str, ds: Dataset, uid: str | None = None, meta: bool = True
+    ) -> tuple[int, str | None, Dataset | None]:
+        """N-CREATE; returns status, the instance UID (assigned or own) and attributes."""
+        self.last_created_uid = None
+        status, attrs = self.assoc.send_n_create(
+            ds, sop_class, uid, meta_uid=self.meta if meta else None
+        )
+        return int(status.Status), uid or self.last_created_uid, attrs
+
+    def set(self, sop_class: str, uid: str, ds: Dataset, meta: bool = True) -> int:
+        status, _ = self.assoc.send_n_set(ds, sop_class, uid, meta_uid=self.meta if meta else None)
+        return int(status.Status)
+
+    def action(self, sop_class: str, uid: str, action_type: int = 1) -> tuple[int, Dataset | None]:
+        status, reply = self.assoc.send_n_action(
+            None, action_type, sop_class, uid, meta_uid=self.meta
+        )
+        return int(status.Status), reply
+
+    def delete(self, sop_class: str, uid: str, meta: bool = True) -> int:
+        status = self.assoc.send_n_delete(sop_class, uid, meta_uid=self.meta if meta else None)
+        return int(status.Status)
+
+    def get(
+        self, sop_class: str, uid: str, tags: list[int], meta: bool = True
+    ) -> tuple[int, Dataset | None]:
+        status, attrs = self.assoc.send_n_get(
+            tags, sop_class, uid, meta_uid=self.meta if meta else None
+        )
+        return int(status.Status), attrs
+
+    def session(self, **attrs: Any) -> str:
+        ds = Dataset()
+        ds.NumberOfCopies = "1"
+        for key, value in attrs.items():
+            setattr(ds, key, value)
+        status, uid, _ = self.create(FILM_SESSION, ds)
+        assert status == 0 and uid
+        return uid
+
+    def film_box(self, session_uid: str, display: str, **attrs: Any) -> tuple[int, str, list[str]]:
+        """N-CREATE a film box; returns status, its UID and its image box UIDs."""
+        ds = film_box_request(session_uid, display, **attrs)
+        status, uid, reply = self.create(FILM_BOX, ds)
+        assert uid is not None and reply is not None, hex(status)
+        boxes = [str(item.ReferencedSOPInstanceUID) for item in reply.ReferencedImageBoxSequence]
+        return status, uid, boxes
+
+    def fill(self, box_uid: str, position: int, image: Dataset, **attrs: Any) -> int:
+        ds = Dataset()
+        ds.ImageBoxPosition = position
+        for key, value in attrs.items():
+            setattr(ds, key, value)
+        if self.box_class == COLOR_BOX:
+            ds.BasicColorImageSequence = [image]
+        else:
+            ds.BasicGrayscaleImageSequence = [image]
+        return self.set(self.box_class, box_uid, ds)
+
+    def release(self) -> None:
+        self.assoc.release()
+
+
+def film_box_request(session_uid: str, display: str, **attrs: Any) -> Dataset:
+    ds = Dataset()
+    ds.ImageDisplayFormat = display
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = FILM_SESSION
+    ref.ReferencedSOPInstanceUID = session_uid
+    ds.ReferencedFilmSessionSequence = [ref]
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def wait_for_job(
+    factory: sessionmaker[Session], job_id: int | None = None, status: str = "done"
+) -> PrintJob:
+    """Wait until the job (or the newest job) leaves the queue; assert its final status."""
+
+    def finished() -> PrintJob | None:
+        with factory() as session:
+            query = select(PrintJob).order_by(PrintJob.id.desc())
+            if job_id is not None:
+                query = query.where(PrintJob.id == job_id)
+            job = session.scalars(query).first()
+            return job if job is not None and job.status != "queued" else None
+
+    job: PrintJob = wait_for(finished, what="print job")
+    assert job.status == status, job.error
+    return job
+
+
+def rasterize(pdf: Path, dpi: int = 30) -> list[Image.Image]:
+    """Render every page of ``pdf`` to an RGB image with poppler's pdftoppm."""
+    tool = require_tool("pdftoppm")
+    out = pdf.parent / f"{pdf.stem}-raster"
+    subprocess.run(
+        [tool, "-r", str(dpi), "-png", str(pdf), str(out)], check=True, capture_output=True
+    )
+    pages = sorted(pdf.parent.glob(f"{out.name}-*.png"))
+    return [Image.open(p).convert("RGB") for p in pages]
+
+
+def page_sizes_mm(pdf: Path) -> list[tuple[float, float]]:
+    """Every page's size in millimetres, read with poppler's pdfinfo."""
+    tool = require_tool("pdfinfo")
+    text = subprocess.run(
+        [tool, "-f", "1", "-l", "999", str(pdf)], check=True, capture_output=True, text=True
+    ).stdout
+    sizes = []
+    for line in text.splitlines():
+        if line.startswith("Page") and "size:" in line:
+            parts = line.split("size:")[1].split()
+            sizes.append((float(parts[0]) * 25.4 / 72, float(parts[2]) * 25.4 / 72))
+    return sizes
+
+
+def sample(page: Image.Image, x_mm: float, y_mm: float, dpi: int = 30) -> tuple[int, ...]:
+    """The mean colour of a 3x3 pixel patch at ``(x_mm, y_mm)`` from the top-left."""
+    x = round(x_mm / 25.4 * dpi)
+    y = round(y_mm / 25.4 * dpi)
+    patch = np.asarray(page)[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3)
+    return tuple(int(round(v)) for v in patch.mean(axis=0))
