@@ -198,3 +198,69 @@ def procedures_list(ctx: click.Context, day: str | None, as_json: bool) -> None:
             f"{item['scheduled_start']}  {item['station_ae_title']:<16} {item['modality']:<4} "
             f"{item['accession_number']:<16} {item['status']:<12} {item['patient_name']}"
         )
+
+
+def _accounts(settings: Settings) -> Any:
+    from clinic.accounts import Accounts
+
+    engine = make_engine(settings.resolved_database_url)
+    migrate.upgrade(engine)
+    return Accounts(make_session_factory(engine))
+
+
+def _read_password() -> str:
+    """The new password: prompted twice on a terminal, else the first line of stdin."""
+    stdin = click.get_text_stream("stdin")
+    if stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return stdin.readline().rstrip("\r\n")
+
+
+@main.group()
+def users() -> None:
+    """Staff accounts of the web front desk."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["frontdesk", "admin"]),
+    default="frontdesk",
+    show_default=True,
+    help="What the user may do.",
+)
+@click.pass_context
+def users_create(ctx: click.Context, name: str, role: str) -> None:
+    """Create user NAME; the password is read from standard input."""
+    from clinic.scheduling import ValidationError as InvalidInput
+
+    password = _read_password()
+    try:
+        _accounts(_settings(ctx)).create_user(name, role, password, actor="cli")
+    except InvalidInput as exc:
+        for field_name, message in exc.errors.items():
+            click.echo(f"error: {field_name} {message}", err=True)
+        ctx.exit(1)
+    click.echo(f"user {name} created with role {role}")
+
+
+@main.group()
+def tokens() -> None:
+    """REST API tokens."""
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.pass_context
+def tokens_create(ctx: click.Context, name: str) -> None:
+    """Create an API token for user NAME and print it on the last line (shown once)."""
+    from clinic.scheduling import NotFound as NoSuchUser
+
+    try:
+        token = _accounts(_settings(ctx)).create_token(name, actor="cli")
+    except NoSuchUser:
+        click.echo(f"error: there is no user called {name}", err=True)
+        ctx.exit(1)
+    click.echo(f"API token for {name} (shown only once; send it as Authorization: Bearer TOKEN):")
+    click.echo(token)

@@ -194,3 +194,60 @@ class PrintJob(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     printed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+# -- accounts and the procedure catalog (front desk) ---------------------------------
+
+
+class UserRole(enum.StrEnum):
+    """What a member of staff may do: front desk work, or that and administration."""
+
+    FRONTDESK = "frontdesk"
+    ADMIN = "admin"
+
+
+class User(Base):
+    """A member of staff who signs in to the front desk or owns API tokens."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default=UserRole.FRONTDESK.value)
+    # Werkzeug's "scrypt:n:r:p$salt$hash" form; never the password itself.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+
+
+class ApiToken(Base):
+    """A bearer token of the REST API; only its SHA-256 digest is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, to tell tokens apart in lists.
+    prefix: Mapped[str] = mapped_column(String(8), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class CatalogEntry(Base):
+    """A procedure the clinic offers: what the front desk picks when booking."""
+
+    __tablename__ = "procedure_catalog"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    description: Mapped[str] = mapped_column(String(64))
+    modality: Mapped[str] = mapped_column(String(16))
+    default_station: Mapped[str] = mapped_column(String(16), default="")
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+

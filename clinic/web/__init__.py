@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
+from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
+from clinic.accounts import Accounts
+from clinic.catalog import Catalog
 from clinic.config import Settings
 from clinic.scheduling import Scheduler
+from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
+
+STATUS_LABELS = {
+    "SCHEDULED": "Booked",
+    "IN_PROGRESS": "In progress",
+    "COMPLETED": "Done",
+    "DISCONTINUED": "Stopped",
+    "CANCELLED": "Cancelled",
+}
 
 
 def templates_folder() -> str:
@@ -19,7 +35,30 @@ def templates_folder() -> str:
     return str(Path(sys.prefix) / "share" / "clinic" / "templates")
 
 
-def create_app(settings: Settings, scheduler: Scheduler) -> Flask:
+def person_name(value: str | None) -> str:
+    """Show a DICOM person name as people write it: ``DOE^JOHN`` -> ``DOE, JOHN``."""
+    if not value:
+        return ""
+    first_group = value.split("=", 1)[0]
+    parts = [p for p in first_group.split("^") if p]
+    if len(parts) >= 2:
+        return f"{parts[0]}, {' '.join(parts[1:])}"
+    return parts[0] if parts else ""
+
+
+def is_api_request() -> bool:
+    """Whether the current request is for the REST API (JSON answers)."""
+    return request.path.startswith("/api/") or request.path == "/api"
+
+
+def create_app(
+    settings: Settings,
+    scheduler: Scheduler,
+    *,
+    secret_key: str | None = None,
+    login_throttle: LoginThrottle | None = None,
+    testing: bool = False,
+) -> Flask:
     """Build the Flask application.
 
     Parameters
@@ -27,18 +66,134 @@ def create_app(settings: Settings, scheduler: Scheduler) -> Flask:
     settings : Settings
         The service's configuration.
     scheduler : Scheduler
-        The domain service every view goes through.
+        The domain service every view goes through; its session factory also
+        serves accounts, the catalog and the read-only pages.
+    secret_key : str, optional
+        The key that signs sessions and CSRF tokens; by default one is made once
+        and kept in ``settings.data_dir`` (file mode 0600).
+    login_throttle : LoginThrottle, optional
+        Failed sign-in counter (a fresh one by default).
+    testing : bool
+        Flask's testing mode.
+
+    Returns
+    -------
+    Flask
+        The application, ready for a WSGI server.
     """
     app = Flask(__name__, template_folder=templates_folder())
+    app.config.update(
+        SECRET_KEY=secret_key or load_secret_key(settings.data_dir),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,
+        SESSION_COOKIE_NAME="clinic_session",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        REMEMBER_COOKIE_DURATION=dt.timedelta(seconds=0),
+        WTF_CSRF_TIME_LIMIT=12 * 3600,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+        TESTING=testing,
+    )
+    app.session_interface = TlsAwareSessionInterface()
     app.config["CLINIC_SETTINGS"] = settings
+    session_factory = scheduler.session_factory
     app.extensions["clinic.scheduler"] = scheduler
+    app.extensions["clinic.accounts"] = Accounts(session_factory)
+    app.extensions["clinic.catalog"] = Catalog(session_factory)
+    app.extensions["clinic.sessions"] = session_factory
+    app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
 
-    @app.get("/")
-    def index() -> str:
-        return render_template("index.html", settings=settings)
+    csrf = CSRFProtect(app)
+    login = LoginManager(app)
+    login.login_view = "auth.login"
+    login.login_message = "Please sign in to see this page."
+    login.session_protection = "basic"
+
+    def load_user(user_id: str) -> WebUser | None:
+        try:
+            user = app.extensions["clinic.accounts"].get_user(int(user_id))
+        except ValueError:
+            return None
+        if user is None or not user.active:
+            return None
+        return WebUser(user)
+
+    def unauthorized() -> Any:
+        if is_api_request():
+            return _json_error(401, "authentication required: send Authorization: Bearer TOKEN")
+        from flask import redirect, url_for
+
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    login.user_loader(load_user)
+    login.unauthorized_handler(unauthorized)
+
+    from clinic.web import admin, api, auth, frontdesk, printjobs
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(frontdesk.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(printjobs.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
+
+    app.jinja_env.filters["pn"] = person_name
+    app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS
+
+    @app.context_processor
+    def inject() -> dict[str, Any]:
+        return {
+            "settings": settings,
+            "today": dt.date.today(),
+            "url_endpoints": app.view_functions.keys(),
+        }
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
+        if getattr(g, "patient_data", False) or request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> Any:
+        return (
+            render_template(
+                "error.html",
+                code=400,
+                title="The form has expired",
+                message="Please go back, reload the page and try again.",
+            ),
+            400,
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        code = exc.code or 500
+        if is_api_request():
+            return _json_error(code, exc.description or exc.name)
+        return (
+            render_template("error.html", code=code, title=exc.name, message=exc.description),
+            code,
+        )
+
     return app
+
+
+def _json_error(code: int, message: str, errors: dict[str, str] | None = None) -> Any:
+    body: dict[str, Any] = {"error": message}
+    if errors is not None:
+        body["errors"] = errors
+    return jsonify(body), code

@@ -1,0 +1,374 @@
+"""Administration: stations, procedure catalog, users and tokens, printers, audit log,
+worklist diagnostics. Administrators only; a front-desk user gets 403."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from clinic.accounts import Accounts
+from clinic.catalog import Catalog
+from clinic.models import AuditEntry, WorklistQueryLog
+from clinic.scheduling import NotFound, ValidationError
+from clinic.vr import parse_date
+from clinic.web.forms import CatalogForm, EmptyForm, StationForm, UserEditForm, UserForm
+from clinic.web.security import actor, admin_required
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+AUDIT_PAGE_SIZE = 50
+
+
+def _catalog() -> Catalog:
+    catalog: Catalog = current_app.extensions["clinic.catalog"]
+    return catalog
+
+
+def _accounts() -> Accounts:
+    accounts: Accounts = current_app.extensions["clinic.accounts"]
+    return accounts
+
+
+def _sessions() -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
+    return factory
+
+
+def _field_errors(form: Any, errors: dict[str, str]) -> list[str]:
+    leftover = []
+    for key, message in errors.items():
+        text = f"{key.replace('_', ' ').capitalize()} {message}."
+        if key in form:
+            form[key].errors = [*form[key].errors, text]
+        else:
+            leftover.append(text)
+    return leftover
+
+
+@bp.get("/")
+@admin_required
+def index() -> str:
+    """The administration start page."""
+    return render_template("admin_index.html")
+
+
+# -- stations ------------------------------------------------------------------------
+
+
+@bp.route("/stations", methods=["GET", "POST"])
+@admin_required
+def stations() -> Any:
+    """List stations; add one."""
+    form = StationForm()
+    problems: list[str] = []
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                _catalog().save_station(form.data, actor())
+            except ValidationError as exc:
+                problems = _field_errors(form, exc.errors)
+            else:
+                flash("The station is added.", "success")
+                return redirect(url_for("admin.stations"))
+        status = 422
+    return (
+        render_template(
+            "admin_stations.html", stations=_catalog().stations(), form=form, problems=problems
+        ),
+        status,
+    )
+
+
+@bp.route("/stations/<int:station_id>", methods=["GET", "POST"])
+@admin_required
+def station(station_id: int) -> Any:
+    """Change a station's modality, name, location or character set."""
+    try:
+        current = _catalog().get_station(station_id)
+    except NotFound:
+        abort(404)
+    form = StationForm(obj=current if request.method == "GET" else None)
+    problems: list[str] = []
+    if request.method == "POST":
+        if form.validate_on_submit():
+            data = dict(form.data, ae_title=current.ae_title)
+            try:
+                _catalog().save_station(data, actor(), station_id)
+            except ValidationError as exc:
+                problems = _field_errors(form, exc.errors)
+            else:
+                flash("The station is saved.", "success")
+                return redirect(url_for("admin.stations"))
+        return render_template(
+            "admin_station.html", station=current, form=form, problems=problems
+        ), 422
+    return render_template("admin_station.html", station=current, form=form, problems=problems)
+
+
+# -- catalog -------------------------------------------------------------------------
+
+
+def _catalog_form(obj: Any = None) -> CatalogForm:
+    form = CatalogForm(obj=obj)
+    form.default_station.choices = [("", "None")] + [
+        (s.ae_title, s.ae_title) for s in _catalog().stations()
+    ]
+    return form
+
+
+@bp.route("/catalog", methods=["GET", "POST"])
+@admin_required
+def catalog() -> Any:
+    """List the procedure catalog; add a procedure."""
+    form = _catalog_form()
+    problems: list[str] = []
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                _catalog().save_entry(form.data, actor())
+            except ValidationError as exc:
+                problems = _field_errors(form, exc.errors)
+            else:
+                flash("The procedure is added to the catalog.", "success")
+                return redirect(url_for("admin.catalog"))
+        status = 422
+    return (
+        render_template(
+            "admin_catalog.html", entries=_catalog().entries(), form=form, problems=problems
+        ),
+        status,
+    )
+
+
+@bp.route("/catalog/<int:entry_id>", methods=["GET", "POST"])
+@admin_required
+def catalog_entry(entry_id: int) -> Any:
+    """Change a procedure of the catalog."""
+    try:
+        current = _catalog().get_entry(entry_id)
+    except NotFound:
+        abort(404)
+    form = _catalog_form(obj=current if request.method == "GET" else None)
+    problems: list[str] = []
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                _catalog().save_entry(form.data, actor(), entry_id)
+            except ValidationError as exc:
+                problems = _field_errors(form, exc.errors)
+            else:
+                flash("The procedure is saved.", "success")
+                return redirect(url_for("admin.catalog"))
+        return render_template(
+            "admin_catalog_entry.html", entry=current, form=form, problems=problems
+        ), 422
+    return render_template("admin_catalog_entry.html", entry=current, form=form, problems=problems)
+
+
+# -- users and tokens ----------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@admin_required
+def users() -> Any:
+    """List users; add one."""
+    form = UserForm()
+    problems: list[str] = []
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                _accounts().create_user(
+                    (form.name.data or "").strip(),
+                    form.role.data or "",
+                    form.password.data or "",
+                    actor(),
+                )
+            except ValidationError as exc:
+                problems = _field_errors(form, exc.errors)
+            else:
+                flash("The user is added.", "success")
+                return redirect(url_for("admin.users"))
+        status = 422
+    return (
+        render_template(
+            "admin_users.html", users=_accounts().list_users(), form=form, problems=problems
+        ),
+        status,
+    )
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@admin_required
+def user(user_id: int) -> Any:
+    """Change a user's role, sign-in permission or password; manage their API tokens."""
+    current = _accounts().get_user(user_id)
+    if current is None:
+        abort(404)
+    form = UserEditForm(obj=current if request.method == "GET" else None)
+    problems: list[str] = []
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                _accounts().update_user(
+                    user_id,
+                    actor(),
+                    role=form.role.data,
+                    active=bool(form.active.data),
+                    password=form.password.data or None,
+                )
+            except ValidationError as exc:
+                problems = _field_errors(form, exc.errors)
+            else:
+                flash("The user is saved.", "success")
+                return redirect(url_for("admin.user", user_id=user_id))
+        status = 422
+    return (
+        render_template(
+            "admin_user.html",
+            user=current,
+            form=form,
+            problems=problems,
+            tokens=_accounts().list_tokens(user_id),
+            button=EmptyForm(),
+            new_token=None,
+        ),
+        status,
+    )
+
+
+@bp.post("/users/<int:user_id>/tokens")
+@admin_required
+def create_token(user_id: int) -> Any:
+    """Make an API token for a user and show it once."""
+    current = _accounts().get_user(user_id)
+    if current is None:
+        abort(404)
+    token = _accounts().create_token(current.name, actor())
+    return render_template(
+        "admin_user.html",
+        user=current,
+        form=UserEditForm(obj=current),
+        problems=[],
+        tokens=_accounts().list_tokens(user_id),
+        button=EmptyForm(),
+        new_token=token,
+    )
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@admin_required
+def revoke_token(token_id: int) -> Any:
+    """Revoke an API token."""
+    try:
+        _accounts().revoke_token(token_id, actor())
+    except NotFound:
+        abort(404)
+    flash("The token is revoked.", "success")
+    return redirect(request.referrer or url_for("admin.users"))
+
+
+# -- printers, audit, worklist diagnostics -------------------------------------------
+
+
+@bp.get("/printers")
+@admin_required
+def printers() -> str:
+    """The printer profiles from the configuration (read-only)."""
+    settings = current_app.config["CLINIC_SETTINGS"]
+    profiles: dict[str, Any] = dict(settings.printers)
+    return render_template(
+        "admin_printers.html", profiles=profiles, default_printer=settings.printer_ae_title
+    )
+
+
+@bp.get("/audit")
+@admin_required
+def audit_log() -> str:
+    """The audit log, newest first; filter by who, what, which record and when."""
+    filters = {
+        k: request.args.get(k, "").strip()
+        for k in ("actor", "action", "entity", "entity_id", "since", "until")
+    }
+    stmt = select(AuditEntry)
+    errors: dict[str, str] = {}
+    if filters["actor"]:
+        stmt = stmt.where(AuditEntry.actor.contains(filters["actor"], autoescape=True))
+    for key in ("action", "entity", "entity_id"):
+        if filters[key]:
+            stmt = stmt.where(getattr(AuditEntry, key) == filters[key])
+    for key in ("since", "until"):
+        if filters[key]:
+            try:
+                day = parse_date(filters[key])
+            except ValueError:
+                errors[key] = "Please write the date as YYYY-MM-DD."
+                continue
+            start = dt.datetime.combine(day, dt.time())
+            if key == "since":
+                stmt = stmt.where(AuditEntry.at >= start)
+            else:
+                stmt = stmt.where(AuditEntry.at < start + dt.timedelta(days=1))
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        page = 1
+    with _sessions()() as session:
+        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = list(
+            session.scalars(
+                stmt.order_by(AuditEntry.id.desc())
+                .offset((page - 1) * AUDIT_PAGE_SIZE)
+                .limit(AUDIT_PAGE_SIZE)
+            )
+        )
+        actions = list(session.scalars(select(AuditEntry.action).distinct()))
+        entities = list(session.scalars(select(AuditEntry.entity).distinct()))
+    entries = []
+    for row in rows:
+        try:
+            detail = json.loads(row.detail)
+        except ValueError:
+            detail = row.detail
+        entries.append((row, detail))
+    return render_template(
+        "admin_audit.html",
+        entries=entries,
+        filters=filters,
+        errors=errors,
+        page=page,
+        pages=max(1, (total + AUDIT_PAGE_SIZE - 1) // AUDIT_PAGE_SIZE),
+        total=total,
+        actions=sorted(actions),
+        entities=sorted(entities),
+    )
+
+
+@bp.get("/worklist")
+@admin_required
+def worklist() -> str:
+    """Per station: the last worklist query (when, keys, matches, status)."""
+    with _sessions()() as session:
+        rows = list(
+            session.scalars(select(WorklistQueryLog).order_by(WorklistQueryLog.calling_ae_title))
+        )
+    seen = {r.calling_ae_title for r in rows}
+    silent = [s for s in _catalog().stations() if s.ae_title not in seen]
+    return render_template("admin_worklist.html", rows=rows, silent=silent)

@@ -1,0 +1,206 @@
+"""The REST API of INTERFACE.md: JSON in and out, bearer token or sign-in session.
+
+Writes go through the domain (:class:`clinic.scheduling.Scheduler`), which audits
+them with the user's name (``api:NAME`` for a token, ``web:NAME`` for a session).
+Bad input answers 400 (not JSON, bad query parameters) or 422 (bad fields), with
+``errors`` naming each offending field; nothing is written then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from flask_login import current_user
+
+from clinic.scheduling import (
+    NotFound,
+    Scheduler,
+    TransitionError,
+    ValidationError,
+    procedure_to_dict,
+)
+from clinic.vr import parse_date
+from clinic.web.openapi import openapi_document
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 5000
+_PUBLIC_ENDPOINTS = ("api.openapi",)
+
+
+class ApiError(Exception):
+    """An error answered as JSON: status, message and per-field errors."""
+
+    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Any:
+    body: dict[str, Any] = {"error": exc.message}
+    if exc.errors is not None:
+        body["errors"] = exc.errors
+    response = jsonify(body)
+    response.status_code = exc.status
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="clinic"'
+    return response
+
+
+@bp.errorhandler(ValidationError)
+def _validation_error(exc: ValidationError) -> Any:
+    return _api_error(ApiError(422, "invalid input", exc.errors))
+
+
+@bp.errorhandler(TransitionError)
+def _transition_error(exc: TransitionError) -> Any:
+    return _api_error(ApiError(409, str(exc), {"status": str(exc)}))
+
+
+@bp.errorhandler(NotFound)
+def _not_found(exc: NotFound) -> Any:
+    return _api_error(ApiError(404, "not found"))
+
+
+@bp.before_request
+def authenticate() -> None:
+    """Find who calls: a bearer token first, else the browser's session; 401 if neither."""
+    if request.endpoint in _PUBLIC_ENDPOINTS:
+        return
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
+        user = current_app.extensions["clinic.accounts"].user_for_token(token.strip())
+        if user is None:
+            raise ApiError(401, "the token is not valid")
+        g.api_actor = f"api:{user.name}"
+        return
+    if current_user.is_authenticated:
+        g.api_actor = f"web:{current_user.name}"
+        return
+    raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
+
+
+def _scheduler() -> Scheduler:
+    scheduler: Scheduler = current_app.extensions["clinic.scheduler"]
+    return scheduler
+
+
+def _json_object() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(
+            400,
+            "the body must be a JSON object sent as application/json",
+            {"body": "must be a JSON object (Content-Type: application/json)"},
+        )
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object", {"body": "must be a JSON object"})
+    return data
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad query parameter", {name: "must be a whole number"}) from None
+    if not low <= value <= high:
+        raise ApiError(400, "bad query parameter", {name: f"must be between {low} and {high}"})
+    return value
+
+
+def _page_links(endpoint: str, limit: int, offset: int, more: bool, **params: Any) -> str:
+    links = []
+    if more:
+        url = url_for(endpoint, limit=limit, offset=offset + limit, **params)
+        links.append(f'<{url}>; rel="next"')
+    if offset > 0:
+        url = url_for(endpoint, limit=limit, offset=max(0, offset - limit), **params)
+        links.append(f'<{url}>; rel="prev"')
+    return ", ".join(links)
+
+
+@bp.get("/procedures")
+def list_procedures() -> Response:
+    """List bookings by start time; ``date`` filters one day; ``limit``/``offset`` page.
+
+    The body is a JSON list; a ``Link`` header with ``rel="next"`` says more remain.
+    """
+    day_text = request.args.get("date", "").strip()
+    params: dict[str, Any] = {}
+    day = None
+    if day_text:
+        try:
+            day = parse_date(day_text)
+        except ValueError as exc:
+            raise ApiError(400, "bad query parameter", {"date": str(exc)}) from None
+        params["date"] = day.isoformat()
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    rows = _scheduler().list_procedures(day, offset=offset, limit=limit + 1)
+    more = len(rows) > limit
+    response = jsonify([procedure_to_dict(p) for p in rows[:limit]])
+    link = _page_links("api.list_procedures", limit, offset, more, **params)
+    if link:
+        response.headers["Link"] = link
+    return response
+
+
+@bp.post("/procedures")
+def create_procedure() -> Any:
+    """Book an exam; 201 with the booking (identifiers generated where absent)."""
+    data = _json_object()
+    proc = _scheduler().book(data, actor=g.api_actor)
+    response = jsonify(procedure_to_dict(proc))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_procedure", procedure_id=proc.id)
+    return response
+
+
+@bp.get("/procedures/<int:procedure_id>")
+def get_procedure(procedure_id: int) -> Any:
+    """One booking."""
+    return jsonify(procedure_to_dict(_scheduler().get(procedure_id)))
+
+
+@bp.patch("/procedures/<int:procedure_id>")
+def update_procedure(procedure_id: int) -> Any:
+    """Change some fields of a booking (``id`` and ``status`` are ignored)."""
+    data = _json_object()
+    proc = _scheduler().update(procedure_id, data, actor=g.api_actor)
+    return jsonify(procedure_to_dict(proc))
+
+
+@bp.post("/procedures/<int:procedure_id>/cancel")
+def cancel_procedure(procedure_id: int) -> Any:
+    """Cancel a booking; an optional JSON body may give ``reason``."""
+    reason = ""
+    if request.get_data(cache=True):
+        data = _json_object()
+        unknown = sorted(set(data) - {"reason"})
+        if unknown:
+            raise ApiError(422, "invalid input", {k: "is not a known field" for k in unknown})
+        raw = data.get("reason", "")
+        if raw is None:
+            raw = ""
+        if not isinstance(raw, str):
+            raise ApiError(422, "invalid input", {"reason": "must be text"})
+        reason = raw
+    proc = _scheduler().cancel(procedure_id, reason, actor=g.api_actor)
+    return jsonify(procedure_to_dict(proc))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    """The OpenAPI 3 description of this API."""
+    return jsonify(openapi_document())

@@ -1,0 +1,82 @@
+"""Sign in and sign out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from clinic.web.forms import EmptyForm, LoginForm
+from clinic.web.security import LoginThrottle, WebUser, login_required
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only follow a ``next`` that stays on this site."""
+    if target:
+        parts = urlsplit(target)
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and target.startswith("/")
+            and (not target.startswith("//"))
+        ):
+            return target
+    return url_for("frontdesk.day")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """Show the sign-in form; sign the user in with a fresh session."""
+    if current_user.is_authenticated and request.method == "GET":
+        return redirect(url_for("frontdesk.day"))
+    form = LoginForm()
+    throttle: LoginThrottle = current_app.extensions["clinic.login_throttle"]
+    address = request.remote_addr or "?"
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        name = (form.name.data or "").strip()
+        wait = throttle.retry_after(name, address)
+        if wait:
+            error = (
+                "Too many failed sign-ins. Please wait "
+                f"{max(1, (wait + 59) // 60)} minute(s) and try again."
+            )
+            status = 429
+        else:
+            user = current_app.extensions["clinic.accounts"].authenticate(
+                name, form.password.data or ""
+            )
+            if user is None:
+                throttle.failed(name, address)
+                log.info("failed sign-in from %s", address)
+                error = "The user name or password is not right."
+                status = 401
+            else:
+                throttle.succeeded(name)
+                target = _safe_next(request.args.get("next"))
+                session.clear()  # a new session at every sign-in
+                login_user(WebUser(user))
+                session.permanent = True
+                return redirect(target)
+    elif request.method == "POST":
+        status = 400
+    return render_template("login.html", form=form, error=error), status
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Any:
+    """Sign out (a POST with the CSRF token) and forget the session."""
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("frontdesk.day"))
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,175 @@
+"""The front desk's forms (Flask-WTF: every one carries a CSRF token).
+
+Messages are written the way a receptionist would say them.
+"""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+    TimeField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+SEX_CHOICES = [("", "Not known"), ("F", "Female"), ("M", "Male"), ("O", "Other")]
+PRIORITY_CHOICES = [
+    ("", "Normal"),
+    ("STAT", "Immediately (STAT)"),
+    ("HIGH", "High"),
+    ("ROUTINE", "Routine"),
+    ("MEDIUM", "Medium"),
+    ("LOW", "Low"),
+]
+ROLE_CHOICES = [("frontdesk", "Front desk"), ("admin", "Administrator")]
+CHARSET_CHOICES = [
+    ("", "Service default"),
+    ("ISO_IR 192", "Unicode (ISO_IR 192)"),
+    ("ISO_IR 100", "Latin-1 (ISO_IR 100)"),
+]
+
+
+class LoginForm(FlaskForm):  # type: ignore[misc]
+    """Sign in."""
+
+    name = StringField("User name", validators=[DataRequired("Please enter your user name.")])
+    password = PasswordField("Password", validators=[DataRequired("Please enter your password.")])
+
+
+class BookingForm(FlaskForm):  # type: ignore[misc]
+    """Book an exam: the patient, the procedure, when and where."""
+
+    patient_id = StringField(
+        "Patient ID",
+        validators=[Optional(), Length(max=64, message="The patient ID is too long (64 at most).")],
+        description="Leave empty for a new patient: the clinic gives one.",
+    )
+    family_name = StringField(
+        "Family name",
+        validators=[
+            DataRequired("Please enter the patient's family name."),
+            Length(max=64, message="The family name is too long (64 letters at most)."),
+        ],
+    )
+    given_name = StringField(
+        "Given name",
+        validators=[Optional(), Length(max=64, message="The given name is too long.")],
+    )
+    birth_date = DateField(
+        "Date of birth",
+        validators=[Optional()],
+        render_kw={"max": "9999-12-31"},
+    )
+    sex = SelectField("Sex", choices=SEX_CHOICES, validators=[Optional()])
+    procedure = SelectField("Procedure", choices=[], validate_choice=False)
+    modality = StringField(
+        "Modality",
+        validators=[Optional(), Length(max=16)],
+        description="Only for a procedure that is not in the list, e.g. CR, IO, PX, US.",
+    )
+    description = StringField(
+        "Description",
+        validators=[Optional(), Length(max=64, message="The description is too long.")],
+        description="Only for a procedure that is not in the list.",
+    )
+    station = SelectField("Station", choices=[], validate_choice=False)
+    date = DateField("Date", validators=[InputRequired("Please choose the day of the exam.")])
+    time = TimeField("Time", validators=[InputRequired("Please choose the time of the exam.")])
+    referring_physician = StringField(
+        "Referring physician",
+        validators=[Optional(), Length(max=64)],
+        description="Family name, given name",
+    )
+    priority = SelectField("Priority", choices=PRIORITY_CHOICES, validators=[Optional()])
+    notes = TextAreaField(
+        "Notes for the radiographer",
+        validators=[Optional(), Length(max=10240, message="The notes are too long.")],
+    )
+    confirm_new_patient = BooleanField("This is a new patient, not one of those listed")
+
+
+class RescheduleForm(FlaskForm):  # type: ignore[misc]
+    """Move an exam, or change who referred it and the notes."""
+
+    station = SelectField("Station", choices=[], validate_choice=False)
+    date = DateField("Date", validators=[InputRequired("Please choose the new day.")])
+    time = TimeField("Time", validators=[InputRequired("Please choose the new time.")])
+    referring_physician = StringField(
+        "Referring physician", validators=[Optional(), Length(max=64)]
+    )
+    priority = SelectField("Priority", choices=PRIORITY_CHOICES, validators=[Optional()])
+    notes = TextAreaField("Notes for the radiographer", validators=[Optional(), Length(max=10240)])
+
+
+class CancelForm(FlaskForm):  # type: ignore[misc]
+    """Cancel an exam, saying why."""
+
+    reason = TextAreaField(
+        "Reason for cancelling",
+        validators=[
+            DataRequired("Please say why the exam is cancelled."),
+            Length(max=1024, message="Please keep the reason shorter (1024 letters)."),
+        ],
+    )
+
+
+class UserForm(FlaskForm):  # type: ignore[misc]
+    """Create a user."""
+
+    name = StringField("User name", validators=[DataRequired("Please enter a user name.")])
+    role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False)
+    password = PasswordField(
+        "Password", validators=[DataRequired("Please enter a password (8 characters at least).")]
+    )
+
+
+class UserEditForm(FlaskForm):  # type: ignore[misc]
+    """Change a user's role, whether they may sign in, or their password."""
+
+    role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False)
+    active = BooleanField("May sign in")
+    password = PasswordField("New password", validators=[Optional()])
+
+
+class StationForm(FlaskForm):  # type: ignore[misc]
+    """A modality's station."""
+
+    ae_title = StringField("AE title", validators=[DataRequired("Please enter the AE title.")])
+    modality = StringField("Modality", validators=[Optional()])
+    name = StringField("Name", validators=[Optional()])
+    location = StringField("Location", validators=[Optional()])
+    character_set = SelectField("Character set", choices=CHARSET_CHOICES, validate_choice=False)
+
+
+class CatalogForm(FlaskForm):  # type: ignore[misc]
+    """A procedure of the catalog."""
+
+    code = StringField("Code", validators=[DataRequired("Please enter a short code.")])
+    description = StringField(
+        "Description", validators=[DataRequired("Please describe the procedure.")]
+    )
+    modality = StringField("Modality", validators=[DataRequired("Please enter the modality.")])
+    default_station = SelectField("Default station", choices=[], validate_choice=False)
+    duration_minutes = IntegerField(
+        "Duration (minutes)",
+        default=15,
+        validators=[
+            InputRequired("Please enter how long it takes."),
+            NumberRange(min=1, max=1440, message="Between 1 and 1440 minutes."),
+        ],
+    )
+    active = BooleanField("Offered for booking", default=True)
+
+
+class TokenForm(FlaskForm):  # type: ignore[misc]
+    """Create an API token (no fields but the CSRF token)."""
+
+
+class EmptyForm(FlaskForm):  # type: ignore[misc]
+    """A button-only form (sign out, revoke): just the CSRF token."""

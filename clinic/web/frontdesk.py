@@ -1,0 +1,431 @@
+"""The front desk: the day view, finding patients, booking, rescheduling, cancelling."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from clinic import patients as patient_search
+from clinic.catalog import Catalog
+from clinic.models import CatalogEntry, Procedure, ProcedureStatus
+from clinic.scheduling import NotFound, Scheduler, TransitionError, ValidationError
+from clinic.vr import parse_date
+from clinic.web.forms import BookingForm, CancelForm, RescheduleForm
+from clinic.web.security import actor, login_required
+from clinic.web.slip import appointment_slip
+
+bp = Blueprint("frontdesk", __name__)
+
+GROUPS = ("station", "modality")
+#: The domain's field names, as a receptionist would name them.
+FIELD_WORDS = {
+    "patient_id": "The patient ID",
+    "patient_name": "The patient's name",
+    "patient_birth_date": "The date of birth",
+    "patient_sex": "The sex",
+    "modality": "The modality",
+    "station_ae_title": "The station",
+    "scheduled_start": "The date and time",
+    "procedure_description": "The description",
+    "referring_physician": "The referring physician's name",
+    "priority": "The priority",
+    "notes": "The notes",
+    "accession_number": "The accession number",
+    "reason": "The reason",
+}
+#: Domain field -> the booking form's field that shows its message.
+BOOKING_FIELDS = {
+    "patient_id": "patient_id",
+    "patient_name": "family_name",
+    "patient_birth_date": "birth_date",
+    "patient_sex": "sex",
+    "modality": "modality",
+    "station_ae_title": "station",
+    "scheduled_start": "date",
+    "procedure_description": "description",
+    "referring_physician": "referring_physician",
+    "priority": "priority",
+    "notes": "notes",
+}
+
+
+def _scheduler() -> Scheduler:
+    scheduler: Scheduler = current_app.extensions["clinic.scheduler"]
+    return scheduler
+
+
+def _catalog() -> Catalog:
+    catalog: Catalog = current_app.extensions["clinic.catalog"]
+    return catalog
+
+
+def _sessions() -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
+    return factory
+
+
+def friendly(field: str, message: str) -> str:
+    """Turn a domain message into a sentence: ``The date of birth must not be in the future.``"""
+    if message.startswith("is required (no single station"):
+        return "Please choose the station: more than one (or none) does this modality."
+    words = FIELD_WORDS.get(field, field.replace("_", " ").capitalize())
+    return f"{words} {message}."
+
+
+def _add_errors(form: Any, errors: dict[str, str], mapping: dict[str, str]) -> list[str]:
+    """Put each domain error next to its form field; return those with no field."""
+    leftover = []
+    for key, message in errors.items():
+        target = mapping.get(key)
+        text = friendly(key, message)
+        if target and target in form:
+            form[target].errors = [*form[target].errors, text]
+        else:
+            leftover.append(text)
+    return leftover
+
+
+def person_name_from_input(text: str) -> str:
+    """Turn ``Family, Given`` (or ``FAMILY^GIVEN``) into a DICOM person name."""
+    text = (text or "").strip()
+    if "^" in text or "," not in text:
+        return text
+    family, _, given = text.partition(",")
+    return f"{family.strip()}^{given.strip()}".rstrip("^")
+
+
+def _day_arg() -> dt.date:
+    text = request.args.get("date", "").strip()
+    if not text:
+        return dt.date.today()
+    try:
+        return parse_date(text)
+    except ValueError:
+        abort(400, "The date must be written YYYY-MM-DD.")
+
+
+def _station_choices(blank: str) -> list[tuple[str, str]]:
+    choices = [("", blank)]
+    for st in _catalog().stations():
+        label = st.ae_title
+        extra = " ".join(x for x in (st.name, st.modality, st.location) if x)
+        choices.append((st.ae_title, f"{label} ({extra})" if extra else label))
+    return choices
+
+
+def _procedure_choices(entries: list[CatalogEntry]) -> list[tuple[str, str]]:
+    choices = [("", "Other (type the modality and description below)")]
+    choices += [
+        (e.code, f"{e.description} ({e.modality}, {e.duration_minutes} min)") for e in entries
+    ]
+    return choices
+
+
+@bp.get("/")
+@login_required
+def day() -> str:
+    """The day's bookings by station (or modality) and time, today by default."""
+    g.patient_data = True
+    day = _day_arg()
+    group = request.args.get("group", "station")
+    if group not in GROUPS:
+        group = "station"
+    station = request.args.get("station", "")
+    modality = request.args.get("modality", "")
+    status = request.args.get("status", "")
+    rows = _scheduler().list_procedures(day)
+    all_stations = sorted({p.station_ae_title for p in rows})
+    all_modalities = sorted({p.modality for p in rows})
+    if station:
+        rows = [p for p in rows if p.station_ae_title == station]
+    if modality:
+        rows = [p for p in rows if p.modality == modality]
+    if status:
+        rows = [p for p in rows if p.status == status]
+    groups: OrderedDict[str, list[Procedure]] = OrderedDict()
+    for proc in sorted(
+        rows,
+        key=lambda p: (
+            getattr(p, "station_ae_title" if group == "station" else "modality"),
+            p.scheduled_start,
+            p.id,
+        ),
+    ):
+        key = proc.station_ae_title if group == "station" else proc.modality
+        groups.setdefault(key, []).append(proc)
+    counts = {s.value: sum(1 for p in rows if p.status == s.value) for s in ProcedureStatus}
+    printable = request.args.get("print") == "1"
+    return render_template(
+        "day_print.html" if printable else "day.html",
+        day=day,
+        prev_day=day - dt.timedelta(days=1),
+        next_day=day + dt.timedelta(days=1),
+        groups=groups,
+        group=group,
+        station=station,
+        modality=modality,
+        status=status,
+        all_stations=all_stations,
+        all_modalities=all_modalities,
+        statuses=[s.value for s in ProcedureStatus],
+        counts=counts,
+        total=len(rows),
+    )
+
+
+@bp.get("/patients")
+@login_required
+def patients() -> str:
+    """Find a patient by name (wildcards, accents ignored), ID or birth date."""
+    g.patient_data = True
+    text = request.args.get("q", "").strip()
+    birth_text = request.args.get("birth_date", "").strip()
+    errors: dict[str, str] = {}
+    birth = None
+    if birth_text:
+        birth = patient_search.parse_birth_date(birth_text)
+        if birth is None:
+            errors["birth_date"] = "Please write the date of birth as YYYY-MM-DD or DD.MM.YYYY."
+    found = []
+    searched = bool(text or birth_text)
+    if searched and not errors:
+        found = patient_search.search_patients(_sessions(), text, birth_date=birth)
+    return render_template(
+        "patients.html",
+        q=text,
+        birth_date=birth_text,
+        found=found,
+        searched=searched,
+        errors=errors,
+    )
+
+
+@bp.route("/book", methods=["GET", "POST"])
+@login_required
+def book() -> Any:
+    """Book an exam for an existing patient (``?patient=ID``) or a new one."""
+    g.patient_data = True
+    entries = _catalog().entries(active_only=True)
+    form = BookingForm()
+    form.procedure.choices = _procedure_choices(entries)
+    form.station.choices = _station_choices("The procedure's usual station")
+    duplicates: list[Any] = []
+    problems: list[str] = []
+    known_patient = None
+    if request.method == "GET":
+        pid = request.args.get("patient", "").strip()
+        if pid:
+            known_patient = patient_search.get_patient(_sessions(), pid)
+            if known_patient is not None:
+                family, _, given = known_patient.name.split("=", 1)[0].partition("^")
+                form.patient_id.data = known_patient.patient_id
+                form.family_name.data = family
+                form.given_name.data = given.replace("^", " ").strip()
+                form.birth_date.data = known_patient.birth_date
+                form.sex.data = known_patient.sex
+        try:
+            form.date.data = (
+                parse_date(request.args.get("date", ""))
+                if request.args.get("date")
+                else dt.date.today()
+            )
+        except ValueError:
+            form.date.data = dt.date.today()
+        if request.args.get("station"):
+            form.station.data = request.args["station"]
+        return render_template(
+            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
+        )
+
+    valid = form.validate_on_submit()
+    code = form.procedure.data or ""
+    entry = next((e for e in entries if e.code == code), None)
+    if code and entry is None:
+        form.procedure.errors = [*form.procedure.errors, "Please choose a procedure from the list."]
+        valid = False
+    if entry is None and not (form.modality.data or "").strip():
+        form.modality.errors = [
+            *form.modality.errors,
+            "Please choose a procedure, or type the modality (e.g. CR).",
+        ]
+        valid = False
+    pid = (form.patient_id.data or "").strip()
+    family = (form.family_name.data or "").strip()
+    given = (form.given_name.data or "").strip()
+    name = f"{family}^{given}" if given else family
+    if valid:
+        existing = patient_search.get_patient(_sessions(), pid) if pid else None
+        if existing is None and not form.confirm_new_patient.data:
+            duplicates = patient_search.likely_duplicates(
+                _sessions(), name, form.birth_date.data, exclude_patient_id=pid
+            )
+            if duplicates:
+                valid = False
+    if not valid:
+        return render_template(
+            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
+        ), 422
+
+    start = dt.datetime.combine(form.date.data, form.time.data)
+    raw: dict[str, Any] = {
+        "patient_id": pid or patient_search.new_patient_id(),
+        "patient_name": name,
+        "patient_birth_date": form.birth_date.data.isoformat() if form.birth_date.data else "",
+        "patient_sex": form.sex.data or "",
+        "modality": entry.modality if entry else (form.modality.data or "").strip().upper(),
+        "station_ae_title": form.station.data or (entry.default_station if entry else ""),
+        "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
+        "procedure_description": entry.description if entry else (form.description.data or ""),
+        "referring_physician": person_name_from_input(form.referring_physician.data or ""),
+        "priority": form.priority.data or "",
+        "notes": form.notes.data or "",
+    }
+    try:
+        proc = _scheduler().book(raw, actor=actor())
+    except ValidationError as exc:
+        problems = _add_errors(form, exc.errors, BOOKING_FIELDS)
+        return render_template(
+            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
+        ), 422
+    flash(f"Booked. Accession number {proc.accession_number}.", "success")
+    return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
+
+
+def _load(procedure_id: int) -> Procedure:
+    try:
+        return _scheduler().get(procedure_id)
+    except NotFound:
+        abort(404, "There is no such booking.")
+
+
+def _reschedule_form(proc: Procedure) -> RescheduleForm:
+    form = RescheduleForm()
+    form.station.choices = _station_choices("Keep the station")
+    return form
+
+
+def _render_procedure(
+    proc: Procedure,
+    reschedule: RescheduleForm | None = None,
+    cancel: CancelForm | None = None,
+    problems: list[str] | None = None,
+    status: int = 200,
+) -> Any:
+    if reschedule is None:
+        reschedule = _reschedule_form(proc)
+        reschedule.station.data = proc.station_ae_title
+        reschedule.date.data = proc.scheduled_start.date()
+        reschedule.time.data = proc.scheduled_start.time()
+        reschedule.referring_physician.data = proc.referring_physician
+        reschedule.priority.data = proc.priority
+        reschedule.notes.data = proc.notes
+    return (
+        render_template(
+            "procedure.html",
+            proc=proc,
+            reschedule=reschedule,
+            cancel=cancel or CancelForm(formdata=None),
+            problems=problems or [],
+            can_change=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS),
+            can_cancel=proc.status == ProcedureStatus.SCHEDULED,
+        ),
+        status,
+    )
+
+
+@bp.get("/procedures/<int:procedure_id>")
+@login_required
+def procedure(procedure_id: int) -> Any:
+    """One booking, with its slip, reschedule and cancel forms."""
+    g.patient_data = True
+    return _render_procedure(_load(procedure_id))
+
+
+@bp.post("/procedures/<int:procedure_id>/reschedule")
+@login_required
+def reschedule(procedure_id: int) -> Any:
+    """Move a booking or change its referring physician, priority or notes."""
+    g.patient_data = True
+    proc = _load(procedure_id)
+    form = _reschedule_form(proc)
+    if not form.validate_on_submit():
+        return _render_procedure(proc, reschedule=form, status=422)
+    start = dt.datetime.combine(form.date.data, form.time.data)
+    raw = {
+        "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
+        "referring_physician": person_name_from_input(form.referring_physician.data or ""),
+        "priority": form.priority.data or "",
+        "notes": form.notes.data or "",
+    }
+    if form.station.data:
+        raw["station_ae_title"] = form.station.data
+    mapping = {
+        "scheduled_start": "date",
+        "station_ae_title": "station",
+        "referring_physician": "referring_physician",
+        "priority": "priority",
+        "notes": "notes",
+    }
+    try:
+        proc = _scheduler().update(procedure_id, raw, actor=actor())
+    except ValidationError as exc:
+        problems = _add_errors(form, exc.errors, mapping)
+        return _render_procedure(proc, reschedule=form, problems=problems, status=422)
+    except TransitionError:
+        return _render_procedure(
+            proc, reschedule=form, problems=["This booking can no longer change."], status=409
+        )
+    flash("The booking is changed.", "success")
+    return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
+
+
+@bp.post("/procedures/<int:procedure_id>/cancel")
+@login_required
+def cancel(procedure_id: int) -> Any:
+    """Cancel a booking with a reason; it leaves the modalities' worklist at once."""
+    g.patient_data = True
+    proc = _load(procedure_id)
+    form = CancelForm()
+    if not form.validate_on_submit():
+        return _render_procedure(proc, cancel=form, status=422)
+    try:
+        proc = _scheduler().cancel(procedure_id, form.reason.data or "", actor=actor())
+    except ValidationError as exc:
+        problems = _add_errors(form, exc.errors, {"reason": "reason"})
+        return _render_procedure(proc, cancel=form, problems=problems, status=422)
+    except TransitionError:
+        return _render_procedure(
+            proc, cancel=form, problems=["Only a booked exam can be cancelled."], status=409
+        )
+    flash(f"Cancelled: {proc.accession_number}.", "success")
+    return redirect(url_for("frontdesk.day", date=proc.scheduled_start.date().isoformat()))
+
+
+@bp.get("/procedures/<int:procedure_id>/slip.pdf")
+@login_required
+def slip(procedure_id: int) -> Response:
+    """The appointment slip as a PDF, the accession number as a barcode."""
+    g.patient_data = True
+    proc = _load(procedure_id)
+    station = next((s for s in _catalog().stations() if s.ae_title == proc.station_ae_title), None)
+    pdf = appointment_slip(proc, station)
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="slip-{proc.accession_number}.pdf"'},
+    )

@@ -1,0 +1,170 @@
+"""The OpenAPI 3.1 description of the REST API, served at ``/api/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clinic import __version__
+
+_TEXT = {"type": "string"}
+
+
+def _procedure_schema() -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "id": {"type": "integer", "readOnly": True},
+        "status": {
+            "type": "string",
+            "readOnly": True,
+            "enum": ["SCHEDULED", "IN_PROGRESS", "COMPLETED", "DISCONTINUED", "CANCELLED"],
+        },
+        "patient_id": {"type": "string", "maxLength": 64},
+        "patient_name": {"type": "string", "description": "DICOM PN: FAMILY^GIVEN"},
+        "patient_birth_date": {"type": "string", "format": "date"},
+        "patient_sex": {"type": "string", "enum": ["M", "F", "O", ""]},
+        "accession_number": {"type": "string", "maxLength": 16},
+        "modality": {"type": "string", "maxLength": 16, "examples": ["CR", "IO", "PX", "US"]},
+        "station_ae_title": {"type": "string", "maxLength": 16},
+        "scheduled_start": {
+            "type": "string",
+            "description": "local time, YYYY-MM-DDTHH:MM",
+            "examples": ["2026-11-26T09:30"],
+        },
+        "procedure_description": {"type": "string", "maxLength": 64},
+        "referring_physician": {"type": "string"},
+        "requested_procedure_id": {"type": "string", "maxLength": 16},
+        "step_id": {"type": "string", "maxLength": 16},
+        "study_instance_uid": {"type": "string", "maxLength": 64},
+        "performing_physician": _TEXT,
+        "priority": {"type": "string", "enum": ["STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW", ""]},
+        "notes": _TEXT,
+        "cancel_reason": {"type": "string", "readOnly": True},
+    }
+    return {"type": "object", "properties": props}
+
+
+def openapi_document() -> dict[str, Any]:
+    """Return the OpenAPI document as a dict."""
+    ref = {"$ref": "#/components/schemas/Procedure"}
+    err = {"$ref": "#/components/responses/Error"}
+    json_body = {"content": {"application/json": {"schema": ref}}}
+    pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "clinic front desk API",
+            "version": __version__,
+            "description": (
+                "Book, change and cancel exams. Authenticate with `Authorization: Bearer "
+                "TOKEN` (`clinic tokens create NAME`) or a signed-in browser session. "
+                "Bad input answers 400 or 422 with `errors` naming each field; nothing "
+                "is written then."
+            ),
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "clinic_session"},
+            },
+            "schemas": {
+                "Procedure": _procedure_schema(),
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": _TEXT,
+                        "errors": {"type": "object", "additionalProperties": _TEXT},
+                    },
+                },
+            },
+            "responses": {
+                "Error": {
+                    "description": "error; `errors` maps each offending field to its problem",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+            },
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": {
+            "/api/procedures": {
+                "get": {
+                    "summary": "List bookings by start time",
+                    "parameters": [
+                        {"name": "date", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                        {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "a page of bookings; a Link header rel=next "
+                            "says more remain",
+                            "content": {
+                                "application/json": {"schema": {"type": "array", "items": ref}}
+                            },
+                        },
+                        "400": err,
+                        "401": err,
+                    },
+                },
+                "post": {
+                    "summary": "Book an exam",
+                    "requestBody": {"required": True, **json_body},
+                    "responses": {
+                        "201": {"description": "booked", **json_body},
+                        "400": err,
+                        "401": err,
+                        "422": err,
+                    },
+                },
+            },
+            "/api/procedures/{id}": {
+                "get": {
+                    "summary": "One booking",
+                    "parameters": [pid],
+                    "responses": {"200": {"description": "the booking", **json_body}, "404": err},
+                },
+                "patch": {
+                    "summary": "Change some fields of a booking",
+                    "parameters": [pid],
+                    "requestBody": {"required": True, **json_body},
+                    "responses": {
+                        "200": {"description": "changed", **json_body},
+                        "400": err,
+                        "404": err,
+                        "409": err,
+                        "422": err,
+                    },
+                },
+            },
+            "/api/procedures/{id}/cancel": {
+                "post": {
+                    "summary": 'Cancel a booking (optional body: {"reason": ...})',
+                    "parameters": [pid],
+                    "responses": {
+                        "200": {"description": "cancelled", **json_body},
+                        "404": err,
+                        "409": err,
+                    },
+                }
+            },
+            "/api/print-jobs": {
+                "get": {
+                    "summary": "List print jobs, newest first",
+                    "responses": {"200": {"description": "a list of print jobs"}, "401": err},
+                }
+            },
+            "/api/print-jobs/{id}/pdf": {
+                "get": {
+                    "summary": "The PDF a print job produced",
+                    "parameters": [pid],
+                    "responses": {
+                        "200": {
+                            "description": "the PDF",
+                            "content": {"application/pdf": {}},
+                        },
+                        "404": err,
+                    },
+                }
+            },
+        },
+    }
