@@ -160,42 +160,6 @@ def _refuse_audit_change(*_args: object) -> None:
     raise AuditLogIsAppendOnly("audit entries cannot be changed or deleted")
 
 
-class PrintJobStatus(enum.StrEnum):
-    """Life cycle of a print job: queued until the worker has rendered and dispatched it."""
-
-    QUEUED = "queued"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class PrintJob(Base):
-    """One print request (a film box or a film session N-ACTION) in the durable spool.
-
-    The films' pixels live in ``spool_dir`` (a server-made folder name under the data
-    directory); the row is committed before the modality hears success.
-    """
-
-    __tablename__ = "print_jobs"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    # The Print Job SOP Instance UID the modality may N-GET.
-    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default=PrintJobStatus.QUEUED.value, index=True)
-    calling_ae_title: Mapped[str] = mapped_column(String(16))
-    printer_ae_title: Mapped[str] = mapped_column(String(16), index=True)
-    films: Mapped[int] = mapped_column(Integer, default=0)
-    pages: Mapped[int] = mapped_column(Integer, default=0)
-    copies: Mapped[int] = mapped_column(Integer, default=1)
-    priority: Mapped[str] = mapped_column(String(16), default="MED")
-    spool_dir: Mapped[str] = mapped_column(String(255))
-    pdf_path: Mapped[str] = mapped_column(String(1024), default="")
-    error: Mapped[str] = mapped_column(Text, default="")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
-    printed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-
-
 # -- accounts and the procedure catalog (front desk) ---------------------------------
 
 
@@ -251,3 +215,97 @@ class CatalogEntry(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
+
+class PrintJobStatus(enum.StrEnum):
+    """Life cycle of a print job: queued until the worker has rendered and dispatched it."""
+
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class PrintJob(Base):
+    """One print request (a film box or a film session N-ACTION) in the durable spool.
+
+    The films' pixels live in ``spool_dir`` (a server-made folder name under the data
+    directory); the row is committed before the modality hears success.
+    """
+
+    __tablename__ = "print_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The Print Job SOP Instance UID the modality may N-GET.
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PrintJobStatus.QUEUED.value, index=True)
+    calling_ae_title: Mapped[str] = mapped_column(String(16))
+    printer_ae_title: Mapped[str] = mapped_column(String(16), index=True)
+    films: Mapped[int] = mapped_column(Integer, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    copies: Mapped[int] = mapped_column(Integer, default=1)
+    priority: Mapped[str] = mapped_column(String(16), default="MED")
+    spool_dir: Mapped[str] = mapped_column(String(255))
+    pdf_path: Mapped[str] = mapped_column(String(1024), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    printed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class PerformedStepStatus(enum.StrEnum):
+    """Performed Procedure Step Status (0040,0252) as the modality reports it."""
+
+    IN_PROGRESS = "IN PROGRESS"
+    COMPLETED = "COMPLETED"
+    DISCONTINUED = "DISCONTINUED"
+
+
+class PerformedStep(Base):
+    """A Modality Performed Procedure Step: what a modality reports it did (MPPS).
+
+    Linked to the bookings it performed through :class:`PerformedStepLink`; a step that
+    matches no booking (an unscheduled exam) is kept unlinked for the front desk.
+    """
+
+    __tablename__ = "performed_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    calling_ae_title: Mapped[str] = mapped_column(String(16))
+    station_ae_title: Mapped[str] = mapped_column(String(16), default="")
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    pps_id: Mapped[str] = mapped_column(String(16), default="")
+    description: Mapped[str] = mapped_column(String(64), default="")
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    patient_name: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    accession_number: Mapped[str] = mapped_column(String(16), default="")
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    # JSON list of {"series_instance_uid", "modality", "images"}.
+    performed_series: Mapped[str] = mapped_column(Text, default="[]")
+    # The whole instance as DICOM JSON (PS3.18 F.2), to answer what the modality sent.
+    dataset_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    links: Mapped[list[PerformedStepLink]] = relationship(
+        back_populates="performed_step", cascade="all, delete-orphan"
+    )
+
+
+class PerformedStepLink(Base):
+    """A booking that a performed step carried out (one step may do several: grouping)."""
+
+    __tablename__ = "performed_step_links"
+
+    performed_step_id: Mapped[int] = mapped_column(
+        ForeignKey("performed_steps.id"), primary_key=True
+    )
+    procedure_id: Mapped[int] = mapped_column(
+        ForeignKey("procedures.id"), primary_key=True, index=True
+    )
+
+    performed_step: Mapped[PerformedStep] = relationship(back_populates="links")
+    procedure: Mapped[Procedure] = relationship()

@@ -274,6 +274,27 @@ def audit(
     )
 
 
+def transition(
+    session: Session, proc: Procedure, status: str, actor: str, reason: str = ""
+) -> None:
+    """Move ``proc`` to ``status`` in the caller's transaction, auditing the change.
+
+    Raises
+    ------
+    TransitionError
+        When :data:`TRANSITIONS` does not allow the move.
+    """
+    allowed = TRANSITIONS.get(proc.status, ())
+    if status not in allowed:
+        raise TransitionError(f"a {proc.status} booking cannot become {status}")
+    detail: dict[str, Any] = {"status": [proc.status, status]}
+    if reason:
+        detail["reason"] = reason
+        proc.cancel_reason = reason
+    proc.status = str(status)
+    audit(session, actor, "status", "procedure", proc.id, detail)
+
+
 class _Lookups:
     """Patients, stations and accession numbers loaded in bulk for one transaction."""
 
@@ -460,21 +481,8 @@ class Scheduler:
             proc = session.get(Procedure, procedure_id, with_for_update=True)
             if proc is None:
                 raise NotFound(procedure_id)
-            self._transition(session, proc, status, actor, reason)
+            transition(session, proc, status, actor, reason)
             return proc
-
-    def _transition(
-        self, session: Session, proc: Procedure, status: str, actor: str, reason: str = ""
-    ) -> None:
-        allowed = TRANSITIONS.get(proc.status, ())
-        if status not in allowed:
-            raise TransitionError(f"a {proc.status} booking cannot become {status}")
-        detail: dict[str, Any] = {"status": [proc.status, status]}
-        if reason:
-            detail["reason"] = reason
-            proc.cancel_reason = reason
-        proc.status = str(status)
-        audit(session, actor, "status", "procedure", proc.id, detail)
 
     def import_procedures(
         self,

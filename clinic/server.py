@@ -19,12 +19,14 @@ from clinic import migrate
 from clinic.config import Settings
 from clinic.db import make_engine, make_session_factory
 from clinic.netutil import set_tcp_nodelay
+from clinic.performed import PerformedSteps
 from clinic.printing.profiles import load_profiles
 from clinic.printing.scp import PrintService, build_print_ae, print_handlers
 from clinic.printing.spool import Spool
 from clinic.scheduling import Scheduler
 from clinic.web import create_app
 from clinic.worklist.diagnostics import QueryLogWriter
+from clinic.worklist.mpps import MppsService, mpps_handlers
 from clinic.worklist.scp import WorklistService, build_worklist_ae, worklist_handlers
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,11 @@ class ClinicServer:
         mwl = build_worklist_ae(settings).start_server(
             (settings.host, settings.mwl_port),
             block=False,
-            evt_handlers=[*worklist_handlers(service), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+            evt_handlers=[
+                *worklist_handlers(service),
+                *mpps_handlers(MppsService(PerformedSteps(self.session_factory))),
+                (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+            ],
         )
         assert mwl is not None  # non-blocking start returns the server
         self._servers.append(mwl)

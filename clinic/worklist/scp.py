@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.events import EventHandlerType
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
     Verification,
 )
@@ -182,9 +183,10 @@ class WorklistService:
 
 
 def build_worklist_ae(settings: Settings) -> AE:
-    """Return the AE of the worklist listener: MWL FIND and Verification as SCP."""
+    """Return the AE of the worklist listener: MWL FIND, MPPS and Verification as SCP."""
     ae = AE(ae_title=settings.mwl_ae_title)
     ae.add_supported_context(ModalityWorklistInformationFind, TRANSFER_SYNTAXES)
+    ae.add_supported_context(ModalityPerformedProcedureStep, TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
     ae.require_called_aet = not settings.accept_any_called_ae_title
     ae.maximum_associations = 50

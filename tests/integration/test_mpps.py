@@ -1,0 +1,279 @@
+"""MPPS through a pynetdicom SCU against the real listener: the life cycle and bad requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+)
+from sqlalchemy import func, select
+
+from clinic.models import AuditEntry, PerformedStep, Procedure
+from clinic.performed import PerformedSteps
+from clinic.server import ClinicServer
+
+BOOKING = {
+    "patient_id": "MP1",
+    "patient_name": "NOVÁK^JAN",
+    "modality": "CR",
+    "station_ae_title": "XRAY1",
+    "scheduled_start": "2026-11-26T09:00",
+    "accession_number": "MPPSACC1",
+    "requested_procedure_id": "RP1",
+    "step_id": "SPS1",
+    "study_instance_uid": "1.2.826.0.1.3680043.10.543.77",
+}
+
+
+@pytest.fixture
+def assoc(server: ClinicServer) -> Iterator[Association]:
+    ae = AE(ae_title="XRAY1")
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    association = ae.associate("127.0.0.1", server.mwl_port, ae_title="CLINIC")
+    assert association.is_established
+    yield association
+    if association.is_established:
+        association.release()
+
+
+def create_dataset(**overrides: Any) -> Dataset:
+    ds = Dataset()
+    ref = Dataset()
+    ref.StudyInstanceUID = BOOKING["study_instance_uid"]
+    ref.AccessionNumber = BOOKING["accession_number"]
+    ref.RequestedProcedureID = BOOKING["requested_procedure_id"]
+    ref.ScheduledProcedureStepID = BOOKING["step_id"]
+    ref.ReferencedStudySequence = []
+    ds.ScheduledStepAttributesSequence = [ref]
+    ds.PatientName = BOOKING["patient_name"]
+    ds.PatientID = BOOKING["patient_id"]
+    ds.PerformedProcedureStepStatus = "IN PROGRESS"
+    ds.PerformedStationAETitle = "XRAY1"
+    ds.PerformedProcedureStepStartDate = "20261126"
+    ds.PerformedProcedureStepStartTime = "091000"
+    ds.PerformedProcedureStepEndDate = ""
+    ds.PerformedProcedureStepEndTime = ""
+    ds.PerformedProcedureStepID = "PPS1"
+    ds.Modality = "CR"
+    ds.PerformedSeriesSequence = []
+    for keyword, value in overrides.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    return ds
+
+
+def final_dataset(status: str = "COMPLETED", **overrides: Any) -> Dataset:
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = status
+    ds.PerformedProcedureStepEndDate = "20261126"
+    ds.PerformedProcedureStepEndTime = "093000"
+    series = Dataset()
+    series.SeriesInstanceUID = generate_uid()
+    series.SeriesDescription = "PA"
+    image = Dataset()
+    image.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    image.ReferencedSOPInstanceUID = generate_uid()
+    series.ReferencedImageSequence = [image]
+    ds.PerformedSeriesSequence = [series]
+    for keyword, value in overrides.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    return ds
+
+
+def booking_status(server: ClinicServer, accession: str = "MPPSACC1") -> str:
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        status = session.scalar(
+            select(Procedure.status).where(Procedure.accession_number == accession)
+        )
+    assert status is not None
+    return status
+
+
+def step_count(server: ClinicServer) -> int:
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        return int(session.scalar(select(func.count()).select_from(PerformedStep)) or 0)
+
+
+def worklist_accessions(assoc: Association) -> list[str]:
+    query = Dataset()
+    query.AccessionNumber = ""
+    item = Dataset()
+    item.ScheduledStationAETitle = "XRAY1"
+    item.ScheduledProcedureStepStatus = ""
+    query.ScheduledProcedureStepSequence = [item]
+    return [
+        f"{ds.AccessionNumber}:{ds.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus}"
+        for status, ds in assoc.send_c_find(query, ModalityWorklistInformationFind)
+        if status.Status in (0xFF00, 0xFF01)
+    ]
+
+
+def n_create(assoc: Association, ds: Dataset, uid: str | None) -> int:
+    status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
+    return int(status.Status)
+
+
+def n_set(assoc: Association, ds: Dataset, uid: str) -> int:
+    status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, uid)
+    return int(status.Status)
+
+
+@pytest.fixture
+def booked(server: ClinicServer) -> ClinicServer:
+    assert server.scheduler is not None
+    server.scheduler.book(BOOKING, actor="test")
+    return server
+
+
+def test_in_progress_then_completed(booked: ClinicServer, assoc: Association) -> None:
+    assert worklist_accessions(assoc) == ["MPPSACC1:SCHEDULED"]
+    uid = str(generate_uid())
+    assert n_create(assoc, create_dataset(), uid) == 0x0000
+    assert booking_status(booked) == "IN_PROGRESS"
+    assert worklist_accessions(assoc) == ["MPPSACC1:STARTED"]
+
+    assert n_set(assoc, final_dataset("COMPLETED"), uid) == 0x0000
+    assert booking_status(booked) == "COMPLETED"
+    assert worklist_accessions(assoc) == []
+
+    assert booked.session_factory is not None
+    with booked.session_factory() as session:
+        step = session.scalar(select(PerformedStep).where(PerformedStep.sop_instance_uid == uid))
+        assert step is not None
+        assert step.status == "COMPLETED"
+        assert step.ended_at is not None and step.ended_at.strftime("%H%M") == "0930"
+        assert '"images": 1' in step.performed_series
+        actions = session.scalars(
+            select(AuditEntry.action).where(AuditEntry.actor == "mpps:XRAY1")
+        ).all()
+    assert actions.count("status") == 2  # SCHEDULED -> IN_PROGRESS -> COMPLETED
+    assert "create" in actions and "update" in actions
+
+
+def test_in_progress_then_discontinued(booked: ClinicServer, assoc: Association) -> None:
+    uid = str(generate_uid())
+    assert n_create(assoc, create_dataset(), uid) == 0x0000
+    discontinued = final_dataset("DISCONTINUED")
+    del discontinued.PerformedSeriesSequence  # not required when discontinued
+    assert n_set(assoc, discontinued, uid) == 0x0000
+    assert booking_status(booked) == "DISCONTINUED"
+    assert worklist_accessions(assoc) == []
+
+
+def test_scp_assigns_the_instance_uid(booked: ClinicServer) -> None:
+    seen: list[str] = []
+
+    def on_receive(event: evt.Event) -> None:
+        uid = getattr(event.message.command_set, "AffectedSOPInstanceUID", None)
+        if uid:
+            seen.append(str(uid))
+
+    ae = AE(ae_title="XRAY1")
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate(
+        "127.0.0.1",
+        booked.mwl_port,
+        ae_title="CLINIC",
+        evt_handlers=[(evt.EVT_DIMSE_RECV, on_receive)],
+    )
+    status, _ = assoc.send_n_create(create_dataset(), ModalityPerformedProcedureStep, None)
+    assert status.Status == 0x0000
+    assert len(seen) == 1
+    assert n_set(assoc, final_dataset(), seen[0]) == 0x0000
+    assoc.release()
+    assert booking_status(booked) == "COMPLETED"
+
+
+def test_unscheduled_step_is_kept_and_can_be_attached(
+    booked: ClinicServer, assoc: Association
+) -> None:
+    ds = create_dataset()
+    ref = ds.ScheduledStepAttributesSequence[0]
+    ref.StudyInstanceUID = "1.2.3.999"
+    ref.AccessionNumber = ""
+    ref.RequestedProcedureID = ""
+    ref.ScheduledProcedureStepID = ""
+    uid = str(generate_uid())
+    assert n_create(assoc, ds, uid) == 0x0000
+    assert booking_status(booked) == "SCHEDULED"
+    assert booked.session_factory is not None
+    steps = PerformedSteps(booked.session_factory)
+    unlinked = steps.unlinked()
+    assert [s.sop_instance_uid for s in unlinked] == [uid]
+    with booked.session_factory() as session:
+        proc_id = session.scalar(select(Procedure.id))
+    assert proc_id is not None
+    steps.attach(unlinked[0].id, proc_id, actor="frontdesk:anna")
+    assert booking_status(booked) == "IN_PROGRESS"
+    assert steps.unlinked() == []
+    assert n_set(assoc, final_dataset(), uid) == 0x0000
+    assert booking_status(booked) == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"PerformedStationAETitle": None}, 0x0120),  # Type 1 missing
+        ({"PerformedProcedureStepID": None}, 0x0120),
+        ({"ScheduledStepAttributesSequence": None}, 0x0120),
+        ({"Modality": ""}, 0x0121),  # Type 1 without a value
+        ({"ScheduledStepAttributesSequence": []}, 0x0121),
+        ({"PerformedProcedureStepStatus": "STARTED"}, 0x0106),  # not a defined term
+        ({"PerformedProcedureStepStatus": "COMPLETED"}, 0x0106),  # must start IN PROGRESS
+        ({"PerformedProcedureStepStartDate": "2026XX01"}, 0x0106),
+    ],
+)
+def test_bad_create_changes_nothing(
+    booked: ClinicServer, assoc: Association, overrides: dict[str, Any], expected: int
+) -> None:
+    assert n_create(assoc, create_dataset(**overrides), str(generate_uid())) == expected
+    assert booking_status(booked) == "SCHEDULED"
+    assert step_count(booked) == 0
+
+
+def test_duplicate_create_is_refused(booked: ClinicServer, assoc: Association) -> None:
+    uid = str(generate_uid())
+    assert n_create(assoc, create_dataset(), uid) == 0x0000
+    assert n_create(assoc, create_dataset(), uid) == 0x0111
+    assert step_count(booked) == 1
+
+
+def test_bad_sets(booked: ClinicServer, assoc: Association) -> None:
+    uid = str(generate_uid())
+    assert n_set(assoc, final_dataset(), str(generate_uid())) == 0x0112  # unknown instance
+    no_end = create_dataset(PerformedProcedureStepEndDate=None, PerformedProcedureStepEndTime=None)
+    assert n_create(assoc, no_end, uid) == 0x0000
+    # COMPLETED needs the end date and time, and the performed series
+    assert n_set(assoc, final_dataset(PerformedProcedureStepEndTime=None), uid) == 0x0120
+    assert n_set(assoc, final_dataset(PerformedProcedureStepEndDate=""), uid) == 0x0121
+    assert n_set(assoc, final_dataset(PerformedSeriesSequence=[]), uid) == 0x0121
+    assert n_set(assoc, final_dataset("FINISHED"), uid) == 0x0106
+    assert booking_status(booked) == "IN_PROGRESS"
+    assert n_set(assoc, final_dataset(), uid) == 0x0000
+    # a finished step may no longer change
+    assert n_set(assoc, final_dataset("DISCONTINUED"), uid) == 0x0110
+    assert booking_status(booked) == "COMPLETED"
+
+
+def test_cancelled_booking_is_not_reopened(booked: ClinicServer, assoc: Association) -> None:
+    assert booked.scheduler is not None
+    proc = booked.scheduler.list_procedures()[0]
+    booked.scheduler.cancel(proc.id, "patient did not come", actor="test")
+    assert n_create(assoc, create_dataset(), str(generate_uid())) == 0x0000
+    assert booking_status(booked) == "CANCELLED"
