@@ -15,10 +15,18 @@ from clinic.migrate import upgrade
 from clinic.scheduling import Scheduler
 from clinic.server import ClinicServer
 
+# Debian's DCMTK, poppler and CUPS binaries live here; look here first, because
+# pynetdicom installs Python tools of the same name (findscu, storescu...) on PATH.
+SYSTEM_BIN = "/usr/bin:/bin:/usr/sbin:/sbin"
+
 
 def require_tool(name: str) -> str:
-    """Return the path of a command-line tool; fail (never skip) when it is missing."""
-    path = shutil.which(name)
+    """Return the path of a system command-line tool; fail (never skip) when it is missing.
+
+    The system's own binary (e.g. DCMTK's ``findscu``) wins over a same-named Python
+    console script earlier on PATH.
+    """
+    path = shutil.which(name, path=SYSTEM_BIN) or shutil.which(name)
     if path is None:
         pytest.fail(f"{name} is not installed; .ci/run installs it (apt-get install dcmtk)")
     return path
