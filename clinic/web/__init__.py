@@ -16,6 +16,7 @@ from clinic.accounts import Accounts
 from clinic.catalog import Catalog
 from clinic.config import Settings
 from clinic.scheduling import Scheduler
+from clinic.web.names import person_name
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
 
 STATUS_LABELS = {
@@ -33,17 +34,6 @@ def templates_folder() -> str:
     if source.is_dir():
         return str(source)
     return str(Path(sys.prefix) / "share" / "clinic" / "templates")
-
-
-def person_name(value: str | None) -> str:
-    """Show a DICOM person name as people write it: ``DOE^JOHN`` -> ``DOE, JOHN``."""
-    if not value:
-        return ""
-    first_group = value.split("=", 1)[0]
-    parts = [p for p in first_group.split("^") if p]
-    if len(parts) >= 2:
-        return f"{parts[0]}, {' '.join(parts[1:])}"
-    return parts[0] if parts else ""
 
 
 def is_api_request() -> bool:

@@ -26,6 +26,7 @@ from clinic.models import CatalogEntry, Procedure, ProcedureStatus
 from clinic.scheduling import NotFound, Scheduler, TransitionError, ValidationError
 from clinic.vr import parse_date
 from clinic.web.forms import BookingForm, CancelForm, RescheduleForm
+from clinic.web.names import person_name
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
 
@@ -331,7 +332,7 @@ def _render_procedure(
         reschedule.station.data = proc.station_ae_title
         reschedule.date.data = proc.scheduled_start.date()
         reschedule.time.data = proc.scheduled_start.time()
-        reschedule.referring_physician.data = proc.referring_physician
+        reschedule.referring_physician.data = person_name(proc.referring_physician)
         reschedule.priority.data = proc.priority
         reschedule.notes.data = proc.notes
     return (

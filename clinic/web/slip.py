@@ -10,13 +10,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
 from clinic.models import Procedure, Station
-
-
-def _pn(value: str) -> str:
-    parts = [p for p in value.split("=", 1)[0].split("^") if p]
-    if len(parts) >= 2:
-        return f"{parts[0]}, {' '.join(parts[1:])}"
-    return parts[0] if parts else ""
+from clinic.web.names import person_name
 
 
 def appointment_slip(proc: Procedure, station: Station | None = None) -> bytes:
@@ -51,13 +45,13 @@ def appointment_slip(proc: Procedure, station: Station | None = None) -> bytes:
         if extra:
             where = f"{extra} ({station.ae_title})"
     rows = [
-        ("Patient", _pn(patient.name)),
+        ("Patient", person_name(patient.name)),
         ("Date of birth", birth),
         ("Patient ID", patient.patient_id),
         ("Exam", proc.procedure_description or proc.modality),
         ("When", proc.scheduled_start.strftime("%A %d %B %Y, %H:%M")),
         ("Where", where),
-        ("Referred by", _pn(proc.referring_physician)),
+        ("Referred by", person_name(proc.referring_physician)),
     ]
     for label, value in rows:
         pdf.setFont("Helvetica", 10)

@@ -1,0 +1,263 @@
+"""End to end in a real browser: ``clinic serve`` on free ports, Debian's Chromium via Playwright.
+
+An administrator made with ``clinic users create`` signs in, adds a station and a
+catalog procedure, books an exam, sees it on the day view, a pynetdicom worklist
+SCU finds it, the exam is cancelled and the worklist no longer has it. Screenshots
+of the main pages go to ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM = os.environ.get("CLINIC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "front-desk-secret"
+CLINIC = [sys.executable, "-c", "from clinic.cli import main; main()"]
+WEB_LINE = re.compile(r"web front desk listening on http://([^:/]+):(\d+)/")
+MWL_LINE = re.compile(r"worklist SCP (\S+) listening on ([^:\s]+):(\d+)")
+
+
+@dataclass
+class Service:
+    """A running ``clinic serve`` and where it listens."""
+
+    process: subprocess.Popen[str]
+    web_url: str
+    mwl_port: int
+    mwl_ae_title: str
+    log: list[str]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CLINIC_DATA_DIR=str(data_dir),
+        CLINIC_HOST="127.0.0.1",
+        CLINIC_WEB_PORT="0",
+        CLINIC_MWL_PORT="0",
+        CLINIC_PRINT_PORT="0",
+        CLINIC_HL7_PORT="0",
+        CLINIC_LOG_LEVEL="INFO",
+    )
+    env.pop("CLINIC_CONFIG", None)
+    return env
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    """``clinic serve`` in a subprocess, with an administrator ``admin`` already made."""
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
+    env = _env(tmp_path / "var")
+    made = subprocess.run(
+        [*CLINIC, "users", "create", "admin", "--role", "admin"],
+        input=PASSWORD + "\n",
+        text=True,
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    process = subprocess.Popen(
+        [*CLINIC, "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    log: list[str] = []
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    web_url = ""
+    mwl: tuple[str, int] | None = None
+    while not (web_url and mwl):
+        try:
+            line = lines.get(timeout=60)
+        except queue.Empty:
+            process.kill()
+            pytest.fail("clinic serve did not report its listeners:\n" + "".join(log))
+        if line is None:
+            pytest.fail("clinic serve exited:\n" + "".join(log))
+        if m := WEB_LINE.search(line):
+            web_url = f"http://{m.group(1)}:{m.group(2)}"
+        if m := MWL_LINE.search(line):
+            mwl = (m.group(1), int(m.group(3)))
+    assert mwl is not None
+    svc = Service(process, web_url, mwl[1], mwl[0], log)
+    try:
+        yield svc
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def worklist_names(svc: Service, station: str) -> list[str]:
+    """Ask the worklist as modality ``station`` for today's steps; return patient names."""
+    ae = AE(ae_title=station)
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    assoc = ae.associate("127.0.0.1", svc.mwl_port, ae_title=svc.mwl_ae_title)
+    assert assoc.is_established
+    query = Dataset()
+    query.PatientName = ""
+    query.PatientID = ""
+    query.AccessionNumber = ""
+    step = Dataset()
+    step.ScheduledStationAETitle = station
+    step.ScheduledProcedureStepStartDate = dt.date.today().strftime("%Y%m%d")
+    step.Modality = ""
+    query.ScheduledProcedureStepSequence = [step]
+    try:
+        answers = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+    assert answers[-1][0].Status == 0x0000
+    return [str(ds.PatientName) for status, ds in answers if status.Status in (0xFF00, 0xFF01)]
+
+
+def test_book_find_on_worklist_cancel(service: Service) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    base = service.web_url
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.set_default_timeout(20_000)
+
+            # Patient pages send a visitor to the sign-in page.
+            page.goto(base + "/")
+            assert "/login" in page.url
+            page.screenshot(path=str(ARTIFACTS / "01-login.png"))
+            page.get_by_label("User name").fill("admin")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(base + "/")
+            assert page.get_by_role("heading", level=1).inner_text().endswith("(today)")
+
+            # The administrator adds a station and a catalog procedure.
+            page.goto(base + "/admin/stations")
+            page.get_by_label("AE title").fill("XRAY1")
+            page.get_by_label("Modality").fill("CR")
+            page.get_by_label("Name").fill("X-ray 1")
+            page.get_by_label("Location").fill("Room 1")
+            page.get_by_role("button", name="Add the station").click()
+            page.get_by_role("cell", name="XRAY1").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "06-admin-stations.png"))
+            page.goto(base + "/admin/catalog")
+            page.get_by_label("Code").fill("CXR")
+            page.get_by_label("Description").fill("Chest PA")
+            page.get_by_label("Modality").fill("CR")
+            page.get_by_label("Default station").select_option("XRAY1")
+            page.get_by_label("Duration (minutes)").fill("10")
+            page.get_by_role("button", name="Add to the catalog").click()
+            page.get_by_role("cell", name="Chest PA").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "07-admin-catalog.png"))
+
+            # Book an exam for a new patient, first forgetting the family name.
+            page.get_by_role("link", name="Book an exam").first.click()
+            page.get_by_label("Given name").fill("Hans")
+            page.get_by_label("Date of birth").fill("1970-05-01")
+            page.get_by_label("Sex").select_option("M")
+            page.get_by_label("Procedure").select_option("CXR")
+            page.get_by_label("Time").fill("10:30")
+            page.get_by_label("Referring physician").fill("House, Gregory")
+            page.get_by_role("button", name="Book").click()
+            page.get_by_text("Please enter the patient's family name.").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "03-booking-errors.png"), full_page=True)
+            page.get_by_label("Family name").fill("Müller")
+            page.get_by_role("button", name="Book").click()
+            page.get_by_text("Booked. Accession number").wait_for()
+            accession = page.locator("#accession").inner_text().strip()
+            assert accession
+            page.screenshot(path=str(ARTIFACTS / "04-booking.png"), full_page=True)
+
+            # The day view shows it.
+            page.get_by_role("link", name="Day", exact=True).click()
+            page.get_by_role("link", name="Müller, Hans").wait_for()
+            assert accession in page.content()
+            page.screenshot(path=str(ARTIFACTS / "02-day-view.png"), full_page=True)
+
+            # The patient is found by name without accents.
+            page.goto(base + "/patients?q=muller")
+            page.get_by_role("cell", name="Müller, Hans").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "05-patients.png"))
+
+            # A modality sees it on the worklist.
+            assert worklist_names(service, "XRAY1") == ["Müller^Hans"]
+
+            # Cancel it, with a reason; it leaves the worklist.
+            page.goto(base + "/")
+            page.get_by_role("link", name="Müller, Hans").click()
+            page.get_by_label("Reason for cancelling").fill("Patient called in sick")
+            page.get_by_role("button", name="Cancel the exam").click()
+            page.get_by_text(f"Cancelled: {accession}.").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "08-day-after-cancel.png"), full_page=True)
+            assert worklist_names(service, "XRAY1") == []
+
+            # The audit log shows who did it.
+            page.goto(base + "/admin/audit?entity=procedure")
+            page.get_by_role("cell", name="web:admin").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "09-admin-audit.png"), full_page=True)
+            page.goto(base + "/admin/worklist")
+            page.get_by_role("cell", name="XRAY1").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "10-admin-worklist.png"))
+
+            # On a tablet the day view still fits.
+            tablet = browser.new_page(viewport={"width": 820, "height": 1180})
+            tablet.context.add_cookies(page.context.cookies())
+            tablet.goto(base + "/")
+            width = tablet.evaluate("document.documentElement.scrollWidth")
+            assert width <= 820
+            tablet.screenshot(path=str(ARTIFACTS / "11-day-tablet.png"))
+
+            # Sign out.
+            page.goto(base + "/")
+            page.get_by_role("button", name="Sign out").click()
+            page.wait_for_url(re.compile(r".*/login"))
+        finally:
+            browser.close()
+
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(timeout=30) == 0
+    assert "Müller" not in "".join(service.log)  # no patient data in the log
