@@ -22,7 +22,7 @@ from clinic.netutil import set_tcp_nodelay
 from clinic.performed import PerformedSteps
 from clinic.printing.profiles import load_profiles
 from clinic.printing.scp import PrintService, build_print_ae, print_handlers
-from clinic.printing.spool import Spool
+from clinic.printing.spool import Spool, requeue
 from clinic.scheduling import Scheduler
 from clinic.web import create_app
 from clinic.worklist.diagnostics import QueryLogWriter
@@ -90,7 +90,8 @@ class ClinicServer:
         self._servers.append(printer)
         self.print_port = printer.server_address[1]
 
-        app = create_app(settings, self.scheduler)
+        factory = self.session_factory
+        app = create_app(settings, self.scheduler, reprint=lambda job: requeue(factory, job))
         self._web = create_server(app, host=settings.host, port=settings.web_port, threads=8)
         self.web_port = int(self._web.effective_port)
         self._web_thread = threading.Thread(target=self._web.run, name="web", daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def create_app(
     *,
     secret_key: str | None = None,
     login_throttle: LoginThrottle | None = None,
+    reprint: Callable[[int], object] | None = None,
     testing: bool = False,
 ) -> Flask:
     """Build the Flask application.
@@ -63,6 +65,9 @@ def create_app(
         and kept in ``settings.data_dir`` (file mode 0600).
     login_throttle : LoginThrottle, optional
         Failed sign-in counter (a fresh one by default).
+    reprint : callable, optional
+        Queues a print job again given its id and returns something true when the
+        job exists; without it the print-jobs page offers no reprint.
     testing : bool
         Flask's testing mode.
 
@@ -93,6 +98,7 @@ def create_app(
     app.extensions["clinic.catalog"] = Catalog(session_factory)
     app.extensions["clinic.sessions"] = session_factory
     app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
+    app.extensions["clinic.reprint"] = reprint
 
     csrf = CSRFProtect(app)
     login = LoginManager(app)

@@ -106,7 +106,7 @@ def _json_object() -> dict[str, Any]:
     return data
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
+def int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
@@ -119,7 +119,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _page_links(endpoint: str, limit: int, offset: int, more: bool, **params: Any) -> str:
+def page_links(endpoint: str, limit: int, offset: int, more: bool, **params: Any) -> str:
     links = []
     if more:
         url = url_for(endpoint, limit=limit, offset=offset + limit, **params)
@@ -145,12 +145,12 @@ def list_procedures() -> Response:
         except ValueError as exc:
             raise ApiError(400, "bad query parameter", {"date": str(exc)}) from None
         params["date"] = day.isoformat()
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = int_arg("offset", 0, 0, 10**9)
     rows = _scheduler().list_procedures(day, offset=offset, limit=limit + 1)
     more = len(rows) > limit
     response = jsonify([procedure_to_dict(p) for p in rows[:limit]])
-    link = _page_links("api.list_procedures", limit, offset, more, **params)
+    link = page_links("api.list_procedures", limit, offset, more, **params)
     if link:
         response.headers["Link"] = link
     return response

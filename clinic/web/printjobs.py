@@ -1,7 +1,200 @@
-"""Print jobs: the list, previews, download and reprint (filled in with the print spool)."""
+"""Print jobs: the list with page previews, the PDF, reprint; and their REST API routes.
+
+The pages only read :class:`clinic.models.PrintJob` rows. Reprinting goes through a
+callable the composition root hands to :func:`clinic.web.create_app` (the print
+spool's requeue), so this door never reaches into the print service itself.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from clinic.db import transaction
+from clinic.models import PrintJob
+from clinic.scheduling import audit
+from clinic.web.api import ApiError, int_arg, page_links
+from clinic.web.api import bp as api_bp
+from clinic.web.forms import EmptyForm
+from clinic.web.security import actor, login_required
 
 bp = Blueprint("printjobs", __name__)
+
+PAGE_SIZE = 50
+THUMBNAIL_DPI = 24
+MAX_THUMBNAILS = 12
+#: Reprint hook: job id -> whether the job exists (and is queued again).
+Reprint = Callable[[int], object]
+
+
+def _sessions() -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
+    return factory
+
+
+def job_to_dict(job: PrintJob) -> dict[str, Any]:
+    """A print job as the outside contract's JSON fields."""
+    return {
+        "id": job.id,
+        "status": job.status,
+        "calling_ae_title": job.calling_ae_title,
+        "printer_ae_title": job.printer_ae_title,
+        "films": job.films,
+        "pages": job.pages,
+        "pdf_path": str(Path(job.pdf_path).resolve()) if job.pdf_path else "",
+        "created_at": job.created_at.isoformat(timespec="seconds"),
+        "copies": job.copies,
+        "error": job.error,
+        "printed_at": job.printed_at.isoformat(timespec="seconds") if job.printed_at else None,
+    }
+
+
+def _jobs(offset: int, limit: int) -> list[PrintJob]:
+    stmt = select(PrintJob).order_by(PrintJob.id.desc()).offset(offset).limit(limit)
+    with _sessions()() as session:
+        return list(session.scalars(stmt))
+
+
+def _job(job_id: int) -> PrintJob | None:
+    with _sessions()() as session:
+        return session.get(PrintJob, job_id)
+
+
+def _pdf_of(job: PrintJob | None) -> Path | None:
+    if job is None or not job.pdf_path:
+        return None
+    path = Path(job.pdf_path)
+    return path if path.is_file() else None
+
+
+def render_thumbnail(pdf: Path, page: int, dpi: int = THUMBNAIL_DPI) -> bytes | None:
+    """Render one page of ``pdf`` as a small PNG with poppler's ``pdftoppm``.
+
+    Returns ``None`` when the tool is missing or the page cannot be rendered.
+    """
+    tool = shutil.which("pdftoppm")
+    if tool is None:
+        return None
+    try:
+        done = subprocess.run(
+            [tool, "-png", "-r", str(dpi), "-f", str(page), "-l", str(page), str(pdf)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0 or not done.stdout.startswith(b"\x89PNG"):
+        return None
+    return done.stdout
+
+
+@bp.get("/print-jobs")
+@login_required
+def jobs() -> str:
+    """The print jobs, newest first, with page previews, download and reprint."""
+    g.patient_data = True
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        page = 1
+    rows = _jobs((page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    return render_template(
+        "print_jobs.html",
+        jobs=rows[:PAGE_SIZE],
+        page=page,
+        more=len(rows) > PAGE_SIZE,
+        has_pdf={j.id: _pdf_of(j) is not None for j in rows},
+        can_reprint=current_app.extensions.get("clinic.reprint") is not None,
+        button=EmptyForm(),
+        max_thumbnails=MAX_THUMBNAILS,
+    )
+
+
+@bp.get("/print-jobs/<int:job_id>/pdf")
+@login_required
+def pdf(job_id: int) -> Response:
+    """The job's PDF."""
+    g.patient_data = True
+    path = _pdf_of(_job(job_id))
+    if path is None:
+        abort(404, "This print job has no PDF (yet).")
+    return send_file(path, mimetype="application/pdf", download_name=f"print-job-{job_id}.pdf")
+
+
+@bp.get("/print-jobs/<int:job_id>/pages/<int:page>.png")
+@login_required
+def thumbnail(job_id: int, page: int) -> Response:
+    """A small preview of one page of the job's PDF."""
+    g.patient_data = True
+    job = _job(job_id)
+    path = _pdf_of(job)
+    if job is None or path is None or not 1 <= page <= max(job.pages, 1):
+        abort(404)
+    png = render_thumbnail(path, page)
+    if png is None:
+        abort(404)
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=300"})
+
+
+@bp.post("/print-jobs/<int:job_id>/reprint")
+@login_required
+def reprint(job_id: int) -> Any:
+    """Queue the job again; the spool prints it once more."""
+    hook: Reprint | None = current_app.extensions.get("clinic.reprint")
+    if hook is None:
+        abort(404, "Reprinting is not available.")
+    if _job(job_id) is None or not hook(job_id):
+        abort(404, "There is no such print job.")
+    with transaction(_sessions()) as session:
+        audit(session, actor(), "reprint", "print_job", job_id, {})
+    flash(f"Print job {job_id} is queued again.", "success")
+    return redirect(url_for("printjobs.jobs"))
+
+
+# -- REST API (registered on the API blueprint: same authentication) -----------------
+
+
+@api_bp.get("/print-jobs")
+def api_list() -> Response:
+    """Print jobs, newest first; ``limit``/``offset`` page (``Link`` rel=next)."""
+    limit = int_arg("limit", 100, 1, 1000)
+    offset = int_arg("offset", 0, 0, 10**9)
+    rows = _jobs(offset, limit + 1)
+    response = jsonify([job_to_dict(j) for j in rows[:limit]])
+    link = page_links("api.api_list", limit, offset, len(rows) > limit)
+    if link:
+        response.headers["Link"] = link
+    return response
+
+
+@api_bp.get("/print-jobs/<int:job_id>/pdf")
+def api_pdf(job_id: int) -> Response:
+    """The PDF a print job produced; 404 while it has none."""
+    job = _job(job_id)
+    if job is None:
+        raise ApiError(404, "not found")
+    path = _pdf_of(job)
+    if path is None:
+        raise ApiError(404, f"print job {job_id} has no PDF ({job.status})")
+    return send_file(path, mimetype="application/pdf", download_name=f"print-job-{job_id}.pdf")
