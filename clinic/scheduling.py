@@ -303,12 +303,15 @@ class _Lookups:
         self.patients: dict[str, Patient] = {}
         self.stations: dict[str, Station] = {}
         self.stations_by_modality: dict[str, list[str]] | None = None
+        # Patient IDs a preload found absent from the store: new patients, no query needed.
+        self.absent: set[str] = set()
 
     def preload(self, rows: Sequence[Mapping[str, Any]]) -> None:
         pids = {r["patient_id"] for r in rows if "patient_id" in r} - self.patients.keys()
         for chunk in _chunks(sorted(pids)):
             for p in self.session.scalars(select(Patient).where(Patient.patient_id.in_(chunk))):
                 self.patients[p.patient_id] = p
+        self.absent = pids - self.patients.keys()
         self._load_stations()
 
     def _load_stations(self) -> None:
@@ -320,6 +323,8 @@ class _Lookups:
 
     def patient(self, patient_id: str) -> Patient | None:
         if patient_id not in self.patients:
+            if patient_id in self.absent:
+                return None
             found = self.session.scalar(select(Patient).where(Patient.patient_id == patient_id))
             if found is None:
                 return None
