@@ -92,7 +92,9 @@ class PrintService:
         return new_study_instance_uid(self.uid_root)
 
     def _profile(self, assoc: Association) -> PrinterProfile:
-        called = assoc.acceptor.ae_title.strip()
+        # The called AE title of the A-ASSOCIATE-RQ (acceptor.ae_title is our own title).
+        primitive = assoc.requestor.primitive
+        called = str(primitive.called_ae_title if primitive else assoc.acceptor.ae_title).strip()
         profile = self.profiles.get(called)
         if profile is None:
             raise PrintError(s.NOT_AUTHORISED, f"no printer is called {called}")
