@@ -374,7 +374,7 @@ def _check_vr(elem: DataElement, keyword: str) -> None:
     if elem.VR not in allowed and not (elem.VR in ("UN", "OB") and "SQ" not in allowed):
         raise IdentifierError(
             STATUS_IDENTIFIER_MISMATCH,
-            f"{keyword}: value representation {elem.VR} where {expected} is defined",
+            f"{keyword}: VR {elem.VR} instead of {expected}",
         )
 
 
@@ -456,9 +456,7 @@ def _parse_sps(elem: DataElement, query: WorklistQuery, options: MatchOptions) -
     query.sps_requested = True
     items = list(elem.value or [])
     if len(items) > 1:
-        raise IdentifierError(
-            STATUS_IDENTIFIER_MISMATCH, f"{SPS_SEQUENCE}: a query may hold at most one item"
-        )
+        raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{SPS_SEQUENCE}: more than one item")
     if not items or len(items[0]) == 0:
         query.sps_item = None
         return

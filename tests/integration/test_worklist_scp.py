@@ -1,0 +1,619 @@
+"""The worklist SCP on a free port, queried by a pynetdicom SCU as a modality would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from io import BytesIO
+from typing import Any
+
+import pytest
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, Association
+from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityWorklistInformationFind,
+    PatientRootQueryRetrieveInformationModelFind,
+    Verification,
+)
+from sqlalchemy import select, update
+
+from clinic.config import Settings
+from clinic.models import Station, WorklistQueryLog
+from clinic.scheduling import Scheduler
+from clinic.server import ClinicServer
+from clinic.worklist import scp as worklist_scp
+
+TODAY = dt.date.today()
+TOMORROW = TODAY + dt.timedelta(days=1)
+#: General Purpose Worklist FIND (retired): another worklist model.
+GENERAL_PURPOSE_WORKLIST_FIND = "1.2.840.10008.5.1.4.32.1"
+PENDING = (0xFF00, 0xFF01)
+
+
+def at(day: dt.date, hhmm: str) -> str:
+    return f"{day.isoformat()}T{hhmm}"
+
+
+def book(server: ClinicServer, accession: str, **fields: Any) -> None:
+    scheduler = server.scheduler
+    assert scheduler is not None
+    raw = {
+        "accession_number": accession,
+        "patient_id": f"PID{accession}",
+        "patient_name": f"PATIENT^{accession}",
+        "modality": "CR",
+        "station_ae_title": "XRAY1",
+        "scheduled_start": at(TODAY, "09:00"),
+        **fields,
+    }
+    scheduler.book(raw, actor="test")
+
+
+def book_day(server: ClinicServer) -> ClinicServer:
+    """Book a typical day on ``server``."""
+    book(
+        server,
+        "T1",
+        patient_name="MÜLLER^HANS",
+        patient_id="PM1",
+        scheduled_start=at(TODAY, "08:00"),
+    )
+    book(server, "T2", patient_name="MILLER^ANN", scheduled_start=at(TODAY, "11:30"))
+    book(
+        server,
+        "T3",
+        patient_name="Dvořák^Antonín",
+        patient_id="PD3",
+        modality="US",
+        station_ae_title="US1",
+    )
+    book(
+        server,
+        "T4",
+        patient_name="MULLER^EVA",
+        modality="CR",
+        station_ae_title="XRAY2",
+        scheduled_start=at(TODAY, "14:00"),
+    )
+    book(server, "N1", patient_name="NEXT^DAY", scheduled_start=at(TOMORROW, "08:00"))
+    book(
+        server,
+        "W1",
+        patient_name="LAST^WEEK",
+        scheduled_start=at(TODAY - dt.timedelta(days=7), "08:00"),
+    )
+    book(
+        server,
+        "P1",
+        patient_name="PANO^RAMA",
+        modality="PX",
+        station_ae_title="PAN1",
+        scheduled_start=at(TOMORROW, "10:00"),
+    )
+    return server
+
+
+@pytest.fixture
+def booked(server: ClinicServer) -> ClinicServer:
+    """A fresh server with a typical day of bookings (for tests that change the store)."""
+    return book_day(server)
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClinicServer]:
+    """One server with a typical day of bookings, shared by the read-only tests."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("mwl") / "var",
+        host="127.0.0.1",
+        web_port=0,
+        mwl_port=0,
+        print_port=0,
+        hl7_port=0,
+    )
+    srv = ClinicServer(settings)
+    srv.start()
+    try:
+        yield book_day(srv)
+    finally:
+        srv.stop()
+
+
+def associate(
+    server: ClinicServer,
+    calling: str = "XRAY1",
+    called: str = "CLINIC",
+    transfer_syntax: str = ImplicitVRLittleEndian,
+) -> Association:
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(ModalityWorklistInformationFind, [transfer_syntax])
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    assoc = ae.associate("127.0.0.1", server.mwl_port, ae_title=called)
+    assert assoc.is_established
+    return assoc
+
+
+def mwl_query(
+    top: Mapping[str, Any] | None = None, sps: Mapping[str, Any] | None = None
+) -> Dataset:
+    ds = Dataset()
+    for keyword in ("PatientName", "PatientID", "AccessionNumber"):
+        setattr(ds, keyword, "")
+    for keyword, value in (top or {}).items():
+        setattr(ds, keyword, value)
+    item = Dataset()
+    for keyword in ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality"):
+        setattr(item, keyword, "")
+    for keyword, value in (sps or {}).items():
+        setattr(item, keyword, value)
+    ds.ScheduledProcedureStepSequence = [item]
+    return ds
+
+
+def find(assoc: Association, ds: Dataset) -> tuple[list[Dataset], Dataset]:
+    """Send one C-FIND; return the pending identifiers and the final status."""
+    answers = list(assoc.send_c_find(ds, ModalityWorklistInformationFind))
+    assert answers, "no response"
+    *pending, (final, final_identifier) = answers
+    assert final_identifier is None
+    for status, identifier in pending:
+        assert status.Status in PENDING, hex(status.Status)
+        assert identifier is not None
+    return [identifier for _, identifier in pending], final
+
+
+def query(
+    server: ClinicServer, ds: Dataset, calling: str = "XRAY1"
+) -> tuple[list[Dataset], Dataset]:
+    assoc = associate(server, calling)
+    try:
+        return find(assoc, ds)
+    finally:
+        assoc.release()
+
+
+def accessions(answers: list[Dataset]) -> list[str]:
+    return [str(a.AccessionNumber) for a in answers]
+
+
+# -- typical modality queries -----------------------------------------------------------
+
+TYPICAL = [
+    (
+        "station and today",
+        {},
+        {
+            "ScheduledStationAETitle": "XRAY1",
+            "ScheduledProcedureStepStartDate": TODAY.strftime("%Y%m%d"),
+        },
+        ["T1", "T2"],
+    ),
+    (
+        "modality and date range",
+        {},
+        {"Modality": "CR", "ScheduledProcedureStepStartDate": f"{TODAY:%Y%m%d}-{TOMORROW:%Y%m%d}"},
+        ["T1", "T2", "T4", "N1"],
+    ),
+    (
+        "today from now on, any station",
+        {},
+        {"ScheduledProcedureStepStartDate": f"{TODAY:%Y%m%d}-"},
+        ["T1", "T3", "T2", "T4", "N1", "P1"],
+    ),
+    ("patient name prefix", {"PatientName": "MUL*"}, {}, ["T1", "T4"]),
+    ("patient name lower case", {"PatientName": "m?ller*"}, {}, ["T1", "T2", "T4"]),
+    ("patient id", {"PatientID": "PD3"}, {}, ["T3"]),
+    ("accession", {"AccessionNumber": "N1"}, {}, ["N1"]),
+    ("modality alone", {}, {"Modality": "PX"}, ["P1"]),
+    ("nothing", {"PatientID": "NOBODY"}, {}, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("top", "sps", "expected"), [c[1:] for c in TYPICAL], ids=[c[0] for c in TYPICAL]
+)
+def test_typical_queries(
+    day: ClinicServer, top: dict[str, Any], sps: dict[str, Any], expected: list[str]
+) -> None:
+    answers, final = query(day, mwl_query(top, sps))
+    assert final.Status == 0x0000
+    assert accessions(answers) == expected  # ordered by start
+
+
+def test_answer_carries_requested_keys(day: ClinicServer) -> None:
+    ds = mwl_query(
+        {
+            "PatientID": "PM1",
+            "PatientBirthDate": "",
+            "StudyInstanceUID": "",
+            "RequestedProcedureDescription": "",
+        },
+        {"ScheduledProcedureStepStartTime": "", "ScheduledProcedureStepID": ""},
+    )
+    answers, final = query(day, ds)
+    assert final.Status == 0x0000
+    assert len(answers) == 1
+    answer = answers[0]
+    assert set(answer.dir()) == {
+        "SpecificCharacterSet",
+        "PatientName",
+        "PatientID",
+        "AccessionNumber",
+        "PatientBirthDate",
+        "StudyInstanceUID",
+        "RequestedProcedureDescription",
+        "ScheduledProcedureStepSequence",
+    }
+    assert answer.PatientName == "MÜLLER^HANS"
+    assert answer.PatientID == "PM1"
+    assert answer.AccessionNumber == "T1"
+    assert answer.StudyInstanceUID.startswith("2.25.")
+    assert answer.RequestedProcedureDescription == "CR examination"
+    item = answer.ScheduledProcedureStepSequence[0]
+    assert set(item.dir()) == {
+        "ScheduledStationAETitle",
+        "ScheduledProcedureStepStartDate",
+        "Modality",
+        "ScheduledProcedureStepStartTime",
+        "ScheduledProcedureStepID",
+    }
+    assert item.ScheduledStationAETitle == "XRAY1"
+    assert item.ScheduledProcedureStepStartDate == TODAY.strftime("%Y%m%d")
+    assert item.ScheduledProcedureStepStartTime == "080000"
+    assert item.Modality == "CR"
+
+
+def test_unsupported_key_gives_pending_warning(day: ClinicServer) -> None:
+    assoc = associate(day)
+    try:
+        statuses = [
+            s.Status
+            for s, _ in assoc.send_c_find(
+                mwl_query({"AccessionNumber": "T1", "PatientWeight": ""}),
+                ModalityWorklistInformationFind,
+            )
+        ]
+    finally:
+        assoc.release()
+    assert statuses == [0xFF01, 0x0000]
+
+
+def test_echo(server: ClinicServer) -> None:
+    assoc = associate(server)
+    try:
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()
+
+
+def test_wrong_called_ae_title_rejected(server: ClinicServer) -> None:
+    ae = AE(ae_title="XRAY1")
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    ae.acse_timeout = 10
+    assoc = ae.associate("127.0.0.1", server.mwl_port, ae_title="NOTCLINIC")
+    assert assoc.is_rejected
+    assert not assoc.is_established
+    associate(server).release()  # the right title still works
+
+
+# -- character sets ---------------------------------------------------------------------
+
+
+def raw_value(ds: Dataset, tag: int) -> bytes:
+    """The element's bytes as they travelled (before pydicom decodes them)."""
+    elem = ds.get_item(tag)
+    assert isinstance(elem, RawDataElement)
+    return bytes(elem.value).rstrip(b" ")
+
+
+def test_utf8_by_default(day: ClinicServer) -> None:
+    answers, _ = query(day, mwl_query({"PatientID": "PD3"}))
+    assert answers[0].SpecificCharacterSet == "ISO_IR 192"
+    assert raw_value(answers[0], 0x00100010) == "Dvořák^Antonín".encode()
+    assert answers[0].PatientName == "Dvořák^Antonín"
+
+
+def test_latin1_when_query_asks(day: ClinicServer) -> None:
+    answers, _ = query(day, mwl_query({"SpecificCharacterSet": "ISO_IR 100", "PatientID": "PD3"}))
+    assert answers[0].SpecificCharacterSet == "ISO_IR 100"
+    assert raw_value(answers[0], 0x00100010) == "Dvorák^Antonín".encode("latin-1")
+    assert answers[0].PatientName == "Dvorák^Antonín"
+    answers, _ = query(day, mwl_query({"SpecificCharacterSet": "ISO_IR 100", "PatientID": "PM1"}))
+    assert raw_value(answers[0], 0x00100010) == "MÜLLER^HANS".encode("latin-1")
+
+
+def test_latin1_query_value_decoded(day: ClinicServer) -> None:
+    """A Latin-1 query's own text is read as Latin-1: MÜLLER* finds MÜLLER and MULLER."""
+    ds = mwl_query({"SpecificCharacterSet": "ISO_IR 100", "PatientName": "MÜLLER*"})
+    answers, final = query(day, ds)
+    assert final.Status == 0x0000
+    assert accessions(answers) == ["T1", "T4"]
+
+
+def test_latin1_server_default(latin1_server: ClinicServer) -> None:
+    book(latin1_server, "L1", patient_name="Dvořák^Antonín")
+    answers, _ = query(latin1_server, mwl_query())
+    assert answers[0].SpecificCharacterSet == "ISO_IR 100"
+    assert raw_value(answers[0], 0x00100010) == "Dvorák^Antonín".encode("latin-1")
+    answers, _ = query(latin1_server, mwl_query({"SpecificCharacterSet": "ISO_IR 192"}))
+    assert answers[0].SpecificCharacterSet == "ISO_IR 192"
+    assert answers[0].PatientName == "Dvořák^Antonín"
+
+
+def test_station_character_set(booked: ClinicServer) -> None:
+    assert booked.session_factory is not None
+    with booked.session_factory.begin() as session:
+        session.execute(
+            update(Station).where(Station.ae_title == "US1").values(character_set="ISO_IR 100")
+        )
+    answers, _ = query(booked, mwl_query({"PatientID": "PD3"}), calling="US1")
+    assert answers[0].SpecificCharacterSet == "ISO_IR 100"
+    assert raw_value(answers[0], 0x00100010) == "Dvorák^Antonín".encode("latin-1")
+    answers, _ = query(booked, mwl_query({"PatientID": "PD3"}), calling="XRAY1")
+    assert answers[0].SpecificCharacterSet == "ISO_IR 192"
+    assert answers[0].PatientName == "Dvořák^Antonín"
+    # A query that names UTF-8 gets UTF-8 even from a Latin-1 station.
+    answers, _ = query(
+        booked, mwl_query({"SpecificCharacterSet": "ISO_IR 192", "PatientID": "PD3"}), calling="US1"
+    )
+    assert answers[0].SpecificCharacterSet == "ISO_IR 192"
+
+
+# -- cancel -----------------------------------------------------------------------------
+
+
+def test_c_cancel_stops_the_answers(server: ClinicServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler: Scheduler | None = server.scheduler
+    assert scheduler is not None
+    scheduler.import_procedures(
+        [
+            {
+                "patient_id": f"C{n}",
+                "patient_name": f"CANCEL^{n}",
+                "modality": "CR",
+                "station_ae_title": "XRAY1",
+                "scheduled_start": at(TODAY, f"{7 + n // 60:02d}:{n % 60:02d}"),
+            }
+            for n in range(200)
+        ],
+        actor="test",
+    )
+    # Loopback is fast enough for the SCP to send all 200 answers before the C-CANCEL
+    # arrives; the tenth answer waits until the SCP has received it, so the test
+    # always sees the cancel honoured.
+    received = threading.Event()
+    built = 0
+    original = worklist_scp.build_response
+
+    def gated(*args: Any, **kwargs: Any) -> Dataset:
+        nonlocal built
+        built += 1
+        if built == 10:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                assoc.dimse.cancel_req for assoc in server._servers[0].ae.active_associations
+            ):
+                time.sleep(0.005)
+            received.set()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(worklist_scp, "build_response", gated)
+    assoc = associate(server, calling="CANCELLER")
+    statuses: list[int] = []
+    try:
+        for status, _ in assoc.send_c_find(mwl_query(), ModalityWorklistInformationFind, msg_id=7):
+            statuses.append(status.Status)
+            if len(statuses) == 1:
+                assoc.send_c_cancel(7, query_model=ModalityWorklistInformationFind)
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000  # the association goes on
+    finally:
+        assoc.release()
+    assert received.is_set()
+    assert statuses[-1] == 0xFE00
+    assert all(s == 0xFF00 for s in statuses[:-1])
+    assert 1 <= len(statuses) - 1 <= 10
+    row = wait_for_log_row(server, "CANCELLER", lambda r: r.status == 0xFE00)
+    assert row.matches == len(statuses) - 1
+
+
+# -- malformed queries ------------------------------------------------------------------
+
+
+def _bad_person_name() -> Dataset:
+    ds = mwl_query()
+    del ds.PatientName
+    ds.add(DataElement(0x00100010, "SQ", DicomSequence([Dataset()])))
+    return ds
+
+
+def _bad_sps_as_text() -> Dataset:
+    ds = mwl_query()
+    del ds.ScheduledProcedureStepSequence
+    ds.add(DataElement(0x00400100, "LO", "XRAY1"))
+    return ds
+
+
+def _two_sps_items() -> Dataset:
+    ds = mwl_query()
+    first, second = Dataset(), Dataset()
+    first.Modality = "CR"
+    second.Modality = "US"
+    ds.ScheduledProcedureStepSequence = [first, second]
+    return ds
+
+
+def _garbage_date() -> Dataset:
+    ds = mwl_query()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid date
+        ds.ScheduledProcedureStepSequence[0].add(DataElement(0x00400002, "DA", "2026XX01"))
+    return ds
+
+
+def _reversed_range() -> Dataset:
+    return mwl_query({}, {"ScheduledProcedureStepStartDate": f"{TOMORROW:%Y%m%d}-{TODAY:%Y%m%d}"})
+
+
+BAD = [
+    ("person name as a sequence", _bad_person_name, 0xA900, "PatientName: VR SQ instead of PN"),
+    (
+        "sps sequence as text",
+        _bad_sps_as_text,
+        0xA900,
+        "ScheduledProcedureStepSequence: VR LO instead of SQ",
+    ),
+    ("two sps items", _two_sps_items, 0xA900, "more than one item"),
+    ("garbage date", _garbage_date, 0xC000, "ScheduledProcedureStepStartDate"),
+    ("reversed range", _reversed_range, 0xC000, "ends before it starts"),
+]
+
+
+@pytest.mark.parametrize(("make", "status", "words"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_identifier_gets_failure_status(
+    day: ClinicServer, make: Any, status: int, words: str
+) -> None:
+    assoc = associate(day, calling="BADMOD", transfer_syntax=ExplicitVRLittleEndian)
+    try:
+        answers = list(assoc.send_c_find(make(), ModalityWorklistInformationFind))
+        assert len(answers) == 1
+        rsp, identifier = answers[0]
+        assert identifier is None
+        assert rsp.Status == status
+        assert words in rsp.ErrorComment
+        assert "2026XX01" not in rsp.ErrorComment
+        # The same association answers the next, good query.
+        good, final = find(assoc, mwl_query({"AccessionNumber": "T1"}))
+        assert accessions(good) == ["T1"] and final.Status == 0x0000
+    finally:
+        assoc.release()
+    answers, final = query(day, mwl_query({"AccessionNumber": "T2"}))
+    assert accessions(answers) == ["T2"] and final.Status == 0x0000
+
+
+def test_failure_recorded_in_diagnostics(booked: ClinicServer) -> None:
+    assoc = associate(booked, calling="BADMOD", transfer_syntax=ExplicitVRLittleEndian)
+    try:
+        answers = list(assoc.send_c_find(_garbage_date(), ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+    assert answers[0][0].Status == 0xC000
+    row = wait_for_log_row(booked, "BADMOD", lambda r: r.status == 0xC000)
+    assert (row.matches, row.character_set) == (0, "")
+
+
+def _send_raw_find(assoc: Association, sop_class: str, ds: Dataset) -> None:
+    """Send a C-FIND on the MWL context whose Affected SOP Class UID is ``sop_class``."""
+    context = next(
+        cx
+        for cx in assoc.accepted_contexts
+        if cx.abstract_syntax == ModalityWorklistInformationFind
+    )
+    req = C_FIND()
+    req.MessageID = 3
+    req.AffectedSOPClassUID = sop_class
+    req.Priority = 2
+    req.Identifier = BytesIO(encode(ds, True, True))
+    assoc.dimse.send_msg(req, context.context_id)
+
+
+@pytest.mark.parametrize(
+    "sop_class",
+    [GENERAL_PURPOSE_WORKLIST_FIND, PatientRootQueryRetrieveInformationModelFind, "1.2.3.4"],
+)
+def test_other_sop_class_on_the_worklist_context(day: ClinicServer, sop_class: str) -> None:
+    """A request naming a SOP class other than the context's is not answered with a
+    status: pynetdicom routes requests by that UID and aborts the association before any
+    handler runs (a documented limitation). Only that association ends; the next works."""
+    assoc = associate(day)
+    _send_raw_find(assoc, sop_class, mwl_query())
+    deadline = time.monotonic() + 10
+    while assoc.is_alive() and not assoc.is_aborted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert assoc.is_aborted
+    answers, final = query(day, mwl_query({"AccessionNumber": "T1"}))
+    assert accessions(answers) == ["T1"] and final.Status == 0x0000
+
+
+# -- diagnostics --------------------------------------------------------------------------
+
+
+def wait_for_log_row(
+    server: ClinicServer, calling: str, ready: Callable[[WorklistQueryLog], bool]
+) -> WorklistQueryLog:
+    """The diagnostics row of ``calling`` once ``ready`` holds (it is written off-thread)."""
+    assert server._query_log is not None and server.session_factory is not None
+    deadline = time.monotonic() + 10
+    while True:
+        server._query_log.flush()
+        with server.session_factory() as session:
+            row = session.get(WorklistQueryLog, calling)
+        if row is not None and ready(row):
+            return row
+        assert time.monotonic() < deadline, f"diagnostics row of {calling}: {row and row.status}"
+        time.sleep(0.01)
+
+
+def log_row(server: ClinicServer, calling: str) -> WorklistQueryLog:
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        row = session.scalar(
+            select(WorklistQueryLog).where(WorklistQueryLog.calling_ae_title == calling)
+        )
+    assert row is not None, f"no diagnostics row for {calling}"
+    return row
+
+
+def test_query_recorded_per_calling_ae(booked: ClinicServer) -> None:
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=1)
+    ds = mwl_query({"PatientName": "MUL*"}, {"Modality": "CR"})
+    answers, _ = query(booked, ds, calling="MODA")
+    assert len(answers) == 2
+    query(
+        booked,
+        mwl_query({"SpecificCharacterSet": "ISO_IR 100", "AccessionNumber": "T3"}),
+        calling="MODB",
+    )
+    assert booked._query_log is not None
+    booked._query_log.flush()
+    row = log_row(booked, "MODA")
+    assert row.matches == 2
+    assert row.status == 0
+    assert row.matching_keys.split(",") == ["PatientName", "Modality"]
+    assert row.return_keys.split(",") == ["AccessionNumber", "PatientName", "PatientID"]
+    assert row.character_set == "ISO_IR 192"
+    assert row.peer.startswith("127.0.0.1:")
+    assert row.at >= before
+    assert "MUL" not in row.matching_keys + row.return_keys  # keys only, never values
+    other = log_row(booked, "MODB")
+    assert (other.matches, other.character_set, other.matching_keys) == (
+        1,
+        "ISO_IR 100",
+        "AccessionNumber",
+    )
+
+    # The next query of the same AE replaces its row.
+    query(booked, mwl_query({"PatientID": "NOBODY"}), calling="MODA")
+    booked._query_log.flush()
+    row = log_row(booked, "MODA")
+    assert (row.matches, row.matching_keys) == (0, "PatientID")
+
+
+def test_concurrent_associations(day: ClinicServer) -> None:
+    first = associate(day, calling="A1")
+    second = associate(day, calling="A2")
+    try:
+        a, _ = find(first, mwl_query({"AccessionNumber": "T1"}))
+        b, _ = find(second, mwl_query({"AccessionNumber": "T2"}))
+        assert accessions(a) == ["T1"] and accessions(b) == ["T2"]
+    finally:
+        first.release()
+        second.release()
