@@ -264,3 +264,46 @@ def tokens_create(ctx: click.Context, name: str) -> None:
         ctx.exit(1)
     click.echo(f"API token for {name} (shown only once; send it as Authorization: Bearer TOKEN):")
     click.echo(token)
+
+
+@main.group("print-jobs")
+def print_jobs() -> None:
+    """The print spool: list jobs, print one again."""
+
+
+def _print_store(settings: Settings) -> Any:
+    engine = make_engine(settings.resolved_database_url)
+    migrate.upgrade(engine)
+    return make_session_factory(engine)
+
+
+@print_jobs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def print_jobs_list(ctx: click.Context, as_json: bool) -> None:
+    """List print jobs, newest first."""
+    from clinic.printing.spool import job_to_dict, list_jobs
+
+    items = [job_to_dict(job) for job in list_jobs(_print_store(_settings(ctx)))]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    for item in items:
+        click.echo(
+            f"{item['id']:>6}  {item['created_at']}  {item['status']:<7} "
+            f"{item['calling_ae_title']:<16} -> {item['printer_ae_title']:<16} "
+            f"{item['films']} film(s)  {item['pdf_path']}"
+        )
+
+
+@print_jobs.command("reprint")
+@click.argument("job_id", type=int)
+@click.pass_context
+def print_jobs_reprint(ctx: click.Context, job_id: int) -> None:
+    """Queue print job JOB_ID again (a reprint, or a retry after a failure)."""
+    from clinic.printing.spool import requeue
+
+    if requeue(_print_store(_settings(ctx)), job_id) is None:
+        click.echo(f"error: there is no print job {job_id}", err=True)
+        ctx.exit(1)
+    click.echo(f"print job {job_id} queued again; the running service prints it")
