@@ -87,10 +87,10 @@ def create_app(
         REMEMBER_COOKIE_DURATION=dt.timedelta(seconds=0),
         WTF_CSRF_TIME_LIMIT=12 * 3600,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
-        JSON_SORT_KEYS=False,
         TESTING=testing,
     )
     app.session_interface = TlsAwareSessionInterface()
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["CLINIC_SETTINGS"] = settings
     session_factory = scheduler.session_factory
     app.extensions["clinic.scheduler"] = scheduler

@@ -17,6 +17,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -225,7 +226,16 @@ def user(user_id: int) -> Any:
     problems: list[str] = []
     status = 200
     if request.method == "POST":
-        if form.validate_on_submit():
+        if (
+            form.validate_on_submit()
+            and user_id == current_user.id
+            and (form.role.data != "admin" or not form.active.data)
+        ):
+            form.role.errors = [
+                *form.role.errors,
+                "You cannot take away your own administrator rights or sign-in.",
+            ]
+        elif form.validate_on_submit():
             try:
                 _accounts().update_user(
                     user_id,

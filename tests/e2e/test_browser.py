@@ -243,6 +243,10 @@ def test_book_find_on_worklist_cancel(service: Service) -> None:
             page.get_by_role("cell", name="XRAY1").first.wait_for()
             page.screenshot(path=str(ARTIFACTS / "10-admin-worklist.png"))
 
+            page.goto(base + "/print-jobs")
+            page.get_by_role("heading", name="Print jobs").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "12-print-jobs.png"))
+
             # On a tablet the day view still fits.
             tablet = browser.new_page(viewport={"width": 820, "height": 1180})
             tablet.context.add_cookies(page.context.cookies())

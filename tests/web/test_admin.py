@@ -250,3 +250,14 @@ def test_everyone_signs_in(app: Any, users: None, name: str) -> None:
     token = csrf_token(c, "/login")
     r = c.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token})
     assert r.status_code == 302
+
+
+def test_admin_cannot_lock_themselves_out(admin: FlaskClient, accounts: Accounts) -> None:
+    root = accounts.find_user("root")
+    assert root is not None
+    url = f"/admin/users/{root.id}"
+    response = post_form(admin, url, url, {"role": "frontdesk", "active": "y", "password": ""})
+    assert response.status_code == 422
+    assert "your own administrator rights" in response.get_data(as_text=True)
+    again = accounts.find_user("root")
+    assert again is not None and again.role == "admin" and again.active
