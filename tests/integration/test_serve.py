@@ -8,6 +8,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -248,3 +249,31 @@ def test_fresh_data_dir_gets_a_migrated_database(service: Service, tmp_path: Pat
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
     assert sorted(versions) == sorted(heads)
     assert service.stop(signal.SIGTERM) == 0
+
+
+def test_port_in_use_stops_the_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CLINIC_")},
+            "CLINIC_DATA_DIR": str(tmp_path / "data"),
+            "CLINIC_HOST": "127.0.0.1",
+            "CLINIC_WEB_PORT": "0",
+            "CLINIC_MWL_PORT": str(taken.getsockname()[1]),
+            "CLINIC_PRINT_PORT": "0",
+            "CLINIC_HL7_PORT": "0",
+        }
+        result = subprocess.run(
+            [*clinic_command(), "serve"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert "Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
