@@ -7,12 +7,15 @@ case builds a C-FIND identifier, runs it through ``parse_identifier`` and
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clinic.db import make_engine, make_session_factory
 from clinic.migrate import upgrade
 from clinic.models import Procedure, ProcedureStatus, Station
+from clinic.names import fold, fold_ascii, trim_name
 from clinic.scheduling import Scheduler
 from clinic.worklist.matching import (
     DEFAULT_SPS_RETURN,
@@ -198,6 +202,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[str]]] = [
     # universal matching
     ("empty name", {"PatientName": ""}, {}, ACTIVE),
     ("lone star", {"PatientName": "*"}, {}, ACTIVE),
+    ("empty name components", {"PatientName": "^^^^"}, {}, ACTIVE),
     ("double star", {"PatientID": "**"}, {}, ACTIVE),
     (
         "all empty",
@@ -814,3 +819,90 @@ def test_today_query_uses_an_index(engine: Engine) -> None:
 def test_patient_id_query_uses_an_index(engine: Engine) -> None:
     plan = _plan(engine, identifier({"PatientID": "P01"}))
     assert "SCAN" not in plan, plan
+
+
+# -- wildcard matching against a reference implementation -------------------------------
+
+#: Characters names and patterns are drawn from: LIKE's own % and _, PN separators,
+#: case and accents.
+ALPHABET = "AaBÜü%_^ "
+RANDOM_NAMES = [
+    "A",
+    "AB",
+    "A%B",
+    "AXB",
+    "A_B",
+    "Ü^A",
+    "u^a",
+    "A^B^",
+    "%",
+    "_",
+    "%%^__",
+    "BA%",
+    "B_A",
+    "AA^BB",
+    "ÜÜ%",
+    "uu_",
+    "A B",
+    "A^ B",
+]
+
+
+@pytest.fixture(scope="module")
+def names_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
+    path: Path = tmp_path_factory.mktemp("names") / "clinic.db"
+    eng = make_engine(f"sqlite:///{path}")
+    upgrade(eng)
+    factory = make_session_factory(eng)
+    scheduler = Scheduler(factory)
+    for n, name in enumerate(RANDOM_NAMES):
+        scheduler.book(
+            {
+                "accession_number": f"N{n}",
+                "patient_id": f"N{n}",
+                "patient_name": name,
+                "modality": "CR",
+                "station_ae_title": "XRAY1",
+                "scheduled_start": "2026-11-26T09:00",
+            },
+            actor="test",
+        )
+    yield factory
+    eng.dispose()
+
+
+def reference_matches(pattern: str, accent_insensitive: bool) -> set[str]:
+    """PS3.4 C.2.2.2 by hand: single value, or ``*``/``?`` over folded names."""
+    key = fold_ascii if accent_insensitive else fold
+    wildcards = "*" in pattern or "?" in pattern
+    if set(pattern) <= {"*"} or (not wildcards and trim_name(pattern) == ""):
+        return {f"N{n}" for n in range(len(RANDOM_NAMES))}
+    found = set()
+    for n, name in enumerate(RANDOM_NAMES):
+        stored = key(trim_name(name.strip()))
+        if wildcards:
+            regex = "".join(
+                ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in key(pattern)
+            )
+            hit = re.fullmatch(regex, stored, flags=re.DOTALL) is not None
+        else:
+            hit = stored == key(trim_name(pattern))
+        if hit:
+            found.add(f"N{n}")
+    return found
+
+
+@given(
+    pattern=st.text(alphabet=ALPHABET + "*?", max_size=6).map(str.strip),
+    accent_insensitive=st.booleans(),
+    prefix_range=st.booleans(),
+)
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_wildcards_agree_with_reference(
+    names_store: sessionmaker[Session], pattern: str, accent_insensitive: bool, prefix_range: bool
+) -> None:
+    options = MatchOptions(accent_insensitive=accent_insensitive, prefix_range=prefix_range)
+    found = matched(names_store, identifier({"PatientName": pattern}), options)
+    assert found == reference_matches(pattern, accent_insensitive)
