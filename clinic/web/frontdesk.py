@@ -25,7 +25,7 @@ from clinic.catalog import Catalog
 from clinic.models import CatalogEntry, Procedure, ProcedureStatus
 from clinic.scheduling import NotFound, Scheduler, TransitionError, ValidationError
 from clinic.vr import parse_date
-from clinic.web.forms import BookingForm, CancelForm, RescheduleForm
+from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm
 from clinic.web.names import person_name
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
@@ -344,6 +344,8 @@ def _render_procedure(
             problems=problems or [],
             can_change=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS),
             can_cancel=proc.status == ProcedureStatus.SCHEDULED,
+            status_actions=STATUS_ACTIONS.get(proc.status, []),
+            button=EmptyForm(formdata=None),
         ),
         status,
     )
@@ -415,6 +417,39 @@ def cancel(procedure_id: int) -> Any:
         )
     flash(f"Cancelled: {proc.accession_number}.", "success")
     return redirect(url_for("frontdesk.day", date=proc.scheduled_start.date().isoformat()))
+
+
+#: Status moves offered as buttons (for modalities that do not report MPPS).
+STATUS_ACTIONS = {
+    ProcedureStatus.SCHEDULED.value: [(ProcedureStatus.IN_PROGRESS.value, "Exam started")],
+    ProcedureStatus.IN_PROGRESS.value: [
+        (ProcedureStatus.COMPLETED.value, "Exam done"),
+        (ProcedureStatus.DISCONTINUED.value, "Exam stopped"),
+    ],
+}
+
+
+@bp.post("/procedures/<int:procedure_id>/status")
+@login_required
+def status(procedure_id: int) -> Any:
+    """Move a booking on (started, done, stopped) by hand."""
+    g.patient_data = True
+    proc = _load(procedure_id)
+    form = EmptyForm()
+    target = request.form.get("status", "")
+    allowed = [value for value, _ in STATUS_ACTIONS.get(proc.status, [])]
+    if not form.validate_on_submit() or target not in allowed:
+        return _render_procedure(
+            proc, problems=["This booking cannot move to that status."], status=409
+        )
+    try:
+        proc = _scheduler().set_status(procedure_id, target, actor=actor())
+    except TransitionError:
+        return _render_procedure(
+            proc, problems=["This booking cannot move to that status."], status=409
+        )
+    flash(f"Status: {proc.status.replace('_', ' ').lower()}.", "success")
+    return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
 
 @bp.get("/procedures/<int:procedure_id>/slip.pdf")

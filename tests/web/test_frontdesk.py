@@ -310,3 +310,23 @@ def test_templates_have_labels_for_every_input(desk: FlaskClient, catalog: Catal
             assert f'for="{ident}"' in html or re.search(
                 rf'<label>\s*<input[^>]*id="{ident}"', html
             ), (url, ident)
+
+
+def test_status_buttons(desk: FlaskClient, scheduler: Scheduler, audit_rows: Any) -> None:
+    proc = scheduler.book(BOOKING, actor="t")
+    url = f"/procedures/{proc.id}"
+    assert "Exam started" in desk.get(url).get_data(as_text=True)
+    assert desk.post(f"{url}/status", data={"status": "IN_PROGRESS"}).status_code == 400
+    skipped = post_form(desk, url, f"{url}/status", {"status": "COMPLETED"})
+    assert skipped.status_code == 409
+    assert scheduler.get(proc.id).status == "SCHEDULED"
+    assert post_form(desk, url, f"{url}/status", {"status": "IN_PROGRESS"}).status_code == 302
+    page = desk.get(url).get_data(as_text=True)
+    assert "Exam done" in page and "Exam stopped" in page and "Cancel this exam" not in page
+    assert post_form(desk, url, f"{url}/status", {"status": "COMPLETED"}).status_code == 302
+    assert scheduler.get(proc.id).status == "COMPLETED"
+    assert [r.actor for r in audit_rows("procedure") if r.action == "status"] == [
+        "web:alice",
+        "web:alice",
+    ]
+    assert "Exam done" not in desk.get(url).get_data(as_text=True)
