@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
@@ -14,7 +16,9 @@ from clinic.printing.layout import (
     parse_display_format,
 )
 from clinic.printing.render import HEADER_MM
+from clinic.printing.session import ANNOTATION_BOX
 from clinic.server import ClinicServer
+from tests.conftest import require_tool
 from tests.integration.printing_support import (
     FILM_BOX,
     FILM_SESSION,
@@ -202,3 +206,62 @@ def test_empty_boxes_and_empty_films(server: ClinicServer) -> None:
     assert 40 < empty < 140  # 1.5 OD: a mid-dark gray
     assert sample(pages[0], 2, 2 + HEADER_MM, DPI) == pytest.approx((0,) * 3, abs=2)
     assert job.films == 1
+
+
+def test_annotations_and_header_are_printed(server: ClinicServer) -> None:
+    scu = PrintScu(server.print_port, calling="PANO1")
+    session_uid = scu.session()
+    status, film_uid, reply = scu.create(
+        FILM_BOX,
+        film_box_request(session_uid, "STANDARD\\1,1", AnnotationDisplayFormatID="LABELS"),
+    )
+    assert status == 0 and film_uid and reply is not None
+    annotations = [i.ReferencedSOPInstanceUID for i in reply.ReferencedBasicAnnotationBoxSequence]
+    text = Dataset()
+    text.AnnotationPosition = 2
+    text.TextString = "LEFT LATERAL"
+    assert scu.set(ANNOTATION_BOX, annotations[1], text, meta=False) == 0
+    wrong = Dataset()
+    wrong.AnnotationPosition = 5
+    wrong.TextString = "X"
+    assert scu.set(ANNOTATION_BOX, annotations[0], wrong, meta=False) == 0x0106
+    box = reply.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID
+    assert scu.fill(box, 1, gray_image(8, 8, 128)) == 0
+    assert scu.action(FILM_BOX, film_uid)[0] == 0
+    scu.release()
+
+    pdf, _ = printed(server)
+    words = subprocess.run(
+        [require_tool("pdftotext"), str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "LEFT LATERAL" in words
+    assert "PDFPRINT" in words and "PANO1" in words
+
+
+@pytest.mark.parametrize("magnification", ["REPLICATE", "BILINEAR", "CUBIC", "NONE"])
+def test_magnification_types(server: ClinicServer, magnification: str) -> None:
+    scu = PrintScu(server.print_port)
+    session_uid = scu.session()
+    _, film_uid, boxes = scu.film_box(
+        session_uid, "STANDARD\\1,1", FilmSizeID="8INX10IN", MagnificationType=magnification
+    )
+    # Left half black, right half white: interpolation may soften only the edge.
+    image = gray_image(30, 300, 0)
+    pixels = np.zeros((30, 300), np.uint8)
+    pixels[:, 150:] = 255
+    image.PixelData = pixels.tobytes()
+    assert scu.fill(boxes[0], 1, image) == 0
+    assert scu.action(FILM_BOX, film_uid)[0] == 0
+    scu.release()
+
+    pdf, _ = printed(server)
+    dpi = 100
+    page = rasterize(pdf, dpi)[0]
+    ((x, y),) = box_centres("STANDARD\\1,1", "8INX10IN", "PORTRAIT")
+    # NONE prints one pixel per printer dot (300 dpi): 300 pixels are 25.4 mm wide.
+    half = 25.4 / 4 if magnification == "NONE" else 203.2 / 4
+    assert sample(page, x - half, y, dpi)[0] < 10
+    assert sample(page, x + half, y, dpi)[0] > 245
+    if magnification == "NONE":
+        # Beyond the 25.4 mm image: the white border, not the image stretched to the box.
+        assert sample(page, x - 2 * half - 3, y, dpi)[0] > 245
