@@ -26,7 +26,14 @@ from clinic.catalog import Catalog
 from clinic.models import AuditEntry, WorklistQueryLog
 from clinic.scheduling import NotFound, ValidationError
 from clinic.vr import parse_date
-from clinic.web.forms import CatalogForm, EmptyForm, StationForm, UserEditForm, UserForm
+from clinic.web.forms import (
+    CatalogForm,
+    EmptyForm,
+    StationForm,
+    UserEditForm,
+    UserForm,
+    options,
+)
 from clinic.web.security import actor, admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -126,9 +133,9 @@ def station(station_id: int) -> Any:
 
 def _catalog_form(obj: Any = None) -> CatalogForm:
     form = CatalogForm(obj=obj)
-    form.default_station.choices = [("", "None")] + [
-        (s.ae_title, s.ae_title) for s in _catalog().stations()
-    ]
+    form.default_station.choices = options(
+        [("", "None")] + [(s.ae_title, s.ae_title) for s in _catalog().stations()]
+    )
     return form
 
 

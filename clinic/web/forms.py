@@ -5,6 +5,8 @@ Messages are written the way a receptionist would say them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -17,6 +19,19 @@ from wtforms import (
     TimeField,
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+try:  # WTForms 3.3 wants SelectChoice objects; older versions take (value, label) pairs
+    from wtforms.fields.choices import SelectChoice
+except ImportError:  # pragma: no cover - older WTForms
+    SelectChoice = None
+
+
+def options(pairs: list[tuple[str, str]]) -> list[Any]:
+    """Choices for a select field from ``(value, label)`` pairs, for any WTForms 3."""
+    if SelectChoice is None:
+        return list(pairs)
+    return [SelectChoice(value, label) for value, label in pairs]
+
 
 SEX_CHOICES = [("", "Not known"), ("F", "Female"), ("M", "Male"), ("O", "Other")]
 PRIORITY_CHOICES = [
@@ -38,8 +53,16 @@ CHARSET_CHOICES = [
 class LoginForm(FlaskForm):  # type: ignore[misc]
     """Sign in."""
 
-    name = StringField("User name", validators=[DataRequired("Please enter your user name.")])
-    password = PasswordField("Password", validators=[DataRequired("Please enter your password.")])
+    name = StringField(
+        "User name",
+        validators=[DataRequired("Please enter your user name.")],
+        render_kw={"autocomplete": "username", "autofocus": True},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Please enter your password.")],
+        render_kw={"autocomplete": "current-password"},
+    )
 
 
 class BookingForm(FlaskForm):  # type: ignore[misc]
@@ -66,7 +89,7 @@ class BookingForm(FlaskForm):  # type: ignore[misc]
         validators=[Optional()],
         render_kw={"max": "9999-12-31"},
     )
-    sex = SelectField("Sex", choices=SEX_CHOICES, validators=[Optional()])
+    sex = SelectField("Sex", choices=options(SEX_CHOICES), validators=[Optional()])
     procedure = SelectField("Procedure", choices=[], validate_choice=False)
     modality = StringField(
         "Modality",
@@ -86,7 +109,7 @@ class BookingForm(FlaskForm):  # type: ignore[misc]
         validators=[Optional(), Length(max=64)],
         description="Family name, given name",
     )
-    priority = SelectField("Priority", choices=PRIORITY_CHOICES, validators=[Optional()])
+    priority = SelectField("Priority", choices=options(PRIORITY_CHOICES), validators=[Optional()])
     notes = TextAreaField(
         "Notes for the radiographer",
         validators=[Optional(), Length(max=10240, message="The notes are too long.")],
@@ -103,7 +126,7 @@ class RescheduleForm(FlaskForm):  # type: ignore[misc]
     referring_physician = StringField(
         "Referring physician", validators=[Optional(), Length(max=64)]
     )
-    priority = SelectField("Priority", choices=PRIORITY_CHOICES, validators=[Optional()])
+    priority = SelectField("Priority", choices=options(PRIORITY_CHOICES), validators=[Optional()])
     notes = TextAreaField("Notes for the radiographer", validators=[Optional(), Length(max=10240)])
 
 
@@ -123,7 +146,7 @@ class UserForm(FlaskForm):  # type: ignore[misc]
     """Create a user."""
 
     name = StringField("User name", validators=[DataRequired("Please enter a user name.")])
-    role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False)
+    role = SelectField("Role", choices=options(ROLE_CHOICES), validate_choice=False)
     password = PasswordField(
         "Password", validators=[DataRequired("Please enter a password (8 characters at least).")]
     )
@@ -132,7 +155,7 @@ class UserForm(FlaskForm):  # type: ignore[misc]
 class UserEditForm(FlaskForm):  # type: ignore[misc]
     """Change a user's role, whether they may sign in, or their password."""
 
-    role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False)
+    role = SelectField("Role", choices=options(ROLE_CHOICES), validate_choice=False)
     active = BooleanField("May sign in")
     password = PasswordField("New password", validators=[Optional()])
 
@@ -144,7 +167,9 @@ class StationForm(FlaskForm):  # type: ignore[misc]
     modality = StringField("Modality", validators=[Optional()])
     name = StringField("Name", validators=[Optional()])
     location = StringField("Location", validators=[Optional()])
-    character_set = SelectField("Character set", choices=CHARSET_CHOICES, validate_choice=False)
+    character_set = SelectField(
+        "Character set", choices=options(CHARSET_CHOICES), validate_choice=False
+    )
 
 
 class CatalogForm(FlaskForm):  # type: ignore[misc]

@@ -25,7 +25,7 @@ from clinic.catalog import Catalog
 from clinic.models import CatalogEntry, Procedure, ProcedureStatus
 from clinic.scheduling import NotFound, Scheduler, TransitionError, ValidationError
 from clinic.vr import parse_date
-from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm
+from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
 from clinic.web.names import person_name
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
@@ -223,8 +223,8 @@ def book() -> Any:
     g.patient_data = True
     entries = _catalog().entries(active_only=True)
     form = BookingForm()
-    form.procedure.choices = _procedure_choices(entries)
-    form.station.choices = _station_choices("The procedure's usual station")
+    form.procedure.choices = options(_procedure_choices(entries))
+    form.station.choices = options(_station_choices("The procedure's usual station"))
     duplicates: list[Any] = []
     problems: list[str] = []
     known_patient = None
@@ -316,7 +316,7 @@ def _load(procedure_id: int) -> Procedure:
 
 def _reschedule_form(proc: Procedure) -> RescheduleForm:
     form = RescheduleForm()
-    form.station.choices = _station_choices("Keep the station")
+    form.station.choices = options(_station_choices("Keep the station"))
     return form
 
 
