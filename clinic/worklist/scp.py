@@ -39,6 +39,8 @@ _config.LOG_RESPONSE_IDENTIFIERS = False
 
 UTF8 = "ISO_IR 192"
 LATIN1 = "ISO_IR 100"
+#: A query in Latin-1, with or without ISO 2022 code extensions, is answered in Latin-1.
+LATIN1_TERMS = frozenset({LATIN1, "ISO 2022 IR 100"})
 STATUS_PENDING = 0xFF00
 STATUS_PENDING_WARNING = 0xFF01  # optional keys not supported
 STATUS_CANCEL = 0xFE00
@@ -98,7 +100,7 @@ class WorklistService:
         """Pick the answer's character set: the query's Latin-1, the station's, or the default."""
         requested = request.get("SpecificCharacterSet", "")
         values = [requested] if isinstance(requested, str) else list(requested)
-        if LATIN1 in values:
+        if LATIN1_TERMS.intersection(values):
             return LATIN1
         if UTF8 in values:
             return UTF8

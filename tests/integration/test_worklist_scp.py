@@ -330,6 +330,23 @@ def test_latin1_when_query_asks(day: ClinicServer) -> None:
     assert raw_value(answers[0], 0x00100010) == "MÜLLER^HANS".encode("latin-1")
 
 
+def test_latin1_with_code_extensions(day: ClinicServer) -> None:
+    """ISO 2022 IR 100 (Latin-1 with code extensions) is Latin-1 too."""
+    ds = mwl_query({"SpecificCharacterSet": ["", "ISO 2022 IR 100"], "PatientName": "Mü*"})
+    answers, final = query(day, ds)
+    assert final.Status == 0x0000
+    assert accessions(answers) == ["T1", "T4"]
+    assert answers[0].SpecificCharacterSet == "ISO_IR 100"
+    assert raw_value(answers[0], 0x00100010) == "MÜLLER^HANS".encode("latin-1")
+
+
+def test_other_character_set_answered_in_default(day: ClinicServer) -> None:
+    ds = mwl_query({"SpecificCharacterSet": "ISO_IR 144", "PatientID": "PD3"})
+    answers, _ = query(day, ds)
+    assert answers[0].SpecificCharacterSet == "ISO_IR 192"
+    assert answers[0].PatientName == "Dvořák^Antonín"
+
+
 def test_latin1_query_value_decoded(day: ClinicServer) -> None:
     """A Latin-1 query's own text is read as Latin-1: MÜLLER* finds MÜLLER and MULLER."""
     ds = mwl_query({"SpecificCharacterSet": "ISO_IR 100", "PatientName": "MÜLLER*"})
