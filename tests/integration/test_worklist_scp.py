@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -302,6 +303,26 @@ def test_wrong_called_ae_title_rejected(server: ClinicServer) -> None:
     assert assoc.is_rejected
     assert not assoc.is_established
     associate(server).release()  # the right title still works
+
+
+def test_promiscuous_called_ae_title(settings: Settings) -> None:
+    """With accept_any_called_ae_title, a modality set up with another title still works."""
+    srv = ClinicServer(dataclasses.replace(settings, accept_any_called_ae_title=True))
+    srv.start()
+    try:
+        book(srv, "Z1")
+        ae = AE(ae_title="XRAY1")
+        ae.add_requested_context(ModalityWorklistInformationFind)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+        assoc = ae.associate("127.0.0.1", srv.mwl_port, ae_title="ANYTHING")
+        assert assoc.is_established
+        try:
+            answers, final = find(assoc, mwl_query())
+        finally:
+            assoc.release()
+        assert accessions(answers) == ["Z1"] and final.Status == 0x0000
+    finally:
+        srv.stop()
 
 
 # -- character sets ---------------------------------------------------------------------
