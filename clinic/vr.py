@@ -12,6 +12,7 @@ import re
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CS = re.compile(r"^[A-Z0-9_ ]*$")
+_DICOM_DATE = re.compile(r"^\d{8}$")
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
@@ -109,12 +110,13 @@ def parse_date(value: str) -> dt.date:
         When the text is not a real calendar date.
     """
     text = value.strip()
-    for fmt in ("%Y-%m-%d", "%Y%m%d"):
-        try:
-            return dt.datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    raise ValueError("must be a real date written YYYY-MM-DD")
+    # The DICOM form must have all eight digits: strptime alone would read the
+    # ambiguous 1980115 as 1980-11-05.
+    fmt = "%Y%m%d" if _DICOM_DATE.match(text) else "%Y-%m-%d"
+    try:
+        return dt.datetime.strptime(text, fmt).date()
+    except ValueError:
+        raise ValueError("must be a real date written YYYY-MM-DD") from None
 
 
 def parse_local_datetime(value: str) -> dt.datetime:

@@ -176,8 +176,9 @@ def test_list_by_date(clinic: Clinic, tmp_path: Path) -> None:
     assert len(lines) == 2 and "ACC2" in lines[0] and "XRAY1" in lines[0]
 
 
-def test_list_bad_date(clinic: Clinic) -> None:
-    result = clinic("procedures", "list", "--date", "2026-02-30", "--json")
+@pytest.mark.parametrize("day", ["2026-02-30", "2026115", "yesterday"])
+def test_list_bad_date(clinic: Clinic, day: str) -> None:
+    result = clinic("procedures", "list", "--date", day, "--json")
     assert result.exit_code == 2
     assert "--date" in result.stderr
     assert "real date" in result.stderr

@@ -61,6 +61,7 @@ VALID: list[tuple[str, Any, Any]] = [
     ("priority", "stat", "STAT"),
     ("patient_birth_date", "1980-02-29", dt.date(1980, 2, 29)),
     ("patient_birth_date", "19800115", dt.date(1980, 1, 15)),
+    ("patient_birth_date", "1980-1-5", dt.date(1980, 1, 5)),
     ("scheduled_start", "2026-11-26 09:30", dt.datetime(2026, 11, 26, 9, 30)),
     ("scheduled_start", "2026-11-26T09:30:15", dt.datetime(2026, 11, 26, 9, 30, 15)),
     ("scheduled_start", "2028-02-29T23:59", dt.datetime(2028, 2, 29, 23, 59)),
@@ -106,6 +107,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ("patient_birth_date", "2026-02-30", "real date"),
     ("patient_birth_date", "1981-02-29", "real date"),
     ("patient_birth_date", "15.01.1980", "real date"),
+    ("patient_birth_date", "1980115", "real date"),  # 1980-01-15 or 1980-11-05?
     ("patient_birth_date", "2999-01-01", "future"),
     ("scheduled_start", "2026-02-30T10:00", "real date"),
     ("scheduled_start", "2026-11-26T25:00", "real date"),
