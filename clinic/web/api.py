@@ -25,8 +25,8 @@ from clinic.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-DEFAULT_LIMIT = 1000
-MAX_LIMIT = 5000
+DEFAULT_LIMIT = 10_000
+MAX_LIMIT = 10_000
 _PUBLIC_ENDPOINTS = ("api.openapi",)
 
 

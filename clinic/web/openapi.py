@@ -90,9 +90,27 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "List bookings by start time",
                     "parameters": [
-                        {"name": "date", "in": "query", "schema": {"type": "string"}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                        {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+                        {
+                            "name": "date",
+                            "in": "query",
+                            "description": "only this day, YYYY-MM-DD",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 10000,
+                                "default": 10000,
+                            },
+                        },
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "default": 0},
+                        },
                     ],
                     "responses": {
                         "200": {

@@ -178,7 +178,7 @@ def reprint(job_id: int) -> Any:
 @api_bp.get("/print-jobs")
 def api_list() -> Response:
     """Print jobs, newest first; ``limit``/``offset`` page (``Link`` rel=next)."""
-    limit = int_arg("limit", 100, 1, 1000)
+    limit = int_arg("limit", 1000, 1, 10_000)
     offset = int_arg("offset", 0, 0, 10**9)
     rows = _jobs(offset, limit + 1)
     response = jsonify([job_to_dict(j) for j in rows[:limit]])
