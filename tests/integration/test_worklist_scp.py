@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import threading
 import time
 import warnings
@@ -537,13 +538,25 @@ def test_bad_identifier_gets_failure_status(
     assert accessions(answers) == ["T2"] and final.Status == 0x0000
 
 
-def test_failure_recorded_in_diagnostics(booked: ClinicServer) -> None:
+def test_failure_recorded_in_diagnostics(
+    booked: ClinicServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = _garbage_date()
+    ds.PatientName = "SECRET^NAME*"
+    ds.PatientID = "SECRETID"
     assoc = associate(booked, calling="BADMOD", transfer_syntax=ExplicitVRLittleEndian)
     try:
-        answers = list(assoc.send_c_find(_garbage_date(), ModalityWorklistInformationFind))
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            answers = list(assoc.send_c_find(ds, ModalityWorklistInformationFind))
     finally:
         assoc.release()
     assert answers[0][0].Status == 0xC000
+    # The refusal is logged, naming the attribute but no value of the query.
+    assert "worklist query from BADMOD refused (0xC000)" in caplog.text
+    assert "ScheduledProcedureStepStartDate" in caplog.text
+    for value in ("2026XX01", "SECRET"):
+        assert value not in caplog.text
     row = wait_for_log_row(booked, "BADMOD", lambda r: r.status == 0xC000)
     assert (row.matches, row.character_set) == (0, "")
 
