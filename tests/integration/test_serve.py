@@ -277,3 +277,19 @@ def test_port_in_use_stops_the_start(tmp_path: Path) -> None:
     assert "cannot start" in result.stderr
     assert "Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_idle_association_aborted_after_grace(service: Service) -> None:
+    """An association left open does not keep the service from stopping."""
+    ae = AE(ae_title="IDLE")
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    assoc = ae.associate("127.0.0.1", service.mwl_port, ae_title="CLINIC")
+    assert assoc.is_established
+    started = time.monotonic()
+    assert service.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < EXIT_DEADLINE
+    deadline = time.monotonic() + 10
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert assoc.is_aborted
