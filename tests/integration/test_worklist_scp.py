@@ -16,7 +16,12 @@ import pytest
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, Association
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import encode
@@ -271,6 +276,27 @@ def test_answer_carries_requested_keys(day: ClinicServer) -> None:
     assert item.ScheduledProcedureStepStartDate == TODAY.strftime("%Y%m%d")
     assert item.ScheduledProcedureStepStartTime == "080000"
     assert item.Modality == "CR"
+
+
+@pytest.mark.parametrize(
+    "transfer_syntax",
+    [
+        ImplicitVRLittleEndian,
+        ExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        DeflatedExplicitVRLittleEndian,
+    ],
+)
+def test_every_uncompressed_transfer_syntax(day: ClinicServer, transfer_syntax: str) -> None:
+    assoc = associate(day, transfer_syntax=transfer_syntax)
+    try:
+        assert assoc.accepted_contexts[0].transfer_syntax[0] == transfer_syntax
+        answers, final = find(assoc, mwl_query({"PatientName": "dvo*"}, {"Modality": "US"}))
+    finally:
+        assoc.release()
+    assert final.Status == 0x0000
+    assert [(a.AccessionNumber, a.PatientName) for a in answers] == [("T3", "Dvořák^Antonín")]
+    assert answers[0].ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "US1"
 
 
 def test_unsupported_key_gives_pending_warning(day: ClinicServer) -> None:
