@@ -2,13 +2,15 @@
 
 An administrator made with ``clinic users create`` signs in, adds a station and a
 catalog procedure, books an exam, sees it on the day view, a pynetdicom worklist
-SCU finds it, the exam is cancelled and the worklist no longer has it. Screenshots
-of the main pages go to ``tests/artifacts/``.
+SCU finds it, the exam is cancelled and the worklist no longer has it; then the same
+through the REST API with a token from ``clinic tokens create``. Screenshots of the
+main pages go to ``tests/artifacts/``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import queue
 import re
@@ -17,9 +19,12 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -52,6 +57,8 @@ class Service:
     mwl_port: int
     mwl_ae_title: str
     log: list[str]
+    env: dict[str, str]
+    cwd: Path
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -120,7 +127,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
         if m := MWL_LINE.search(line):
             mwl = (m.group(1), int(m.group(3)))
     assert mwl is not None
-    svc = Service(process, web_url, mwl[1], mwl[0], log)
+    svc = Service(process, web_url, mwl[1], mwl[0], log, env, tmp_path)
     try:
         yield svc
     finally:
@@ -131,6 +138,20 @@ def service(tmp_path: Path) -> Iterator[Service]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def call_api(base: str, method: str, path: str, token: str, body: object = None) -> tuple[int, Any]:
+    """One REST call with a bearer token; returns (status, decoded JSON)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 def worklist_names(svc: Service, station: str) -> list[str]:
@@ -261,6 +282,36 @@ def test_book_find_on_worklist_cancel(service: Service) -> None:
             page.wait_for_url(re.compile(r".*/login"))
         finally:
             browser.close()
+
+    # The REST API does the same with a token from `clinic tokens create`.
+    made = subprocess.run(
+        [*CLINIC, "tokens", "create", "admin"],
+        capture_output=True,
+        text=True,
+        env=service.env,
+        cwd=service.cwd,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    booking = {
+        "patient_id": "API1",
+        "patient_name": "DOE^JANE",
+        "modality": "CR",
+        "station_ae_title": "XRAY1",
+        "scheduled_start": f"{dt.date.today().isoformat()}T11:00",
+    }
+    status, created = call_api(base, "POST", "/api/procedures", token, booking)
+    assert status == 201 and created["status"] == "SCHEDULED"
+    assert worklist_names(service, "XRAY1") == ["DOE^JANE"]
+    status, listed = call_api(base, "GET", f"/api/procedures?date={dt.date.today()}", token)
+    assert status == 200 and [p["patient_id"] for p in listed][-1] == "API1"
+    status, cancelled = call_api(
+        base, "POST", f"/api/procedures/{created['id']}/cancel", token, {"reason": "test"}
+    )
+    assert status == 200 and cancelled["status"] == "CANCELLED"
+    assert worklist_names(service, "XRAY1") == []
+    assert call_api(base, "GET", "/api/procedures", "wrong-token")[0] == 401
 
     service.process.send_signal(signal.SIGTERM)
     assert service.process.wait(timeout=30) == 0
