@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, redirect, render_template, request, url_for
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
@@ -118,8 +118,6 @@ def create_app(
     def unauthorized() -> Any:
         if is_api_request():
             return _json_error(401, "authentication required: send Authorization: Bearer TOKEN")
-        from flask import redirect, url_for
-
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
     login.user_loader(load_user)
