@@ -82,7 +82,7 @@ def serve(ctx: click.Context) -> None:
     server = ClinicServer(settings)
     try:
         server.start()
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:  # ConfigError: an invalid [printers.*] profile
         log.error("cannot start: %s", exc)
         server.stop()
         ctx.exit(1)

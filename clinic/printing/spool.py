@@ -114,8 +114,6 @@ def requeue(factory: sessionmaker[Session], job_id: int) -> PrintJob | None:
             return None
         job.status = PrintJobStatus.QUEUED.value
         job.error = ""
-        # A reprint is not held again.
-        job.created_at = utcnow() - dt.timedelta(days=1)
         return job
 
 
@@ -161,8 +159,8 @@ class Spool:
         """
         folder = self.root / secrets.token_hex(12)
         uid = new_study_instance_uid(self.uid_root)
-        write_films(folder, request.films, {"printer": profile.ae_title})
         try:
+            write_films(folder, request.films, {"printer": profile.ae_title})
             with transaction(self.factory) as session:
                 job = PrintJob(
                     sop_instance_uid=uid,
@@ -195,9 +193,20 @@ class Spool:
     def start(self) -> None:
         """Start the worker thread (it first resumes jobs a previous run left queued)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_orphans()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="print-spool", daemon=True)
         self._thread.start()
+
+    def _remove_orphans(self) -> None:
+        # A crash between writing the pixels and committing the job leaves a folder that no
+        # job names; the modality never heard success for it, so it is safe to drop.
+        with self.factory() as session:
+            known = set(session.scalars(select(PrintJob.spool_dir)))
+        for folder in self.root.iterdir():
+            if folder.is_dir() and folder.name not in known:
+                log.warning("removing spool folder %s of an unacknowledged job", folder.name)
+                _remove_tree(folder)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the worker after the job it is rendering, if any."""
@@ -228,7 +237,8 @@ class Spool:
             )
             for job in queued:
                 profile = self.profiles.get(job.printer_ae_title)
-                hold = profile.hold_seconds if profile else 0.0
+                # Only a job's first attempt is held; a reprint or retry goes at once.
+                hold = profile.hold_seconds if profile and job.attempts == 0 else 0.0
                 if job.created_at + dt.timedelta(seconds=hold) <= now:
                     return job
         return None

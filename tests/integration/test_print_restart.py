@@ -50,10 +50,16 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(tmp_path: Path) ->
         # Server-made file names only: nothing derived from the modality's UIDs.
         assert all(session_uid not in p.name and film_uid not in p.name for p in spooled)
 
+        # Pixels written by a job whose N-ACTION never got its answer: dropped at start.
+        orphan = data_dir / "spool" / "0123456789abcdef01234567"
+        orphan.mkdir()
+        (orphan / "job.json").write_text("{}", encoding="utf-8")
+
         config.write_text("[printers.PDFPRINT]\nhold_seconds = 0\n", encoding="utf-8")
         restarted = ServeProcess(data_dir, config, tmp_path).start()
         try:
             done = wait_for_job(factory, job.id)
+            assert not orphan.exists()
         finally:
             assert restarted.stop() == 0, restarted.log()
     finally:
