@@ -587,7 +587,7 @@ def test_failure_recorded_in_diagnostics(
     assert (row.matches, row.character_set) == (0, "")
 
 
-def _send_raw_find(assoc: Association, sop_class: str, ds: Dataset) -> None:
+def _send_raw_find(assoc: Association, sop_class: str, ds: Dataset | bytes) -> None:
     """Send a C-FIND on the MWL context whose Affected SOP Class UID is ``sop_class``."""
     context = next(
         cx
@@ -598,8 +598,43 @@ def _send_raw_find(assoc: Association, sop_class: str, ds: Dataset) -> None:
     req.MessageID = 3
     req.AffectedSOPClassUID = sop_class
     req.Priority = 2
-    req.Identifier = BytesIO(encode(ds, True, True))
+    raw = ds if isinstance(ds, bytes) else encode(ds, True, True)
+    assert raw is not None
+    req.Identifier = BytesIO(raw)
     assoc.dimse.send_msg(req, context.context_id)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\xfe\xff\x00\xe0\x10\x00\x00\x00",  # an item tag where an element belongs
+        b"\x40\x00\x00\x01\x08\x00\x00\x00\xfe\xff\x00\xe0\xff\xff",  # broken item
+        b"\x10\x00\x10\x00\x04\x00\x00\x00DOE^\x40\x00\x00\x01\xff\xff\xff\xff"
+        b"\xfe\xff\x00\xe0\x08\x00\x00\x00\x08\x00\x60\x00",  # sequence cut short
+    ],
+)
+def test_undecodable_identifier(day: ClinicServer, garbage: bytes) -> None:
+    """Bytes pydicom cannot read get 0xC000. (pydicom reads some truncated data, e.g. a
+    value shorter than its length, without complaint; such an identifier is matched.)"""
+    assoc = associate(day, calling="GARBAGE")
+    try:
+        # Pause the association's reactor as pynetdicom's own send_c_find does, or
+        # it may take the response off the queue first.
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.0001)
+        try:
+            _send_raw_find(assoc, ModalityWorklistInformationFind, garbage)
+            _, rsp = assoc.dimse.get_msg(block=True)
+        finally:
+            assoc._reactor_checkpoint.set()
+        assert isinstance(rsp, C_FIND)
+        assert rsp.Status == 0xC000
+        assert rsp.ErrorComment == "identifier cannot be decoded"
+        good, final = find(assoc, mwl_query({"AccessionNumber": "T1"}))
+        assert accessions(good) == ["T1"] and final.Status == 0x0000
+    finally:
+        assoc.release()
 
 
 @pytest.mark.parametrize(
