@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 MM_PER_INCH = 25.4
 
-#: Film Size ID (2010,0050) defined terms of PS3.3 C.13.8, as portrait (width, height) mm.
+#: Film Size ID (2010,0050) defined terms of PS3.3 Table C.13-3 (Basic Film Box Presentation
+#: Module), as portrait (width, height) mm. The table's note sets 10INX14IN to 25.7 x 36.4 cm.
 FILM_SIZES: dict[str, tuple[float, float]] = {
     "8INX10IN": (8 * MM_PER_INCH, 10 * MM_PER_INCH),
     "8_5INX11IN": (8.5 * MM_PER_INCH, 11 * MM_PER_INCH),
     "10INX12IN": (10 * MM_PER_INCH, 12 * MM_PER_INCH),
-    "10INX14IN": (10 * MM_PER_INCH, 14 * MM_PER_INCH),
+    "10INX14IN": (257.0, 364.0),
     "11INX14IN": (11 * MM_PER_INCH, 14 * MM_PER_INCH),
     "11INX17IN": (11 * MM_PER_INCH, 17 * MM_PER_INCH),
     "14INX14IN": (14 * MM_PER_INCH, 14 * MM_PER_INCH),

@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
 from clinic.models import PrintJob
+from clinic.printing import session as s
 from clinic.printing.layout import Rect, film_dimensions, image_boxes, parse_display_format
 from clinic.printing.render import HEADER_MM
 from tests.integration.printing_support import (
@@ -34,7 +35,12 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(tmp_path: Path) ->
         _, film_uid, boxes = scu.film_box(session_uid, "STANDARD\\2,1", FilmSizeID="8INX10IN")
         assert scu.fill(boxes[0], 1, gray_image(32, 32, 60)) == 0
         assert scu.fill(boxes[1], 2, gray_image(32, 32, 200, bits=8)) == 0
-        assert scu.action(FILM_BOX, film_uid)[0] == 0
+        status, reply = scu.action(FILM_BOX, film_uid)
+        assert status == 0 and reply is not None
+        job_uid = reply.ReferencedPrintJobSequence[0].ReferencedSOPInstanceUID
+        status, print_job = scu.get(s.PRINT_JOB, job_uid, [0x21000020], meta=False)
+        assert status == 0 and print_job is not None
+        assert print_job.ExecutionStatus == "PENDING"
         scu.assoc.abort()
     finally:
         serve.kill()

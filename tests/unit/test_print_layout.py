@@ -14,12 +14,13 @@ from clinic.printing.layout import (
     shrink_to,
 )
 
-# PS3.3 C.13.8 Film Size ID defined terms, in mm (portrait width x height).
+# PS3.3 Table C.13-3 Film Size ID defined terms, in mm (portrait width x height); its note:
+# 10INX14IN corresponds with 25.7CMX36.4CM, A4 with 210 x 297 mm, A3 with 297 x 420 mm.
 STANDARD_SIZES = {
     "8INX10IN": (203.2, 254.0),
     "8_5INX11IN": (215.9, 279.4),
     "10INX12IN": (254.0, 304.8),
-    "10INX14IN": (254.0, 355.6),
+    "10INX14IN": (257.0, 364.0),
     "11INX14IN": (279.4, 355.6),
     "11INX17IN": (279.4, 431.8),
     "14INX14IN": (355.6, 355.6),
