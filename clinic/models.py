@@ -114,6 +114,9 @@ class Procedure(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default=ProcedureStatus.SCHEDULED.value)
     cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    # How an ordering system (HL7 ORC-2 / ORC-3) names this booking; empty when booked here.
+    placer_order_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    filler_order_number: Mapped[str] = mapped_column(String(64), default="", index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -309,3 +312,33 @@ class PerformedStepLink(Base):
 
     performed_step: Mapped[PerformedStep] = relationship(back_populates="links")
     procedure: Mapped[Procedure] = relationship()
+
+
+class Hl7Message(Base):
+    """An HL7 order message that was accepted, kept so a retransmission is not applied twice.
+
+    A sender that missed the acknowledgement sends the same message again with the same
+    MSH-10; it gets the stored ``ack`` back instead of a second booking.
+    """
+
+    __tablename__ = "hl7_messages"
+    __table_args__ = (
+        Index(
+            "uq_hl7_messages_sender_control",
+            "sending_application",
+            "sending_facility",
+            "control_id",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sending_application: Mapped[str] = mapped_column(String(255))
+    sending_facility: Mapped[str] = mapped_column(String(255))
+    control_id: Mapped[str] = mapped_column(String(200))
+    message_type: Mapped[str] = mapped_column(String(16))
+    order_control: Mapped[str] = mapped_column(String(2), default="")
+    procedure_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The acknowledgement as sent (HL7 text, no MLLP framing).
+    ack: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

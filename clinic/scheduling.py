@@ -46,6 +46,8 @@ WRITABLE_FIELDS = (
     "performing_physician",
     "priority",
     "notes",
+    "placer_order_number",
+    "filler_order_number",
 )
 #: Fields that are only ever read back; ignored when they come in.
 READ_ONLY_FIELDS = ("id", "status")
@@ -182,7 +184,12 @@ def _check_field(key: str, text: str, cleaned: dict[str, Any]) -> str | None:
         problem = vr.check_pn(text)
         if not problem and key == "patient_name" and not text.strip("^= "):
             problem = "must not be empty"
-    elif key in ("patient_id", "procedure_description"):
+    elif key in (
+        "patient_id",
+        "procedure_description",
+        "placer_order_number",
+        "filler_order_number",
+    ):
         problem = vr.check_lo(text)
     elif key in ("accession_number", "requested_procedure_id", "step_id"):
         problem = vr.check_sh(text)
@@ -248,6 +255,8 @@ def procedure_to_dict(proc: Procedure) -> dict[str, Any]:
         "priority": proc.priority,
         "notes": proc.notes,
         "cancel_reason": proc.cancel_reason,
+        "placer_order_number": proc.placer_order_number,
+        "filler_order_number": proc.filler_order_number,
     }
 
 
@@ -661,6 +670,8 @@ class Scheduler:
             procedure_description=cleaned.get("procedure_description", ""),
             priority=cleaned.get("priority", ""),
             notes=cleaned.get("notes", ""),
+            placer_order_number=cleaned.get("placer_order_number", ""),
+            filler_order_number=cleaned.get("filler_order_number", ""),
             status=ProcedureStatus.SCHEDULED.value,
         )
         _set_physicians(proc, cleaned)
@@ -732,6 +743,8 @@ class Scheduler:
             "procedure_description",
             "priority",
             "notes",
+            "placer_order_number",
+            "filler_order_number",
         ):
             if key in cleaned:
                 setattr(proc, key, cleaned[key])
@@ -774,5 +787,7 @@ def _procedure_fields(proc: Procedure) -> dict[str, Any]:
         "performing_physician": proc.performing_physician,
         "priority": proc.priority,
         "notes": proc.notes,
+        "placer_order_number": proc.placer_order_number,
+        "filler_order_number": proc.filler_order_number,
         "status": proc.status,
     }

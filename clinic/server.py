@@ -16,8 +16,11 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from clinic import migrate
+from clinic.catalog import Catalog
 from clinic.config import Settings
 from clinic.db import make_engine, make_session_factory
+from clinic.hl7.intake import OrderIntake
+from clinic.hl7.mllp import MllpListener
 from clinic.netutil import set_tcp_nodelay
 from clinic.performed import PerformedSteps
 from clinic.printing.profiles import load_profiles
@@ -47,6 +50,8 @@ class ClinicServer:
     web_port: int = 0
     mwl_port: int = 0
     print_port: int = 0
+    hl7_port: int = 0
+    _hl7: MllpListener | None = None
     _servers: list[ThreadedAssociationServer] = field(default_factory=list)
     _web: Any = None
     _web_thread: threading.Thread | None = None
@@ -97,15 +102,27 @@ class ClinicServer:
         self._web_thread = threading.Thread(target=self._web.run, name="web", daemon=True)
         self._web_thread.start()
 
+        self._hl7 = MllpListener(
+            settings.host,
+            settings.hl7_port,
+            OrderIntake(self.scheduler, Catalog(self.session_factory)),
+        )
+        self._hl7.start()
+        self.hl7_port = self._hl7.port
+
         host = settings.host
         log.info("web front desk listening on http://%s:%d/", host, self.web_port)
         log.info("worklist SCP %s listening on %s:%d", settings.mwl_ae_title, host, self.mwl_port)
         log.info(
             "print SCP %s listening on %s:%d", settings.printer_ae_title, host, self.print_port
         )
+        log.info("HL7 MLLP listener listening on %s:%d", host, self.hl7_port)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let running associations finish (abort after ``grace`` s), close."""
+        if self._hl7 is not None:
+            self._hl7.stop(grace)
+            self._hl7 = None
         for server in self._servers:
             ae = server.ae
             server.shutdown()

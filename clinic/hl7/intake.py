@@ -1,0 +1,246 @@
+"""Order intake: one HL7 message in, the booking changed through the domain, one ACK out.
+
+Every write to bookings goes through :class:`clinic.scheduling.Scheduler` with the
+actor ``hl7:<sending application>``; a message that is not accepted writes nothing.
+Accepted messages are remembered by sender and MSH-10, with their acknowledgement,
+so a retransmission gets the same answer and is not applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import case, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from clinic.catalog import Catalog
+from clinic.db import transaction
+from clinic.hl7 import orm
+from clinic.hl7.ack import build_ack
+from clinic.hl7.orm import Header, Location, MessageError, Order, Problem
+from clinic.models import ACTIVE_STATUSES, Hl7Message, Procedure, ProcedureStatus
+from clinic.scheduling import Scheduler, TransitionError, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+class OrderIntake:
+    """Turns HL7 order messages into bookings and answers each with an acknowledgement.
+
+    Parameters
+    ----------
+    scheduler : Scheduler
+        The domain every booking change goes through.
+    catalog : Catalog
+        The procedure catalog (OBR-4 codes -> description, modality, default station).
+    """
+
+    def __init__(self, scheduler: Scheduler, catalog: Catalog) -> None:
+        self.scheduler = scheduler
+        self.catalog = catalog
+        self.session_factory: sessionmaker[Session] = scheduler.session_factory
+        # One message at a time: the retransmission check and the write it guards
+        # must not interleave with a copy of the same message on another connection.
+        self._lock = threading.Lock()
+
+    def handle(self, raw: bytes) -> bytes:
+        """Process one message and return its acknowledgement; never raises.
+
+        Parameters
+        ----------
+        raw : bytes
+            The message as received, without MLLP framing.
+
+        Returns
+        -------
+        bytes
+            The ACK: ``AA`` when the order was applied (or had been already), ``AR``
+            for a message this service does not take, ``AE`` for an order that cannot
+            be applied; ``AR``/``AE`` carry ERR segments naming the fields.
+        """
+        try:
+            parsed = orm.parse_message(raw)
+        except MessageError as exc:
+            header = orm.peek_header(raw)
+            log.warning(
+                "HL7 message %s refused (%s)",
+                header.control_id[:40] if header else "without control ID",
+                exc.ack_code,
+            )
+            return self._encode(build_ack(exc.ack_code, header, exc.problems))
+        header = parsed.header
+        with self._lock:
+            stored = self._stored_ack(header)
+            if stored is not None:
+                log.info(
+                    "HL7 %s %s: retransmission, answered as before",
+                    header.type_name,
+                    header.control_id[:40],
+                )
+                return self._encode(stored)
+            code, problems, order, procedure_id = self._process(parsed)
+            ack = build_ack(code, header, problems)
+            if code == "AA" and order is not None:
+                self._remember(header, order, procedure_id, ack)
+        log.info(
+            "HL7 %s %s %s: %s",
+            header.type_name,
+            order.control if order else "",
+            header.control_id[:40],
+            code,
+        )
+        return self._encode(ack)
+
+    def refuse(self, prefix: bytes, reason: str) -> bytes:
+        """Answer AR to something that is not taken before it is read (too big, unframed).
+
+        Parameters
+        ----------
+        prefix : bytes
+            The first bytes received, to echo the control ID when there is one.
+        reason : str
+            Why, in plain words (no patient data).
+        """
+        header = orm.peek_header(prefix)
+        log.warning(
+            "HL7 message %s refused: %s",
+            header.control_id[:40] if header else "without control ID",
+            reason,
+        )
+        problem = Problem(None, orm.INTERNAL_ERROR, reason)
+        return self._encode(build_ack("AR", header, [problem]))
+
+    # -- internals -------------------------------------------------------------------
+
+    @staticmethod
+    def _encode(ack: str) -> bytes:
+        # build_ack escapes every non-ASCII character.
+        return ack.encode("ascii", errors="replace")
+
+    def _process(
+        self, parsed: orm.ParsedMessage
+    ) -> tuple[str, list[Problem], Order | None, int | None]:
+        """Apply the order; return the ACK code, problems, the order and the booking id."""
+        order: Order | None = None
+        try:
+            order = orm.read_order(parsed, self._catalog_entry)
+            return "AA", [], order, self._apply(order, parsed.header)
+        except MessageError as exc:
+            return exc.ack_code, exc.problems, order, None
+        except ValidationError as exc:
+            locations = order.locations if order is not None else {}
+            return "AE", orm.problems_for(exc.errors, locations), order, None
+        except TransitionError as exc:
+            where = Location("ORC", 1)
+            return "AE", [Problem(where, orm.INTERNAL_ERROR, f"ORC-1 {exc}")], order, None
+        except Exception as exc:  # the sender must get an answer whatever went wrong
+            log.error(
+                "HL7 %s %s: internal error (%s)",
+                parsed.header.type_name,
+                parsed.header.control_id[:40],
+                type(exc).__name__,
+            )
+            problem = Problem(None, orm.INTERNAL_ERROR, "internal error; see the service log")
+            return "AE", [problem], order, None
+
+    def _catalog_entry(self, code: str) -> orm.CatalogInfo | None:
+        return self.catalog.entry(code)
+
+    def _apply(self, order: Order, header: Header) -> int | None:
+        actor = f"hl7:{header.sender or 'unknown'}"
+        existing = self._find(order)
+        if order.control == "NW":
+            if existing is not None and existing.status in ACTIVE_STATUSES:
+                where, number = _identifier(order)
+                raise orm.error(
+                    where, orm.DUPLICATE_KEY, f"{where} order {number[:20]} is already booked"
+                )
+            fields = {k: v for k, v in order.fields.items() if v}
+            return self.scheduler.book(fields, actor).id
+        if existing is None:
+            where, number = _identifier(order)
+            if not number:
+                raise orm.error(
+                    Location("ORC", 2),
+                    orm.REQUIRED_MISSING,
+                    "ORC-2 placer order number (or ORC-3, OBR-18) is needed to find the order",
+                )
+            raise orm.error(where, orm.UNKNOWN_KEY, f"{where} order {number[:20]} is not known")
+        if order.control == "XO":
+            return self.scheduler.update(existing.id, order.fields, actor).id
+        # CA: cancelling a cancelled order again changes nothing and is no error.
+        if existing.status != ProcedureStatus.CANCELLED:
+            reason = order.cancel_reason or f"cancelled by {header.sender or 'the ordering system'}"
+            self.scheduler.cancel(existing.id, reason[:1024], actor)
+        return existing.id
+
+    def _find(self, order: Order) -> Procedure | None:
+        """Return the booking an order refers to: by placer, filler or accession number.
+
+        A number may have been used again after a cancellation: the active booking wins,
+        then the most recent.
+        """
+        active_first = case((Procedure.status.in_(ACTIVE_STATUSES), 0), else_=1)
+        with self.session_factory() as session:
+            for column, number in (
+                (Procedure.placer_order_number, order.placer_order_number),
+                (Procedure.filler_order_number, order.filler_order_number),
+                (Procedure.accession_number, order.accession_number),
+            ):
+                if not number:
+                    continue
+                found = session.scalars(
+                    select(Procedure)
+                    .where(column == number)
+                    .order_by(active_first, Procedure.id.desc())
+                    .limit(1)
+                ).first()
+                if found is not None:
+                    return found
+        return None
+
+    def _stored_ack(self, header: Header) -> str | None:
+        with self.session_factory() as session:
+            return session.scalar(
+                select(Hl7Message.ack).where(
+                    Hl7Message.sending_application == _hd(header.sending_application),
+                    Hl7Message.sending_facility == _hd(header.sending_facility),
+                    Hl7Message.control_id == header.control_id[:200],
+                )
+            )
+
+    def _remember(self, header: Header, order: Order, procedure_id: int | None, ack: str) -> None:
+        try:
+            with transaction(self.session_factory) as session:
+                session.add(
+                    Hl7Message(
+                        sending_application=_hd(header.sending_application),
+                        sending_facility=_hd(header.sending_facility),
+                        control_id=header.control_id[:200],
+                        message_type=header.type_name[:16],
+                        order_control=order.control,
+                        procedure_id=procedure_id,
+                        ack=ack,
+                    )
+                )
+        except IntegrityError:
+            # Another process took the same message at the same moment; its record stands.
+            log.warning("HL7 %s: control ID recorded twice", header.control_id[:40])
+
+
+def _hd(parts: tuple[str, ...]) -> str:
+    return "^".join(parts)[:255]
+
+
+def _identifier(order: Order) -> tuple[Location, str]:
+    """Return where the order's first identifying number is and the number itself."""
+    for key, number in (
+        ("placer_order_number", order.placer_order_number),
+        ("filler_order_number", order.filler_order_number),
+        ("accession_number", order.accession_number),
+    ):
+        if number:
+            return order.locations.get(key, orm.DEFAULT_LOCATIONS[key]), number
+    return Location("ORC", 2), ""
