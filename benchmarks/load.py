@@ -1,0 +1,251 @@
+"""Load: 20 concurrent modality SCUs query the worklist while the REST API books exams.
+
+Starts ``clinic serve`` on free ports with N bookings (default 10,000), measures the
+single-query time on a quiet server, then for 60 s runs 20 worklist SCUs (each in a
+loop: associate, C-FIND "station + today", release) while a REST client books 10 exams
+a second. Prints failures (must be 0), p50/p95/p99 latency, the ratio of p95 to the
+quiet single-query time, and bookings lost (acknowledged with 201 but absent after).
+
+Usage::
+
+    python benchmarks/load.py [--seconds 60] [--scus 20] [--rate 10] [--bookings 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import make_bookings, start_clinic, stop  # noqa: E402
+
+
+def _query() -> Any:
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.PatientName = ""
+    ds.PatientID = ""
+    ds.AccessionNumber = ""
+    item = Dataset()
+    item.ScheduledStationAETitle = "XRAY1"
+    item.ScheduledProcedureStepStartDate = dt.date.today().strftime("%Y%m%d")
+    item.ScheduledProcedureStepStartTime = ""
+    item.Modality = ""
+    ds.ScheduledProcedureStepSequence = [item]
+    return ds
+
+
+def scu_worker(port: int, until: float, threads: int, out: Any) -> None:
+    """One process running ``threads`` SCU loops until ``until``; puts (latencies, failures)."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
+
+    def nodelay(event: Any) -> None:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def loop() -> None:
+        ae = AE(ae_title="XRAY1")
+        ae.add_requested_context(ModalityWorklistInformationFind)
+        query = _query()
+        while time.time() < until:
+            start = time.perf_counter()
+            try:
+                assoc = ae.associate(
+                    "127.0.0.1",
+                    port,
+                    ae_title="CLINIC",
+                    evt_handlers=[(evt.EVT_CONN_OPEN, nodelay)],
+                )
+                if not assoc.is_established:
+                    raise RuntimeError("association refused")
+                final = None
+                for status, _ds in assoc.send_c_find(query, ModalityWorklistInformationFind):
+                    final = status.Status if status else None
+                assoc.release()
+                if final != 0x0000:
+                    raise RuntimeError(f"final status {final}")
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+            except Exception as exc:  # every failure is counted, none stops the load
+                with lock:
+                    failures.append(type(exc).__name__ + ": " + str(exc)[:80])
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out.put((latencies, failures))
+
+
+def quiet_single_query(port: int, runs: int = 30) -> float:
+    """Median seconds of one whole association on an idle server."""
+    queue: Any = mp.Queue()
+    times = []
+    for _ in range(runs):
+        scu_worker(port, time.time() + 0.0001, 1, queue)
+        latencies, failures = queue.get()
+        if failures:
+            raise RuntimeError(failures[0])
+        times.extend(latencies)
+    if not times:  # the deadline passed before the first loop; run a plain one
+        scu_worker(port, time.time() + 0.2, 1, queue)
+        times = queue.get()[0]
+    return statistics.median(times)
+
+
+def booker(web_port: int, token: str, until: float, rate: float, result: dict[str, Any]) -> None:
+    """POST ``rate`` bookings a second until ``until``; record accession numbers of 201s."""
+    acked: list[str] = []
+    errors: list[str] = []
+    number = 0
+    next_at = time.time()
+    while time.time() < until:
+        number += 1
+        body = {
+            "patient_id": f"LOAD{number:06d}",
+            "patient_name": f"LOAD^PATIENT{number}",
+            "modality": "CR",
+            "station_ae_title": "XRAY1",
+            "scheduled_start": dt.datetime.now().strftime("%Y-%m-%dT%H:%M"),
+            "accession_number": f"LOAD{number:08d}",
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{web_port}/api/procedures",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                if response.status == 201:
+                    acked.append(body["accession_number"])
+                else:
+                    errors.append(str(response.status))
+        except (urllib.error.URLError, OSError) as exc:
+            errors.append(str(exc)[:80])
+        next_at += 1 / rate
+        time.sleep(max(0.0, next_at - time.time()))
+    result["acked"] = acked
+    result["errors"] = errors
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    """Set up, load, measure, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--scus", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=10)
+    parser.add_argument("--bookings", type=int, default=10_000)
+    args = parser.parse_args()
+    clinic = shutil.which("clinic") or "clinic"
+    with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
+        data = Path(tmp) / "var"
+        env = {**os.environ, "CLINIC_DATA_DIR": str(data), "CLINIC_LOG_LEVEL": "WARNING"}
+        rows = Path(tmp) / "rows.json"
+        rows.write_text(json.dumps(make_bookings(args.bookings), ensure_ascii=False))
+        subprocess.run(
+            [clinic, "procedures", "import", str(rows)], env=env, check=True, capture_output=True
+        )
+        subprocess.run(
+            [clinic, "users", "create", "bench", "--role", "admin"],
+            env=env,
+            input="bench-password-123\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        token = (
+            subprocess.run(
+                [clinic, "tokens", "create", "bench"],
+                env=env,
+                text=True,
+                check=True,
+                capture_output=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        proc, ports = start_clinic(data)
+        try:
+            single = quiet_single_query(ports["worklist"])
+            until = time.time() + args.seconds
+            processes = min(args.scus, 4)
+            queue: Any = mp.Queue()
+            workers = []
+            for index in range(processes):
+                threads = args.scus // processes + (1 if index < args.scus % processes else 0)
+                p = mp.Process(target=scu_worker, args=(ports["worklist"], until, threads, queue))
+                p.start()
+                workers.append(p)
+            booked: dict[str, Any] = {}
+            booking = threading.Thread(
+                target=booker, args=(ports["web"], token, until, args.rate, booked)
+            )
+            booking.start()
+            latencies: list[float] = []
+            failures: list[str] = []
+            for _ in workers:
+                lat, fail = queue.get()
+                latencies.extend(lat)
+                failures.extend(fail)
+            for p in workers:
+                p.join()
+            booking.join()
+        finally:
+            stop(proc)
+        listed = json.loads(
+            subprocess.run(
+                [clinic, "procedures", "list", "--json"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        present = {item["accession_number"] for item in listed}
+        lost = [acc for acc in booked["acked"] if acc not in present]
+
+    p50, p95, p99 = (percentile(latencies, f) * 1000 for f in (0.50, 0.95, 0.99))
+    print(
+        "| SCUs | seconds | queries | failures | single ms | p50 ms | p95 ms | p99 ms | "
+        "p95 / single | bookings 201 | booking errors | bookings lost |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {args.scus} | {args.seconds:.0f} | {len(latencies)} | {len(failures)} | "
+        f"{single * 1000:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {p95 / (single * 1000):.2f} | "
+        f"{len(booked['acked'])} | {len(booked['errors'])} | {len(lost)} |"
+    )
+    if failures:
+        print("first failures:", failures[:3])
+
+
+if __name__ == "__main__":
+    main()
