@@ -198,7 +198,7 @@ class PrintService:
             elif sop_class == s.FILM_BOX:
                 outcome = session.set_film_box(uid, ds)
             elif sop_class in (s.GRAYSCALE_IMAGE_BOX, s.COLOR_IMAGE_BOX):
-                little = event.context.transfer_syntax[0] != "1.2.840.10008.1.2.2"
+                little = str(event.context.transfer_syntax) != "1.2.840.10008.1.2.2"
                 outcome = session.set_image_box(uid, sop_class, ds, little)
             elif sop_class == s.ANNOTATION_BOX:
                 outcome = session.set_annotation(uid, ds)

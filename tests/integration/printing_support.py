@@ -78,11 +78,15 @@ class PrintScu:
         called: str = "PDFPRINT",
         calling: str = "MODALITY",
         color: bool = False,
+        transfer_syntax: str | None = None,
     ) -> None:
         self.meta = s.COLOR_META if color else s.GRAYSCALE_META
         self.box_class = COLOR_BOX if color else GRAY_BOX
         ae = AE(ae_title=calling)
-        ae.add_requested_context(self.meta)
+        if transfer_syntax:
+            ae.add_requested_context(self.meta, [transfer_syntax])
+        else:
+            ae.add_requested_context(self.meta)
         ae.add_requested_context(s.PRESENTATION_LUT)
         ae.add_requested_context(s.ANNOTATION_BOX)
         ae.add_requested_context(s.PRINT_JOB)

@@ -265,3 +265,20 @@ def test_magnification_types(server: ClinicServer, magnification: str) -> None:
     if magnification == "NONE":
         # Beyond the 25.4 mm image: the white border, not the image stretched to the box.
         assert sample(page, x - 2 * half - 3, y, dpi)[0] > 245
+
+
+def test_big_endian_twelve_bit_pixels(server: ClinicServer) -> None:
+    scu = PrintScu(server.print_port, transfer_syntax="1.2.840.10008.1.2.2")
+    assert scu.assoc.accepted_contexts[0].transfer_syntax == ["1.2.840.10008.1.2.2"]
+    session_uid = scu.session()
+    _, film_uid, boxes = scu.film_box(session_uid, "STANDARD\\1,1", FilmSizeID="8INX10IN")
+    image = gray_image(16, 16, 0, bits=12)
+    # Big endian on the wire: the value 1000 as the high byte first.
+    image.PixelData = np.full((16, 16), 1000, dtype=">u2").tobytes()
+    assert scu.fill(boxes[0], 1, image) == 0
+    assert scu.action(FILM_BOX, film_uid)[0] == 0
+    scu.release()
+
+    _, pages = printed(server)
+    ((x, y),) = box_centres("STANDARD\\1,1", "8INX10IN", "PORTRAIT")
+    assert sample(pages[0], x, y, DPI) == pytest.approx((round(1000 / 4095 * 255),) * 3, abs=2)
