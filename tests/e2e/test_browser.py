@@ -73,6 +73,9 @@ def _env(data_dir: Path) -> dict[str, str]:
         CLINIC_LOG_LEVEL="INFO",
     )
     env.pop("CLINIC_CONFIG", None)
+    # Run the code of this checkout, whatever copy of the package is installed.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env
 
 
