@@ -277,7 +277,9 @@ class Spool:
                 printer_name=profile.name,
                 calling_ae_title=job.calling_ae_title,
             )
-            pages = render_pdf(films, pdf, options, now=job.created_at)
+            # Stored in UTC; the header shows the clinic's local time.
+            local = job.created_at.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+            pages = render_pdf(films, pdf, options, now=local)
         elif pdf.is_file():
             pages = job.pages  # the pixels are gone but the PDF is here: send it again
         else:
