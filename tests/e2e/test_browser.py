@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
@@ -46,6 +47,11 @@ PASSWORD = "front-desk-secret"
 CLINIC = [sys.executable, "-c", "from clinic.cli import main; main()"]
 WEB_LINE = re.compile(r"web front desk listening on http://([^:/]+):(\d+)/")
 MWL_LINE = re.compile(r"worklist SCP (\S+) listening on ([^:\s]+):(\d+)")
+PRINT_LINE = re.compile(r"print SCP (\S+) listening on ([^:\s]+):(\d+)")
+FILM_SESSION = "1.2.840.10008.5.1.1.1"
+FILM_BOX = "1.2.840.10008.5.1.1.2"
+GRAYSCALE_IMAGE_BOX = "1.2.840.10008.5.1.1.4"
+GRAYSCALE_META = "1.2.840.10008.5.1.1.9"
 
 
 @dataclass
@@ -59,6 +65,8 @@ class Service:
     log: list[str]
     env: dict[str, str]
     cwd: Path
+    print_port: int = 0
+    printer_ae_title: str = ""
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -117,7 +125,8 @@ def service(tmp_path: Path) -> Iterator[Service]:
     threading.Thread(target=pump, daemon=True).start()
     web_url = ""
     mwl: tuple[str, int] | None = None
-    while not (web_url and mwl):
+    printer: tuple[str, int] | None = None
+    while not (web_url and mwl and printer):
         try:
             line = lines.get(timeout=60)
         except queue.Empty:
@@ -129,8 +138,10 @@ def service(tmp_path: Path) -> Iterator[Service]:
             web_url = f"http://{m.group(1)}:{m.group(2)}"
         if m := MWL_LINE.search(line):
             mwl = (m.group(1), int(m.group(3)))
-    assert mwl is not None
-    svc = Service(process, web_url, mwl[1], mwl[0], log, env, tmp_path)
+        if m := PRINT_LINE.search(line):
+            printer = (m.group(1), int(m.group(3)))
+    assert mwl is not None and printer is not None
+    svc = Service(process, web_url, mwl[1], mwl[0], log, env, tmp_path, printer[1], printer[0])
     try:
         yield svc
     finally:
@@ -155,6 +166,49 @@ def call_api(base: str, method: str, path: str, token: str, body: object = None)
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+def print_one_film(svc: Service) -> None:
+    """Print one 1x1 grayscale film as a modality does (the SCU assigns every UID)."""
+    ae = AE(ae_title="PANO1")
+    ae.add_requested_context(GRAYSCALE_META)
+    assoc = ae.associate("127.0.0.1", svc.print_port, ae_title=svc.printer_ae_title)
+    assert assoc.is_established
+    try:
+        session_uid, box_uid = generate_uid(), generate_uid()
+        film_session = Dataset()
+        film_session.NumberOfCopies = "1"
+        status, _ = assoc.send_n_create(
+            film_session, FILM_SESSION, session_uid, meta_uid=GRAYSCALE_META
+        )
+        assert status.Status == 0x0000
+        film_box = Dataset()
+        film_box.ImageDisplayFormat = "STANDARD\\1,1"
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = FILM_SESSION
+        ref.ReferencedSOPInstanceUID = session_uid
+        film_box.ReferencedFilmSessionSequence = [ref]
+        status, reply = assoc.send_n_create(film_box, FILM_BOX, box_uid, meta_uid=GRAYSCALE_META)
+        assert status.Status == 0x0000 and reply is not None
+        image_box_uid = str(reply.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID)
+        image = Dataset()
+        image.SamplesPerPixel = 1
+        image.PhotometricInterpretation = "MONOCHROME2"
+        image.Rows, image.Columns = 64, 64
+        image.BitsAllocated, image.BitsStored, image.HighBit = 8, 8, 7
+        image.PixelRepresentation = 0
+        image.PixelData = bytes(range(64)) * 64
+        content = Dataset()
+        content.ImageBoxPosition = 1
+        content.BasicGrayscaleImageSequence = [image]
+        status, _ = assoc.send_n_set(
+            content, GRAYSCALE_IMAGE_BOX, image_box_uid, meta_uid=GRAYSCALE_META
+        )
+        assert status.Status == 0x0000
+        status, _ = assoc.send_n_action(None, 1, FILM_BOX, box_uid, meta_uid=GRAYSCALE_META)
+        assert status.Status in (0x0000, 0xB603)
+    finally:
+        assoc.release()
 
 
 def worklist_names(svc: Service, station: str) -> list[str]:
@@ -267,9 +321,22 @@ def test_book_find_on_worklist_cancel(service: Service) -> None:
             page.get_by_role("cell", name="XRAY1").first.wait_for()
             page.screenshot(path=str(ARTIFACTS / "10-admin-worklist.png"))
 
+            # A modality prints a film: the print-jobs page previews and offers it.
+            print_one_film(service)
             page.goto(base + "/print-jobs")
-            page.get_by_role("heading", name="Print jobs").wait_for()
+            preview = page.get_by_role("img", name="Preview of page 1 of job 1")
+            for _ in range(120):  # the spool renders in the background: poll, 30 s at most
+                if preview.count():
+                    break
+                page.wait_for_timeout(250)
+                page.reload()
+            page.wait_for_function(
+                "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+            )
+            assert page.get_by_role("link", name="Download PDF").count() == 1
             page.screenshot(path=str(ARTIFACTS / "12-print-jobs.png"))
+            page.get_by_role("button", name="Reprint job 1").click()
+            page.get_by_text("Print job 1 is queued again.").wait_for()
 
             # On a tablet the day view still fits.
             tablet = browser.new_page(viewport={"width": 820, "height": 1180})
