@@ -1,4 +1,7 @@
-"""DCMTK as a real modality: dcmpsprt builds a stored print, dcmprscu sends it to clinic serve."""
+"""DCMTK as a real modality: dcmpsprt builds a stored print, dcmprscu sends it to clinic serve.
+
+The job ends as a PDF with the right gray in each box, and as a job in a real CUPS queue.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +20,13 @@ from clinic.printing.layout import Rect, film_dimensions, image_boxes, parse_dis
 from clinic.printing.render import HEADER_MM
 from tests.conftest import require_tool
 from tests.integration.printing_support import (
+    Cups,
     ServeProcess,
     page_sizes_mm,
     rasterize,
+    running_cups,
     sample,
+    wait_for,
     wait_for_job,
 )
 
@@ -93,9 +99,19 @@ Annotation = true
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+def cups(tmp_path: Path) -> Iterator[Cups]:
+    with running_cups(tmp_path) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def serve(tmp_path: Path, cups: Cups) -> Iterator[ServeProcess]:
+    # The default printer sends every job on to the CUPS queue as well.
     config = tmp_path / "clinic.toml"
-    config.write_text('[logging]\nlevel = "INFO"\n', encoding="utf-8")
+    config.write_text(
+        f'[printers.PDFPRINT]\ncups_queue = "{cups.queue}"\ncups_server = "{cups.socket}"\n',
+        encoding="utf-8",
+    )
     process = ServeProcess(tmp_path / "var", config, tmp_path).start()
     try:
         yield process
@@ -105,7 +121,7 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
 
 @pytest.mark.parametrize("twelve", ["true", "false"])
 def test_dcmpsprt_and_dcmprscu_print_on_clinic_serve(
-    serve: ServeProcess, tmp_path: Path, twelve: str
+    serve: ServeProcess, cups: Cups, tmp_path: Path, twelve: str
 ) -> None:
     dcmpsprt, dcmprscu = require_tool("dcmpsprt"), require_tool("dcmprscu")
     images = []
@@ -155,3 +171,6 @@ def test_dcmpsprt_and_dcmprscu_print_on_clinic_serve(
     # dcmpsprt applies the image's VOI window and sends P-values: the squares keep their gray.
     for box, value in zip(boxes, VALUES, strict=True):
         assert sample(page, *box.center, 30) == pytest.approx((value,) * 3, abs=3)
+    # ... and the same PDF reached the CUPS queue.
+    (received,) = wait_for(lambda: sorted(cups.out.glob("*.prn")), what="the CUPS job file")
+    assert received.read_bytes() == pdf.read_bytes()
