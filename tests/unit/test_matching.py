@@ -203,6 +203,21 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[str]]] = [
     ("empty name", {"PatientName": ""}, {}, ACTIVE),
     ("lone star", {"PatientName": "*"}, {}, ACTIVE),
     ("empty name components", {"PatientName": "^^^^"}, {}, ACTIVE),
+    ("star birth date", {"PatientBirthDate": "*"}, {}, ACTIVE),
+    ("star study uid", {"StudyInstanceUID": "*"}, {}, ACTIVE),
+    ("star sps status", {}, {"ScheduledProcedureStepStatus": "*"}, ACTIVE),
+    (
+        "star sps date and time",
+        {},
+        {"ScheduledProcedureStepStartDate": "*", "ScheduledProcedureStepStartTime": "**"},
+        ACTIVE,
+    ),
+    (
+        "star time with a date",
+        {},
+        {"ScheduledProcedureStepStartDate": "20261127", "ScheduledProcedureStepStartTime": "*"},
+        {"A06", "A_07"},
+    ),
     ("double star", {"PatientID": "**"}, {}, ACTIVE),
     (
         "all empty",
@@ -741,6 +756,17 @@ def test_response_transform_applied(factory: sessionmaker[Session]) -> None:
     assert rsp.SpecificCharacterSet == "ISO_IR 100"
     assert rsp.PatientName == "DVOŘÁK^ANTONÍN"
     assert rsp.ScheduledProcedureStepSequence[0].ScheduledPerformingPhysicianName == "ŠKODA^JAN"
+
+
+def test_timezone_offset_answered_never_matched(factory: sessionmaker[Session]) -> None:
+    ds = identifier({"TimezoneOffsetFromUTC": "+0100", "PatientID": "P01"})
+    query = parse_identifier(ds, MatchOptions())
+    assert query.matching_keys == ["PatientID"]
+    assert query.unsupported == []
+    assert matched(factory, ds) == {"A01"}
+    rsp = build_response(query, _row(factory, "A01"), "ISO_IR 192")
+    assert "TimezoneOffsetFromUTC" in rsp
+    assert rsp.TimezoneOffsetFromUTC in ("", None)
 
 
 def test_specific_character_set_never_matched(factory: sessionmaker[Session]) -> None:
