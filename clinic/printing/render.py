@@ -28,6 +28,7 @@ from clinic.printing.layout import (
     film_dimensions,
     fit_image,
     image_boxes,
+    inset,
     parse_display_format,
     shrink_to,
 )
@@ -386,7 +387,8 @@ def _render_page(canvas: Canvas, film: FilmSpec, options: PageOptions, stamp: st
 
     boxes = image_boxes(parse_display_format(film.display_format), area)
     by_position = {image.position: image for image in film.images}
-    for position, box in enumerate(boxes, start=1):
+    for position, whole_box in enumerate(boxes, start=1):
+        box = inset(whole_box)
         image = by_position.get(position)
         if image is None:
             _gray_fill(canvas, empty)

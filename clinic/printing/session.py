@@ -23,6 +23,7 @@ from clinic.printing.layout import (
     film_dimensions,
     fit_image,
     image_boxes,
+    inset,
     parse_display_format,
 )
 from clinic.printing.profiles import MAGNIFICATIONS, MEDIUM_TYPES, PrinterProfile
@@ -644,7 +645,7 @@ class PrintSession:
         boxes = image_boxes(
             parse_display_format(spec.display_format), Rect(0, top, width, height - top)
         )
-        return boxes[image_box.position - 1]
+        return inset(boxes[image_box.position - 1])
 
     def _decode(
         self, item: Dataset, color: bool, little_endian: bool

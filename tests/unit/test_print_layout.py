@@ -6,10 +6,12 @@ import pytest
 
 from clinic.printing.layout import (
     FILM_SIZES,
+    GUTTER_MM,
     Rect,
     film_dimensions,
     fit_image,
     image_boxes,
+    inset,
     parse_display_format,
     shrink_to,
 )
@@ -114,3 +116,12 @@ def test_requested_size_is_true_size_in_mm() -> None:
 def test_pixel_aspect_ratio_stretches_height() -> None:
     rect, _ = fit_image(Rect(0, 0, 100, 100), 100, 50, pixel_aspect=2.0)
     assert (rect.width, rect.height) == pytest.approx((100, 100))
+
+
+def test_inset_keeps_neighbouring_images_apart() -> None:
+    left, right = image_boxes(parse_display_format("STANDARD\\2,1"), Rect(0, 0, 200, 100))
+    a, b = inset(left), inset(right)
+    assert b.x - (a.x + a.width) == pytest.approx(2 * GUTTER_MM)
+    assert a.center == left.center
+    tiny = inset(Rect(0, 0, 2, 2))
+    assert tiny.width > 0 and tiny.height > 0
