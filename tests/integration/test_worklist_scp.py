@@ -464,7 +464,9 @@ def test_c_cancel_stops_the_answers(server: ClinicServer, monkeypatch: pytest.Mo
         if built == 10:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not any(
-                assoc.dimse.cancel_req for assoc in server._servers[0].ae.active_associations
+                assoc.dimse.cancel_req
+                for listener in server._servers
+                for assoc in listener.ae.active_associations
             ):
                 time.sleep(0.005)
             received.set()

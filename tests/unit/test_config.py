@@ -45,7 +45,8 @@ def test_defaults(no_file: Path) -> None:
     assert settings.uid_root == ""
     assert settings.log_level == "INFO"
     assert settings.config_file is None
-    assert settings.resolved_database_url == f"sqlite:///{(no_file / 'var' / 'clinic.db')}"
+    expected = (no_file / "var" / "clinic.db").resolve()
+    assert settings.resolved_database_url == f"sqlite:///{expected}"
 
 
 def test_shipped_file_holds_the_defaults() -> None:
