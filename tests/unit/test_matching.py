@@ -932,3 +932,14 @@ def test_wildcards_agree_with_reference(
     options = MatchOptions(accent_insensitive=accent_insensitive, prefix_range=prefix_range)
     found = matched(names_store, identifier({"PatientName": pattern}), options)
     assert found == reference_matches(pattern, accent_insensitive)
+
+
+def test_station_only_query_uses_station_index(engine: Engine) -> None:
+    plan = _plan(engine, identifier({}, {"ScheduledStationAETitle": "XRAY1"}))
+    assert "ix_procedures_station_start (station_ae_title=?)" in plan, plan
+
+
+def test_modality_and_date_query_uses_modality_index(engine: Engine) -> None:
+    ds = identifier({}, {"Modality": "CR", "ScheduledProcedureStepStartDate": "20261126-20261127"})
+    plan = _plan(engine, ds)
+    assert "ix_procedures_modality_start" in plan, plan
