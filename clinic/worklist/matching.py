@@ -594,12 +594,14 @@ def _seconds(value: dt.time) -> int:
 def build_select(query: WorklistQuery) -> Select[Procedure, Station]:
     """The SQL statement for a query: active bookings meeting every condition, by start.
 
-    When a patient key can walk an index, the status test is written so that no index
-    applies to it (``status || ''``): without table statistics SQLite would otherwise
-    walk every active booking by status and look each patient up, rather than find
-    the few patients by name first.
+    When a patient key can walk an index and no start date narrows the bookings, the
+    status test is written so that no index applies to it (``status || ''``): without
+    table statistics SQLite would otherwise walk every active booking by status and
+    look each patient up, rather than find the few patients by name first. With a start
+    date, the status and start index holds just that window and stays the better path.
     """
-    status = Procedure.status.concat("") if query.patient_index else Procedure.status
+    drive_by_patient = query.patient_index and SPS_DATE not in query.matching_keys
+    status = Procedure.status.concat("") if drive_by_patient else Procedure.status
     return (
         select(Procedure, Station)
         .join(Procedure.patient)

@@ -943,3 +943,12 @@ def test_modality_and_date_query_uses_modality_index(engine: Engine) -> None:
     ds = identifier({}, {"Modality": "CR", "ScheduledProcedureStepStartDate": "20261126-20261127"})
     plan = _plan(engine, ds)
     assert "ix_procedures_modality_start" in plan, plan
+
+
+def test_name_and_today_query_uses_the_date_window(engine: Engine) -> None:
+    """With a start date, the day's window of the status index beats a name prefix."""
+    ds = identifier({"PatientName": "M*"}, {"ScheduledProcedureStepStartDate": "20261126"})
+    plan = _plan(engine, ds)
+    assert "ix_procedures_status_start (status=? AND scheduled_start>? AND scheduled_start<?)" in (
+        plan
+    ), plan
