@@ -8,12 +8,17 @@ which field is behind every problem, so an acknowledgement can name it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import hl7
+import hl7.util
+
+# python-hl7 logs the raw value of a field it cannot unescape: that is patient data.
+logging.getLogger(hl7.util.__file__).setLevel(logging.CRITICAL + 1)
 
 #: MSH-18 character set names and the codecs that decode them. Empty means ASCII.
 CHARSETS: dict[str, str] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -503,6 +504,18 @@ def test_several_messages_in_one_write(server: ClinicServer, client: MllpClient)
     assert ack_code(client.receive()) == "AA"
     assert ack_code(client.receive()) == "AA"
     assert bookings(server)[0].station_ae_title == "XRAY2"
+
+
+def test_log_names_control_ids_not_patients(
+    server: ClinicServer, client: MllpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        assert ack_code(client.send(new_order("LOG1"))) == "AA"
+        assert ack_code(client.send(message(msh("LOG2"), pid(f7="1980"), orc(), obr()))) == "AE"
+        assert ack_code(client.send(message(pid(), orc(), obr()))) == "AR"
+    assert "LOG1" in caplog.text and "LOG2" in caplog.text
+    for private in ("Doe", "John", "P100", "19800102", "House"):
+        assert private not in caplog.text
 
 
 # -- the listener itself -----------------------------------------------------------------

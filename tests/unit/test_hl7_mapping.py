@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 import hl7
@@ -387,3 +389,12 @@ def test_ack_without_a_header() -> None:
     assert str(ack["MSA.F1"]) == "AR"
     assert str(ack["MSA.F2"]) == ""
     assert str(ack["ERR.F8"]) == "not HL7"
+
+
+@pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
+def test_unparseable_escapes_do_not_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    # python-hl7 would log the raw field on a broken escape sequence.
+    pid = segment("PID", {3: "P1", 5: "Secretname\\\\^Jo\\Zbad"})
+    with caplog.at_level(logging.DEBUG), contextlib.suppress(MessageError):
+        order(msh(), pid, ORC_NW, OBR)
+    assert "Secretname" not in caplog.text
