@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,12 +53,26 @@ TRANSFER_SYNTAXES = list(DEFAULT_TRANSFER_SYNTAXES)
 
 
 def to_latin1(text: str) -> str:
-    """Transliterate the characters Latin-1 lacks (``Dvořák`` -> ``Dvorak``), keep the rest."""
+    """Transliterate the characters Latin-1 lacks (``Dvořák`` -> ``Dvorák``), keep the rest.
+
+    Text is composed first (NFC), so a decomposed ``u`` + combining diaeresis becomes
+    Latin-1's ``ü``; an accent Latin-1 has no composed letter for is dropped from its
+    letter, never turned into ``?``.
+    """
     try:
         text.encode("latin-1")
         return text
     except UnicodeEncodeError:
-        return "".join(c if ord(c) < 256 else (unidecode(c) or "?") for c in text)
+        pass
+    out = []
+    for char in unicodedata.normalize("NFC", text):
+        if ord(char) < 256:
+            out.append(char)
+        elif unicodedata.combining(char):
+            continue
+        else:
+            out.append(unidecode(char) or "?")
+    return "".join(out)
 
 
 def failure(status: int, comment: str) -> Dataset:

@@ -378,6 +378,35 @@ def test_latin1_when_query_asks(day: ClinicServer) -> None:
     assert raw_value(answers[0], 0x00100010) == "MÜLLER^HANS".encode("latin-1")
 
 
+@pytest.mark.parametrize(
+    ("text", "latin1"),
+    [
+        ("MÜLLER^HANS", "MÜLLER^HANS"),
+        ("Dvořák^Antonín", "Dvorák^Antonín"),
+        ("Mu\u0308ller^Hans", "Müller^Hans"),  # decomposed, as some keyboards type it
+        ("Dvor\u030ca\u0301k", "Dvorák"),
+        ("q\u0301", "q"),  # an accent without a composed letter
+        ("Łukasz^Żółć", "Lukasz^Zólc"),
+        ("Œuvre^Straße", "OEuvre^Straße"),
+        ("Πέτρος", "Petros"),
+        ("😀", "?"),
+    ],
+)
+def test_to_latin1(text: str, latin1: str) -> None:
+    assert worklist_scp.to_latin1(text) == latin1
+    latin1.encode("latin-1")
+
+
+def test_decomposed_name_answered_in_latin1(booked: ClinicServer) -> None:
+    book(booked, "NFD", patient_id="PNFD", patient_name="Mu\u0308ller^Ju\u0308rgen")
+    ds = mwl_query({"SpecificCharacterSet": "ISO_IR 100", "PatientID": "PNFD"})
+    answers, _ = query(booked, ds)
+    assert raw_value(answers[0], 0x00100010) == "Müller^Jürgen".encode("latin-1")
+    # Matching sees the same name, composed or not.
+    answers, _ = query(booked, mwl_query({"PatientName": "MÜLLER^JÜRGEN"}))
+    assert accessions(answers) == ["NFD"]
+
+
 def test_latin1_with_code_extensions(day: ClinicServer) -> None:
     """ISO 2022 IR 100 (Latin-1 with code extensions) is Latin-1 too."""
     ds = mwl_query({"SpecificCharacterSet": ["", "ISO 2022 IR 100"], "PatientName": "Mü*"})
