@@ -70,6 +70,10 @@ class OrderIntake:
                 exc.ack_code,
             )
             return self._encode(build_ack(exc.ack_code, header, exc.problems))
+        except Exception as exc:  # third-party parsing: whatever arrives still gets an answer
+            log.error("HL7 message could not be read (%s)", type(exc).__name__)
+            problem = Problem(Location("MSH"), orm.INTERNAL_ERROR, "the message cannot be read")
+            return self._encode(build_ack("AR", orm.peek_header(raw), [problem]))
         header = parsed.header
         with self._lock:
             stored = self._stored_ack(header)

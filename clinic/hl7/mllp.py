@@ -199,6 +199,8 @@ class MllpListener:
             self._converse(conn)
         except OSError as exc:
             log.debug("HL7 connection from %s ended: %s", peer, exc)
+        except Exception as exc:  # a handler bug ends this connection, not the listener
+            log.error("HL7 connection from %s failed (%s)", peer, type(exc).__name__)
         finally:
             with self._lock:
                 self._connections.discard(conn)

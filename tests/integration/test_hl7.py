@@ -580,3 +580,23 @@ def test_stop_closes_idle_connections_promptly(listener: MllpListener) -> None:
         assert mllp.closed_by_peer()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
+
+
+class Breaks(Echo):
+    def handle(self, raw: bytes) -> bytes:
+        if raw == b"boom":
+            raise RuntimeError("handler bug")
+        return super().handle(raw)
+
+
+def test_a_failing_handler_ends_only_its_connection() -> None:
+    mllp = MllpListener("127.0.0.1", 0, Breaks())
+    mllp.start()
+    try:
+        with MllpClient(mllp.port) as client:
+            client.sock.sendall(START + b"boom" + END)
+            assert client.closed_by_peer()
+        with MllpClient(mllp.port) as client:
+            assert client.send(b"fine") == b"ECHO fine"
+    finally:
+        mllp.stop(grace=1.0)
