@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
+import queue
+import re
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hl7
@@ -600,3 +609,62 @@ def test_a_failing_handler_ends_only_its_connection() -> None:
             assert client.send(b"fine") == b"ECHO fine"
     finally:
         mllp.stop(grace=1.0)
+
+
+# -- clinic serve ------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+HL7_LINE = re.compile(r"HL7 MLLP listener listening on [\d.]+:(\d+)")
+
+
+def clinic_process(args: list[str], data_dir: Path, **popen: Any) -> subprocess.Popen[str]:
+    """Run the command line of this source tree (not whichever one is installed)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CLINIC_")},
+        "PYTHONPATH": str(REPO),
+        "CLINIC_DATA_DIR": str(data_dir),
+        "CLINIC_HOST": "127.0.0.1",
+        "CLINIC_WEB_PORT": "0",
+        "CLINIC_MWL_PORT": "0",
+        "CLINIC_PRINT_PORT": "0",
+        "CLINIC_HL7_PORT": "0",
+    }
+    code = "from clinic.cli import main; main()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], env=env, cwd=data_dir.parent, text=True, **popen
+    )
+
+
+def test_clinic_serve_takes_orders(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    proc = clinic_process(["serve"], data_dir, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        port = 0
+        while not port:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "clinic serve did not log its HL7 listener"
+            try:
+                match = HL7_LINE.search(lines.get(timeout=remaining))
+            except queue.Empty:
+                continue
+            port = int(match[1]) if match else 0
+        with MllpClient(port) as client:
+            assert ack_code(client.send(new_order())) == "AA"
+        listing = clinic_process(["procedures", "list", "--json"], data_dir, stdout=subprocess.PIPE)
+        out, _ = listing.communicate(timeout=60)
+        assert listing.returncode == 0
+        [booked] = json.loads(out)
+        assert booked["placer_order_number"] == "PL100"
+        assert booked["accession_number"] == "ACC100"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
