@@ -356,7 +356,7 @@ class WorklistQuery:
     conditions: list[ColumnElement[bool]] = field(default_factory=list)
     matching_keys: list[str] = field(default_factory=list)
     return_keys: list[str] = field(default_factory=list)
-    #: Requested attributes the SCP does not know (answered empty; status FF01).
+    #: Attributes the SCP does not know sent with a value (answered empty; status FF01).
     unsupported: list[str] = field(default_factory=list)
     request: Dataset = field(default_factory=Dataset)
     #: A condition on an indexed patient column (name, ID, birth date) can drive the query.
@@ -378,6 +378,13 @@ def _check_vr(elem: DataElement, keyword: str) -> None:
             STATUS_IDENTIFIER_MISMATCH,
             f"{keyword}: VR {elem.VR} instead of {expected}",
         )
+
+
+def _has_value(elem: DataElement) -> bool:
+    """Whether an element carries a value; for a sequence, an item holding keys."""
+    if elem.VR == "SQ":
+        return any(len(item) for item in elem.value or ())
+    return elem.VM > 0
 
 
 def _text_value(elem: DataElement, keyword: str) -> str:
@@ -427,9 +434,8 @@ def parse_identifier(identifier: Dataset, options: MatchOptions) -> WorklistQuer
     query = WorklistQuery(request=identifier)
     for elem in identifier:
         if elem.tag.is_private or elem.tag.element == 0:
-            if not elem.tag.is_private:
-                continue
-            query.unsupported.append(str(elem.tag))
+            if elem.tag.is_private and _has_value(elem):
+                query.unsupported.append(str(elem.tag))
             continue
         keyword = elem.keyword or str(elem.tag)
         if keyword in _IGNORED:
@@ -440,17 +446,14 @@ def parse_identifier(identifier: Dataset, options: MatchOptions) -> WorklistQuer
             continue
         query.return_keys.append(keyword)
         spec = TOP_KEYS.get(keyword)
-        if elem.VR == "SQ":
-            if spec is None:
-                if elem.value and any(len(item) for item in elem.value):
-                    query.unsupported.append(keyword)
-                continue
-            raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
-        value = _text_value(elem, keyword)
         if spec is None:
-            query.unsupported.append(keyword)
+            # Not supported: answered empty, its value (if any) neither parsed nor matched.
+            if _has_value(elem):
+                query.unsupported.append(keyword)
             continue
-        _add_condition(query, keyword, spec, value, options)
+        if elem.VR == "SQ":
+            raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
+        _add_condition(query, keyword, spec, _text_value(elem, keyword), options)
     return query
 
 
@@ -474,20 +477,18 @@ def _parse_sps(elem: DataElement, query: WorklistQuery, options: MatchOptions) -
         if keyword in _IGNORED:
             continue
         if sub.tag.is_private:
-            query.unsupported.append(keyword)
+            if _has_value(sub):
+                query.unsupported.append(keyword)
             continue
         _check_vr(sub, keyword)
         spec = SPS_KEYS.get(keyword)
-        if sub.VR == "SQ":
-            if spec is not None:
-                raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
-            if sub.value and any(len(i) for i in sub.value):
+        if spec is None:
+            if _has_value(sub):
                 query.unsupported.append(keyword)
             continue
+        if sub.VR == "SQ":
+            raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
         value = _text_value(sub, keyword)
-        if spec is None:
-            query.unsupported.append(keyword)
-            continue
         if keyword == SPS_DATE:
             date_text = value
         elif keyword == SPS_TIME:

@@ -299,19 +299,30 @@ def test_every_uncompressed_transfer_syntax(day: ClinicServer, transfer_syntax: 
     assert answers[0].ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "US1"
 
 
-def test_unsupported_key_gives_pending_warning(day: ClinicServer) -> None:
+@pytest.mark.parametrize(
+    ("extra", "pending"),
+    [
+        ({"PatientWeight": ""}, 0xFF00),  # asked for and answered (empty)
+        ({"PatientWeight": "70"}, 0xFF01),  # a value clinic cannot match on
+        ({"AdmissionID": "ADM1"}, 0xFF01),
+    ],
+)
+def test_unsupported_key_gives_pending_warning(
+    day: ClinicServer, extra: dict[str, str], pending: int
+) -> None:
     assoc = associate(day)
     try:
-        statuses = [
-            s.Status
-            for s, _ in assoc.send_c_find(
-                mwl_query({"AccessionNumber": "T1", "PatientWeight": ""}),
-                ModalityWorklistInformationFind,
+        answers = list(
+            assoc.send_c_find(
+                mwl_query({"AccessionNumber": "T1", **extra}), ModalityWorklistInformationFind
             )
-        ]
+        )
     finally:
         assoc.release()
-    assert statuses == [0xFF01, 0x0000]
+    assert [s.Status for s, _ in answers] == [pending, 0x0000]
+    keyword = next(iter(extra))
+    assert answers[0][1] is not None
+    assert answers[0][1][keyword].value in ("", None)
 
 
 def test_echo(server: ClinicServer) -> None:

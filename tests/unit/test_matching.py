@@ -719,8 +719,7 @@ def test_unknown_keys_answered_empty(factory: sessionmaker[Session]) -> None:
     ds.OtherPatientIDsSequence = [Dataset()]
     ds.add_new(0x00091010, "LO", "")  # private
     query, rsp = _respond(factory, ds, "A01")
-    assert "PatientWeight" in query.unsupported
-    assert "PreMedication" in query.unsupported
+    assert query.unsupported == []  # asked for, answered (empty): nothing to warn about
     assert rsp.PatientWeight in ("", None)
     assert rsp.InstitutionName in ("", None)
     assert len(rsp.OtherPatientIDsSequence) == 0
@@ -733,6 +732,41 @@ def test_unknown_keys_answered_empty(factory: sessionmaker[Session]) -> None:
         "PreMedication",
     }
     assert item.PreMedication in ("", None)
+
+
+def test_unknown_keys_with_values_are_unsupported_not_refused(
+    factory: sessionmaker[Session],
+) -> None:
+    """Values of keys clinic does not support are not parsed, matched or refused."""
+    other = Dataset()
+    other.PatientID = "X1"
+    ds = identifier(
+        {
+            "PatientID": "P01",
+            "AdmissionID": "ADM1",
+            "OtherPatientIDs": ["A", "B"],  # several values: fine where nothing is matched
+            "PatientWeight": "70.5",
+        },
+        {"PreMedication": "none", "RequestedContrastAgent": ""},
+    )
+    ds.OtherPatientIDsSequence = [other]
+    ds.add_new(0x00091010, "LO", "private value")
+    query, rsp = _respond(factory, ds, "A01")
+    assert sorted(query.unsupported) == sorted(
+        [
+            "AdmissionID",
+            "OtherPatientIDs",
+            "PatientWeight",
+            "OtherPatientIDsSequence",
+            "(0009,1010)",
+            "PreMedication",
+        ]
+    )
+    assert query.matching_keys == ["PatientID"]
+    assert matched(factory, ds) == {"A01"}
+    assert rsp.AdmissionID in ("", None)
+    assert rsp.OtherPatientIDs in ("", None)
+    assert len(rsp.OtherPatientIDsSequence) == 0
 
 
 def test_empty_sps_item_returns_the_default_attributes(factory: sessionmaker[Session]) -> None:
