@@ -20,7 +20,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, select
 from sqlalchemy.orm import InstrumentedAttribute, contains_eager
 
 from clinic.models import ACTIVE_STATUSES, Patient, Procedure, ProcedureStatus, Station
@@ -576,15 +576,15 @@ def _add_schedule_condition(query: WorklistQuery, date_text: str, time_text: str
     elif time_text:
         # Time of day alone: every day at that time (or within that range).
         low_t, high_t = time_bounds(time_text, SPS_TIME)
-        seconds = Procedure.scheduled_seconds
         if low_t and high_t and low_t > high_t:
-            # 2200-0600 wraps past midnight.
-            query.conditions.append(or_(seconds >= _seconds(low_t), seconds <= _seconds(high_t)))
-        else:
-            if low_t:
-                query.conditions.append(seconds >= _seconds(low_t))
-            if high_t:
-                query.conditions.append(seconds <= _seconds(high_t))
+            # PS3.4 C.2.2.2.5.2: "Range Matching crossing midnight is not supported";
+            # a night window is written with dates (a combined date-time range).
+            raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{SPS_TIME}: range crossing midnight")
+        seconds = Procedure.scheduled_seconds
+        if low_t:
+            query.conditions.append(seconds >= _seconds(low_t))
+        if high_t:
+            query.conditions.append(seconds <= _seconds(high_t))
         query.matching_keys.append(SPS_TIME)
 
 
@@ -622,7 +622,7 @@ def _empty_like(elem: DataElement) -> DataElement:
     return DataElement(elem.tag, elem.VR, None)
 
 
-def _value_element(keyword: str, spec: Key, row: Row, transform: Callable[[str], str]) -> Any:
+def _value_element(spec: Key, row: Row, transform: Callable[[str], str]) -> Any:
     value = spec.get(row)
     if isinstance(value, str):
         value = transform(value)
@@ -666,7 +666,7 @@ def build_response(
         if spec is None or elem.VR == "SQ":
             response.add(_empty_like(elem))
             continue
-        response.add(DataElement(elem.tag, elem.VR, _value_element(keyword, spec, row, transform)))
+        response.add(DataElement(elem.tag, elem.VR, _value_element(spec, row, transform)))
     return response
 
 
@@ -675,7 +675,7 @@ def _sps_item(request_item: Dataset | None, row: Row, transform: Callable[[str],
     if request_item is None:
         for keyword in DEFAULT_SPS_RETURN:
             tag = Tag(keyword)
-            value = _value_element(keyword, SPS_KEYS[keyword], row, transform)
+            value = _value_element(SPS_KEYS[keyword], row, transform)
             item.add(DataElement(tag, dictionary_VR(tag), value))
         return item
     for elem in request_item:
@@ -685,7 +685,7 @@ def _sps_item(request_item: Dataset | None, row: Row, transform: Callable[[str],
         if spec is None or elem.VR == "SQ":
             item.add(_empty_like(elem))
             continue
-        value = _value_element(elem.keyword, spec, row, transform)
+        value = _value_element(spec, row, transform)
         item.add(DataElement(elem.tag, elem.VR, value))
     return item
 

@@ -45,7 +45,6 @@ LATIN1_TERMS = frozenset({LATIN1, "ISO 2022 IR 100"})
 STATUS_PENDING = 0xFF00
 STATUS_PENDING_WARNING = 0xFF01  # optional keys not supported
 STATUS_CANCEL = 0xFE00
-STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
 
 #: Transfer syntaxes accepted on every context: implicit and explicit little endian,
 #: deflated explicit little endian, explicit big endian.
@@ -146,11 +145,8 @@ class WorklistService:
     def _find(
         self, event: evt.Event, calling_ae: str, record: dict[str, Any]
     ) -> Iterator[tuple[Any, Dataset | None]]:
-        sop_class = event.request.AffectedSOPClassUID
-        if sop_class != ModalityWorklistInformationFind:
-            record["status"] = STATUS_SOP_CLASS_NOT_SUPPORTED
-            yield failure(STATUS_SOP_CLASS_NOT_SUPPORTED, "SOP class not supported"), None
-            return
+        # A request naming another SOP class than its context never gets here:
+        # pynetdicom aborts the association first.
         try:
             identifier = event.identifier
             query = parse_identifier(identifier, self.options)

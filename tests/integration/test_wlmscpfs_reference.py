@@ -696,25 +696,21 @@ def test_time_values_cover_their_precision(both: Compare) -> None:
         assert ours.keys == clinic_keys, keys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "clinic matches a time-only range whose start is after its end as a range "
-        "crossing midnight (1700-0800 finds 17:56 and 07:56); PS3.4 C.2.2.2.5.2 says "
-        "range matching crossing midnight is not supported, and wlmscpfs matches nothing"
-    ),
-)
-def test_time_range_crossing_midnight(both: Compare) -> None:
-    """``1700-0800`` without a date: wlmscpfs matches nothing; clinic wraps past midnight.
+def test_time_range_crossing_midnight(reference: Reference, clinic: ClinicServer) -> None:
+    """``1700-0800`` without a date: wlmscpfs matches nothing; clinic refuses it (0xC000).
 
     PS3.4 C.2.2.2.5.2: "<time1> - <time2>, where <time1> is less or equal to
-    <time2>" ... "Range Matching crossing midnight is not supported". A night
-    window is written with dates (combined date-time range, C.2.2.2.5.1), which
-    both servers match alike (``date-time-window-crossing-days`` above).
+    <time2>" ... "Range Matching crossing midnight is not supported". clinic says so
+    with an Error Comment, as it does for any range that ends before it starts,
+    rather than answering an empty list the modality would read as "no work". A night
+    window is written with dates (combined date-time range, C.2.2.2.5.1), which both
+    servers match alike (``date-time-window-crossing-days`` above).
     """
-    ref, ours = both(query(sps_ScheduledProcedureStepStartTime="1700-0800"))
-    assert ref.keys == set()
-    assert ours.keys == ref.keys
+    night = query(sps_ScheduledProcedureStepStartTime="1700-0800")
+    ref = c_find(reference.port, REFERENCE_AE, night)
+    assert (ref.keys, ref.final) == (set(), 0x0000)
+    ours = c_find(clinic.mwl_port, CLINIC_AE, night)
+    assert (ours.keys, ours.final) == (set(), 0xC000)
 
 
 def test_trailing_empty_name_components(both: Compare) -> None:
