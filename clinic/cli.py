@@ -210,7 +210,7 @@ def _accounts(settings: Settings) -> Any:
 
 def _read_password() -> str:
     """The new password: prompted twice on a terminal, else the first line of stdin."""
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     if stdin.isatty():
         return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
     return stdin.readline().rstrip("\r\n")
