@@ -17,9 +17,13 @@ class OutputError(Exception):
     """Dispatching a job failed; the message is recorded as the job's failure reason."""
 
 
-def pdf_target(profile: PrinterProfile, job_id: int) -> Path:
-    """The absolute path of a job's PDF in the printer's PDF folder (server-made name)."""
-    return (profile.pdf_dir / f"job-{job_id:06d}.pdf").resolve()
+def pdf_target(profile: PrinterProfile, job_id: int, stem: str = "") -> Path:
+    """The absolute path of a job's PDF in the printer's PDF folder (server-made name).
+
+    ``stem`` (from :func:`clinic.print_links.pdf_stem`, already file-name safe) replaces
+    the plain ``job-NNNNNN`` name of an unlinked job.
+    """
+    return (profile.pdf_dir / f"{stem or f'job-{job_id:06d}'}.pdf").resolve()
 
 
 def _lp_base(profile: PrinterProfile) -> list[str]:

@@ -164,6 +164,10 @@ class PageOptions:
     header: bool = True
     printer_name: str = ""
     calling_ae_title: str = ""
+    # The linked booking (clinic.print_links), written to the PDF's metadata only.
+    patient_name: str = ""
+    patient_id: str = ""
+    accession_number: str = ""
 
 
 def _srgb(linear: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -331,6 +335,15 @@ def render_pdf(
     canvas = Canvas(str(tmp), pageCompression=1)
     canvas.setTitle(f"{options.printer_name} print")
     canvas.setCreator("clinic")
+    if options.patient_id or options.accession_number:
+        # A filed PDF says whose films it holds, even when renamed or moved.
+        canvas.setTitle(options.patient_name or options.patient_id)
+        canvas.setSubject(
+            f"Patient ID {options.patient_id}, accession number {options.accession_number}"
+        )
+        canvas.setKeywords([options.patient_id, options.accession_number])
+    if options.calling_ae_title:
+        canvas.setAuthor(options.calling_ae_title)
     for film in films:
         _render_page(canvas, film, options, stamp)
         canvas.showPage()

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clinic.db import transaction
 from clinic.identifiers import new_study_instance_uid
 from clinic.models import PrintJob, PrintJobStatus, utcnow
+from clinic.print_links import link_new_job, pdf_stem, readable_name
 from clinic.printing.outputs import pdf_target, send_to_cups
 from clinic.printing.profiles import PrinterProfile
 from clinic.printing.render import FilmSpec, ImageSpec, PageOptions, render_pdf
@@ -97,6 +98,9 @@ def job_to_dict(job: PrintJob) -> dict[str, Any]:
         "copies": job.copies,
         "error": job.error,
         "printed_at": job.printed_at.isoformat(timespec="seconds") if job.printed_at else None,
+        "procedure_id": job.procedure_id,
+        "patient_id": job.procedure.patient.patient_id if job.procedure else None,
+        "accession_number": job.procedure.accession_number if job.procedure else None,
     }
 
 
@@ -176,7 +180,9 @@ class Spool:
                 )
                 session.add(job)
                 session.flush()
-                job.pdf_path = str(pdf_target(profile, job.id))
+                # Linked now, while the station's exam is the one in progress.
+                proc = link_new_job(session, job, dt.datetime.now())
+                job.pdf_path = str(pdf_target(profile, job.id, pdf_stem(job.id, proc)))
         except Exception:
             _remove_tree(folder)
             raise
@@ -264,8 +270,11 @@ class Spool:
         if profile is None:
             raise RuntimeError(f"printer {job.printer_ae_title} is no longer configured")
         folder = self.root / job.spool_dir
-        pdf = pdf_target(profile, job.id)
+        # The name follows the job's current link (the front desk may have corrected it).
+        pdf = pdf_target(profile, job.id, pdf_stem(job.id, job.procedure))
         pdf.parent.mkdir(parents=True, exist_ok=True)
+        old_pdf = Path(job.pdf_path) if job.pdf_path else None
+        proc = job.procedure
         if (folder / JOB_FILE).is_file():
             films = read_films(folder)
             options = PageOptions(
@@ -276,12 +285,20 @@ class Spool:
                 header=profile.header,
                 printer_name=profile.name,
                 calling_ae_title=job.calling_ae_title,
+                patient_name=readable_name(proc.patient.name) if proc else "",
+                patient_id=proc.patient.patient_id if proc else "",
+                accession_number=proc.accession_number if proc else "",
             )
             # Stored in UTC; the header shows the clinic's local time.
             local = job.created_at.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
             pages = render_pdf(films, pdf, options, now=local)
+            if old_pdf is not None and old_pdf != pdf and old_pdf.is_file():
+                # A PDF named for a link since corrected must not stay filed under it.
+                old_pdf.unlink()
         elif pdf.is_file():
             pages = job.pages  # the pixels are gone but the PDF is here: send it again
+        elif old_pdf is not None and old_pdf.is_file():
+            pdf, pages = old_pdf, job.pages  # as above, under the name it was printed with
         else:
             raise RuntimeError("neither the spooled images nor the PDF exist any more")
         if profile.cups_queue:

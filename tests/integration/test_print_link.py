@@ -1,0 +1,160 @@
+"""A film printed by a station is filed with the patient of its exam (clinic.print_links).
+
+Real listeners on port 0: MPPS from a pynetdicom SCU to the worklist port, then a
+pynetdicom print SCU with the station's AE title as calling AE title.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
+from sqlalchemy import select
+
+from clinic.cli import main
+from clinic.config import Settings
+from clinic.models import AuditEntry, PrintJob
+from clinic.server import ClinicServer
+from tests.conftest import require_tool
+from tests.integration.printing_support import FILM_BOX, PrintScu, gray_image, wait_for_job
+
+STATION = "PANO1"
+
+
+def book(server: ClinicServer, n: int, start: dt.datetime, station: str = STATION) -> Any:
+    assert server.scheduler is not None
+    return server.scheduler.book(
+        {
+            "patient_id": f"P/{n} 7",  # a slash and a space: never raw in a file name
+            "patient_name": f"DVOŘÁK^ANNA{n}",
+            "modality": "PX",
+            "station_ae_title": station,
+            "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
+            "accession_number": f"LINKACC{n}",
+            "requested_procedure_id": f"RP{n}",
+            "step_id": f"SPS{n}",
+        },
+        actor="test",
+    )
+
+
+def start_exam(server: ClinicServer, proc: Any, station: str = STATION) -> None:
+    """N-CREATE an IN PROGRESS performed step for ``proc``, as the modality does."""
+    ae = AE(ae_title=station)
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate("127.0.0.1", server.mwl_port, ae_title="CLINIC")
+    assert assoc.is_established
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ref = Dataset()
+    ref.StudyInstanceUID = proc.study_instance_uid
+    ref.AccessionNumber = proc.accession_number
+    ref.RequestedProcedureID = proc.requested_procedure_id
+    ref.ScheduledProcedureStepID = proc.step_id
+    ref.ReferencedStudySequence = []
+    ds.ScheduledStepAttributesSequence = [ref]
+    ds.PatientName = proc.patient.name
+    ds.PatientID = proc.patient.patient_id
+    ds.PerformedProcedureStepStatus = "IN PROGRESS"
+    ds.PerformedStationAETitle = station
+    ds.PerformedProcedureStepStartDate = dt.date.today().strftime("%Y%m%d")
+    ds.PerformedProcedureStepStartTime = dt.datetime.now().strftime("%H%M%S")
+    ds.PerformedProcedureStepEndDate = ""
+    ds.PerformedProcedureStepEndTime = ""
+    ds.PerformedProcedureStepID = "PPS1"
+    ds.Modality = "PX"
+    ds.PerformedSeriesSequence = []
+    status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, None)
+    assoc.release()
+    assert status.Status == 0
+
+
+def print_film(server: ClinicServer, station: str = STATION) -> PrintJob:
+    scu = PrintScu(server.print_port, calling=station)
+    session_uid = scu.session()
+    _, film_uid, boxes = scu.film_box(session_uid, "STANDARD\\1,1", FilmSizeID="8INX10IN")
+    assert scu.fill(boxes[0], 1, gray_image(32, 32, 120)) == 0
+    assert scu.action(FILM_BOX, film_uid)[0] == 0
+    scu.release()
+    assert server.session_factory is not None
+    return wait_for_job(server.session_factory)
+
+
+def pdf_info(pdf: Path) -> dict[str, str]:
+    done = subprocess.run(
+        [require_tool("pdfinfo"), str(pdf)], check=True, capture_output=True, text=True
+    )
+    info = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+def test_print_during_an_exam_in_progress_is_filed_with_its_patient(
+    server: ClinicServer, settings: Settings
+) -> None:
+    now = dt.datetime.now()
+    # Two bookings of the station around now: only the exam in progress decides.
+    book(server, 1, now)
+    second = book(server, 2, now + dt.timedelta(minutes=30))
+    start_exam(server, second)
+
+    job = print_film(server)
+    assert job.procedure_id == second.id
+
+    pdf = Path(job.pdf_path)
+    assert pdf.is_file()
+    assert pdf.name == f"job-{job.id:06d}-P_2_7-LINKACC2.pdf"
+    info = pdf_info(pdf)
+    assert info["Title"] == "DVOŘÁK, ANNA2"
+    assert info["Subject"] == "Patient ID P/2 7, accession number LINKACC2"
+    assert "LINKACC2" in info["Keywords"] and "P/2 7" in info["Keywords"]
+    assert info["Author"] == STATION
+
+    env = {"CLINIC_DATA_DIR": str(settings.data_dir)}
+    result = CliRunner().invoke(main, ["print-jobs", "list", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    (item,) = json.loads(result.output)
+    assert item["procedure_id"] == second.id
+    assert item["patient_id"] == "P/2 7" and item["accession_number"] == "LINKACC2"
+    assert item["pdf_path"] == str(pdf) and item["status"] == "done"
+
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(AuditEntry.entity == "print_job", AuditEntry.action == "link")
+        ).one()
+    assert entry.actor == f"print:{STATION}" and entry.entity_id == str(job.id)
+    assert json.loads(entry.detail) == {"procedure": second.id, "rule": "in-progress"}
+
+
+def test_station_with_one_booking_around_now_links(server: ClinicServer) -> None:
+    now = dt.datetime.now()
+    only = book(server, 1, now - dt.timedelta(minutes=45))
+    book(server, 2, now + dt.timedelta(hours=3))  # outside the two-hour window
+    book(server, 3, now, station="OTHER1")  # another station's
+
+    job = print_film(server)
+    assert job.procedure_id == only.id
+    assert Path(job.pdf_path).name == f"job-{job.id:06d}-P_1_7-LINKACC1.pdf"
+
+
+def test_two_candidates_and_nothing_in_progress_stay_unlinked(server: ClinicServer) -> None:
+    now = dt.datetime.now()
+    book(server, 1, now - dt.timedelta(minutes=30))
+    book(server, 2, now + dt.timedelta(minutes=30))
+
+    job = print_film(server)
+    assert job.procedure_id is None
+    pdf = Path(job.pdf_path)
+    assert pdf.name == f"job-{job.id:06d}.pdf"
+    info = pdf_info(pdf)
+    assert "Patient" not in info.get("Subject", "") and "LINKACC" not in info.get("Keywords", "")
