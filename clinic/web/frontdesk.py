@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import OrderedDict
 from typing import Any
 
@@ -22,7 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic import patients as patient_search
 from clinic.catalog import Catalog
-from clinic.models import CatalogEntry, Procedure, ProcedureStatus
+from clinic.models import CatalogEntry, PerformedStep, Procedure, ProcedureStatus
+from clinic.performed import PerformedSteps
+from clinic.print_links import PrintLinks
 from clinic.scheduling import NotFound, Scheduler, TransitionError, ValidationError
 from clinic.vr import parse_date
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
@@ -78,6 +81,20 @@ def _catalog() -> Catalog:
 def _sessions() -> sessionmaker[Session]:
     factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
     return factory
+
+
+def _performed() -> PerformedSteps:
+    # Cheap to build: it only holds the session factory.
+    return PerformedSteps(_sessions())
+
+
+def series_count(step: PerformedStep) -> int:
+    """How many series a performed step reports (its Performed Series Sequence)."""
+    try:
+        series = json.loads(step.performed_series or "[]")
+    except ValueError:
+        return 0
+    return len(series) if isinstance(series, list) else 0
 
 
 def friendly(field: str, message: str) -> str:
@@ -171,6 +188,7 @@ def day() -> str:
         groups.setdefault(key, []).append(proc)
     counts = {s.value: sum(1 for p in rows if p.status == s.value) for s in ProcedureStatus}
     printable = request.args.get("print") == "1"
+    unlinked = [] if printable else list(_performed().unlinked())
     return render_template(
         "day_print.html" if printable else "day.html",
         day=day,
@@ -186,6 +204,10 @@ def day() -> str:
         statuses=[s.value for s in ProcedureStatus],
         counts=counts,
         total=len(rows),
+        unlinked=unlinked,
+        series_count=series_count,
+        day_bookings=[p for p in _scheduler().list_procedures(day) if p.status != "CANCELLED"],
+        button=EmptyForm(formdata=None),
     )
 
 
@@ -346,6 +368,8 @@ def _render_procedure(
             can_cancel=proc.status == ProcedureStatus.SCHEDULED,
             status_actions=STATUS_ACTIONS.get(proc.status, []),
             button=EmptyForm(formdata=None),
+            performed=_performed().for_procedure(proc.id),
+            series_count=series_count,
         ),
         status,
     )
@@ -465,3 +489,39 @@ def slip(procedure_id: int) -> Response:
         mimetype="application/pdf",
         headers={"Content-Disposition": f'inline; filename="slip-{proc.accession_number}.pdf"'},
     )
+
+
+@bp.post("/performed-steps/<int:step_id>/attach")
+@login_required
+def attach_step(step_id: int) -> Any:
+    """Attach an exam done without a booking (an unlinked MPPS step) to a booking.
+
+    The booking is named by accession number or picked from the day's list; the
+    booking then follows the step's status. Audited with the signed-in user.
+    """
+    g.patient_data = True
+    form = EmptyForm()
+    back = request.form.get("date", "")
+    here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.day")
+    if not form.validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    accession = request.form.get("accession_number", "").strip()
+    choice = request.form.get("procedure_id", "").strip()
+    target: int | None = None
+    if accession:
+        proc = PrintLinks(_sessions()).booking_by_accession(accession)
+        if proc is None:
+            flash(f"No booking has the accession number {accession}.", "error")
+            return redirect(here)
+        target = proc.id
+    elif choice.isdigit():
+        target = int(choice)
+    if target is None:
+        flash("Please type an accession number or pick a booking.", "error")
+        return redirect(here)
+    try:
+        _performed().attach(step_id, target, actor())
+    except NotFound:
+        abort(404, "There is no such exam or booking.")
+    flash("The exam is attached to the booking.", "success")
+    return redirect(url_for("frontdesk.procedure", procedure_id=target))

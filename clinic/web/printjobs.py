@@ -7,6 +7,7 @@ spool's requeue), so this door never reaches into the print service itself.
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -31,8 +32,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.db import transaction
-from clinic.models import PrintJob
-from clinic.scheduling import audit
+from clinic.models import PrintJob, Procedure
+from clinic.print_links import PrintLinks
+from clinic.scheduling import NotFound, audit
 from clinic.web.api import ApiError, int_arg, page_links
 from clinic.web.api import bp as api_bp
 from clinic.web.forms import EmptyForm
@@ -66,6 +68,9 @@ def job_to_dict(job: PrintJob) -> dict[str, Any]:
         "copies": job.copies,
         "error": job.error,
         "printed_at": job.printed_at.isoformat(timespec="seconds") if job.printed_at else None,
+        "procedure_id": job.procedure_id,
+        "patient_id": job.procedure.patient.patient_id if job.procedure else None,
+        "accession_number": job.procedure.accession_number if job.procedure else None,
     }
 
 
@@ -109,16 +114,28 @@ def render_thumbnail(pdf: Path, page: int, dpi: int = THUMBNAIL_DPI) -> bytes | 
     return done.stdout
 
 
+def _local_day(job: PrintJob) -> dt.date:
+    """The clinic's local day a job arrived on (stored in UTC)."""
+    return job.created_at.replace(tzinfo=dt.UTC).astimezone().date()
+
+
 @bp.get("/print-jobs")
 @login_required
 def jobs() -> str:
-    """The print jobs, newest first, with page previews, download and reprint."""
+    """The print jobs, newest first, with page previews, download, reprint and patient link."""
     g.patient_data = True
     try:
         page = max(1, int(request.args.get("page", "1")))
     except ValueError:
         page = 1
     rows = _jobs((page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    links = PrintLinks(_sessions())
+    # The bookings offered for linking: those of the day each job arrived.
+    bookings: dict[dt.date, list[Procedure]] = {}
+    for job in rows[:PAGE_SIZE]:
+        day = _local_day(job)
+        if day not in bookings:
+            bookings[day] = list(links.candidates(day))
     return render_template(
         "print_jobs.html",
         jobs=rows[:PAGE_SIZE],
@@ -128,7 +145,47 @@ def jobs() -> str:
         can_reprint=current_app.extensions.get("clinic.reprint") is not None,
         button=EmptyForm(),
         max_thumbnails=MAX_THUMBNAILS,
+        bookings={j.id: bookings[_local_day(j)] for j in rows[:PAGE_SIZE]},
     )
+
+
+@bp.post("/print-jobs/<int:job_id>/link")
+@login_required
+def link(job_id: int) -> Any:
+    """Attach a job to a booking (by accession number or from the day's list), or unlink it.
+
+    A typed accession number wins over the list; ``unlink`` removes the link. The
+    change is audited with the signed-in user; the PDF takes the new name and
+    metadata when the job is next printed.
+    """
+    g.patient_data = True
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    links = PrintLinks(_sessions())
+    target: int | None = None
+    if request.form.get("unlink"):
+        target = None
+    else:
+        accession = request.form.get("accession_number", "").strip()
+        choice = request.form.get("procedure_id", "").strip()
+        if accession:
+            proc = links.booking_by_accession(accession)
+            if proc is None:
+                flash(f"No booking has the accession number {accession}.", "error")
+                return redirect(url_for("printjobs.jobs"))
+            target = proc.id
+        elif choice.isdigit():
+            target = int(choice)
+        else:
+            flash("Please type an accession number or pick a booking.", "error")
+            return redirect(url_for("printjobs.jobs"))
+    try:
+        links.set_link(job_id, target, actor())
+    except NotFound:
+        abort(404, "There is no such print job or booking.")
+    flash(f"Print job {job_id} is {'no longer linked' if target is None else 'linked'}.", "success")
+    return redirect(url_for("printjobs.jobs"))
 
 
 @bp.get("/print-jobs/<int:job_id>/pdf")
