@@ -96,7 +96,12 @@ class ClinicServer:
         self.print_port = printer.server_address[1]
 
         factory = self.session_factory
-        app = create_app(settings, self.scheduler, reprint=lambda job: requeue(factory, job))
+        app = create_app(
+            settings,
+            self.scheduler,
+            reprint=lambda job: requeue(factory, job),
+            refile=self.spool.refile,
+        )
         self._web = create_server(app, host=settings.host, port=settings.web_port, threads=8)
         self.web_port = int(self._web.effective_port)
         self._web_thread = threading.Thread(target=self._web.run, name="web", daemon=True)

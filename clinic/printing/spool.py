@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import secrets
 import threading
 from pathlib import Path
@@ -149,6 +150,8 @@ class Spool:
         self.uid_root = uid_root
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Jobs whose patient link the front desk changed: their PDFs are filed again.
+        self._refiles: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def submit(
@@ -249,8 +252,62 @@ class Spool:
                     return job
         return None
 
+    def refile(self, job_id: int) -> bool:
+        """Ask the worker to file a printed job's PDF again under its current patient link.
+
+        The worker renders it once more, with the new name and metadata, and removes
+        the old file; nothing is sent to a printer. Returns ``True`` (the request is
+        taken; an unknown or still queued job is simply left alone).
+        """
+        self._refiles.put(job_id)
+        self._wake.set()
+        return True
+
+    def run_refile(self, job_id: int) -> None:
+        """Render a printed job's PDF again under its current link, without dispatching it."""
+        with self.factory() as session:
+            job = session.get(PrintJob, job_id)
+        if job is None or job.status != PrintJobStatus.DONE.value:
+            return  # a queued job is named by its link when it prints
+        profile = self.profiles.get(job.printer_ae_title)
+        if profile is None:
+            return
+        pdf = pdf_target(profile, job.id, pdf_stem(job.id, job.procedure))
+        old = Path(job.pdf_path) if job.pdf_path else None
+        if old == pdf:
+            return
+        if (self.root / job.spool_dir / JOB_FILE).is_file():
+            pages, pdf = self._render(job, profile, pdf)
+        elif old is not None and old.is_file():
+            # The pixels are gone: keep the page, file it under the new name at least.
+            old.replace(pdf)
+            pages = job.pages
+        else:
+            return
+        if old is not None and old != pdf and old.is_file():
+            old.unlink()
+        with transaction(self.factory) as session:
+            row = session.get(PrintJob, job_id)
+            if row is not None:
+                row.pdf_path = str(pdf)
+                row.pages = pages
+        log.info("print job %d filed again under its corrected patient link", job_id)
+
     def run_once(self) -> bool:
-        """Print the next due job, if any; returns whether one was processed."""
+        """Print the next due job, if any; returns whether one was processed.
+
+        Refile requests (:meth:`refile`) are served first.
+        """
+        try:
+            refile = self._refiles.get_nowait()
+        except queue.Empty:
+            pass
+        else:
+            try:
+                self.run_refile(refile)
+            except Exception:
+                log.exception("print job %d could not be filed again", refile)
+            return True
         job = self._next_job()
         if job is None:
             return False
@@ -261,7 +318,8 @@ class Spool:
             log.error("print job %d failed: %s", job.id, reason)
             self._finish(job.id, PrintJobStatus.FAILED, error=reason)
         else:
-            log.info("print job %d printed: %d page(s) -> %s", job.id, pages, pdf)
+            # The folder only: a linked job's file name carries the patient ID.
+            log.info("print job %d printed: %d page(s) into %s", job.id, pages, pdf.parent)
             self._finish(job.id, PrintJobStatus.DONE, pages=pages, pdf=pdf)
         return True
 
@@ -274,24 +332,8 @@ class Spool:
         pdf = pdf_target(profile, job.id, pdf_stem(job.id, job.procedure))
         pdf.parent.mkdir(parents=True, exist_ok=True)
         old_pdf = Path(job.pdf_path) if job.pdf_path else None
-        proc = job.procedure
         if (folder / JOB_FILE).is_file():
-            films = read_films(folder)
-            options = PageOptions(
-                max_density=profile.max_density,
-                resolution_dpi=profile.resolution_dpi,
-                paper=profile.paper,
-                fit=profile.fit,
-                header=profile.header,
-                printer_name=profile.name,
-                calling_ae_title=job.calling_ae_title,
-                patient_name=readable_name(proc.patient.name) if proc else "",
-                patient_id=proc.patient.patient_id if proc else "",
-                accession_number=proc.accession_number if proc else "",
-            )
-            # Stored in UTC; the header shows the clinic's local time.
-            local = job.created_at.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
-            pages = render_pdf(films, pdf, options, now=local)
+            pages, pdf = self._render(job, profile, pdf)
             if old_pdf is not None and old_pdf != pdf and old_pdf.is_file():
                 # A PDF named for a link since corrected must not stay filed under it.
                 old_pdf.unlink()
@@ -304,6 +346,26 @@ class Spool:
         if profile.cups_queue:
             send_to_cups(profile, pdf, job.copies, f"clinic job {job.id}")
         return pages, pdf
+
+    def _render(self, job: PrintJob, profile: PrinterProfile, pdf: Path) -> tuple[int, Path]:
+        """Render a job's spooled films to ``pdf``, with its patient link in the metadata."""
+        proc = job.procedure
+        films = read_films(self.root / job.spool_dir)
+        options = PageOptions(
+            max_density=profile.max_density,
+            resolution_dpi=profile.resolution_dpi,
+            paper=profile.paper,
+            fit=profile.fit,
+            header=profile.header,
+            printer_name=profile.name,
+            calling_ae_title=job.calling_ae_title,
+            patient_name=readable_name(proc.patient.name) if proc else "",
+            patient_id=proc.patient.patient_id if proc else "",
+            accession_number=proc.accession_number if proc else "",
+        )
+        # Stored in UTC; the header shows the clinic's local time.
+        local = job.created_at.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+        return render_pdf(films, pdf, options, now=local), pdf
 
     def _finish(
         self,

@@ -49,6 +49,7 @@ def create_app(
     secret_key: str | None = None,
     login_throttle: LoginThrottle | None = None,
     reprint: Callable[[int], object] | None = None,
+    refile: Callable[[int], object] | None = None,
     testing: bool = False,
 ) -> Flask:
     """Build the Flask application.
@@ -68,6 +69,9 @@ def create_app(
     reprint : callable, optional
         Queues a print job again given its id and returns something true when the
         job exists; without it the print-jobs page offers no reprint.
+    refile : callable, optional
+        Files a printed job's PDF again (new name and metadata, nothing printed)
+        after the front desk changed its patient link.
     testing : bool
         Flask's testing mode.
 
@@ -99,6 +103,7 @@ def create_app(
     app.extensions["clinic.sessions"] = session_factory
     app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
     app.extensions["clinic.reprint"] = reprint
+    app.extensions["clinic.refile"] = refile
 
     csrf = CSRFProtect(app)
     login = LoginManager(app)

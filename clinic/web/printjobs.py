@@ -155,8 +155,8 @@ def link(job_id: int) -> Any:
     """Attach a job to a booking (by accession number or from the day's list), or unlink it.
 
     A typed accession number wins over the list; ``unlink`` removes the link. The
-    change is audited with the signed-in user; the PDF takes the new name and
-    metadata when the job is next printed.
+    change is audited with the signed-in user; the print service then files the
+    PDF again under the new name and metadata (nothing is printed).
     """
     g.patient_data = True
     form = EmptyForm()
@@ -184,6 +184,9 @@ def link(job_id: int) -> Any:
         links.set_link(job_id, target, actor())
     except NotFound:
         abort(404, "There is no such print job or booking.")
+    refile: Reprint | None = current_app.extensions.get("clinic.refile")
+    if refile is not None:
+        refile(job_id)  # the PDF takes the new name and metadata; nothing is printed
     flash(f"Print job {job_id} is {'no longer linked' if target is None else 'linked'}.", "success")
     return redirect(url_for("printjobs.jobs"))
 

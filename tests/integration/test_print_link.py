@@ -21,9 +21,16 @@ from sqlalchemy import select
 from clinic.cli import main
 from clinic.config import Settings
 from clinic.models import AuditEntry, PrintJob
+from clinic.print_links import PrintLinks
 from clinic.server import ClinicServer
 from tests.conftest import require_tool
-from tests.integration.printing_support import FILM_BOX, PrintScu, gray_image, wait_for_job
+from tests.integration.printing_support import (
+    FILM_BOX,
+    PrintScu,
+    gray_image,
+    wait_for,
+    wait_for_job,
+)
 
 STATION = "PANO1"
 
@@ -158,3 +165,32 @@ def test_two_candidates_and_nothing_in_progress_stay_unlinked(server: ClinicServ
     assert pdf.name == f"job-{job.id:06d}.pdf"
     info = pdf_info(pdf)
     assert "Patient" not in info.get("Subject", "") and "LINKACC" not in info.get("Keywords", "")
+
+
+def test_corrected_link_files_the_pdf_again(server: ClinicServer) -> None:
+    now = dt.datetime.now()
+    first = book(server, 1, now - dt.timedelta(minutes=20))
+    second = book(server, 2, now + dt.timedelta(minutes=20))
+    start_exam(server, second)
+    job = print_film(server)
+    old = Path(job.pdf_path)
+    assert job.procedure_id == second.id and old.is_file()
+
+    factory = server.session_factory
+    assert factory is not None and server.spool is not None
+    PrintLinks(factory).set_link(job.id, first.id, "web:alice")
+    server.spool.refile(job.id)
+    new = old.with_name(f"job-{job.id:06d}-P_1_7-LINKACC1.pdf")
+
+    def refiled() -> bool:
+        with factory() as session:
+            row = session.get(PrintJob, job.id)
+            return row is not None and row.pdf_path == str(new)
+
+    wait_for(refiled, timeout=20, what="the PDF filed again")
+    assert new.is_file() and not old.exists()
+    info = pdf_info(new)
+    assert info["Title"] == "DVOŘÁK, ANNA1" and "LINKACC1" in info["Subject"]
+    with factory() as session:
+        row = session.get(PrintJob, job.id)
+        assert row is not None and row.status == "done" and row.attempts == 1

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from clinic.config import Settings
 from clinic.db import transaction
 from clinic.models import AuditEntry, PrintJob
 from clinic.performed import PerformedSteps, StepReference, StepReport
 from clinic.scheduling import Scheduler
-from tests.web.conftest import post_form
+from clinic.web import create_app
+from tests.web.conftest import login, post_form
 
 TODAY = dt.date.today()
 
@@ -171,3 +173,16 @@ def test_attach_by_accession_and_refusals(
     assert [s.id for s in steps.for_procedure(bookings[1])] == [step.id]
     reply = post_form(desk, "/", "/performed-steps/999/attach", {"accession_number": "WEBACC2"})
     assert reply.status_code == 404
+
+
+def test_a_changed_link_asks_the_print_service_to_file_the_pdf_again(
+    settings: Settings, scheduler: Scheduler, users: None, bookings: list[int], job_id: int
+) -> None:
+    refiled: list[int] = []
+    app = create_app(
+        settings, scheduler, secret_key="test-secret", refile=refiled.append, testing=True
+    )
+    client = app.test_client()
+    assert login(client, "alice").status_code == 302
+    post_form(client, "/print-jobs", f"/print-jobs/{job_id}/link", {"accession_number": "WEBACC1"})
+    assert refiled == [job_id]
