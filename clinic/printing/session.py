@@ -158,6 +158,23 @@ def _int(ds: Dataset, keyword: str) -> int:
         raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{keyword} is not a number") from None
 
 
+def _check_decodable(ds: Dataset) -> None:
+    """Decode every value of ``ds`` (items included) now, refusing one that cannot be.
+
+    pydicom decodes a received value on first access and raises there when it does not
+    fit its VR (a length that is no multiple of the value size, for one); such a request
+    is an invalid attribute value, not a processing failure.
+    """
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+        except Exception:
+            raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{tag} cannot be decoded") from None
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _check_decodable(item)
+
+
 def _check_attributes(ds: Dataset, allowed: Iterable[str], outcome: Outcome) -> None:
     """Warn 0x0107 for attributes this operation does not know (they are ignored)."""
     known = set(allowed) | _ALWAYS
@@ -548,6 +565,7 @@ class PrintSession:
         if sop_class != image_box.sop_class:
             raise PrintError(INVALID_ATTRIBUTE_VALUE, "image box SOP class mismatch")
         color = sop_class == COLOR_IMAGE_BOX
+        _check_decodable(ds)
         outcome = Outcome(uid=uid)
         own, other = (
             ("BasicColorImageSequence", "BasicGrayscaleImageSequence")

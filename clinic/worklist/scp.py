@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.events import EventHandlerType
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -113,8 +114,9 @@ class WorklistService:
     def answer_character_set(self, request: Dataset, session: Session, calling_ae: str) -> str:
         """Pick the answer's character set: the query's Latin-1, the station's, or the default."""
         requested = request.get("SpecificCharacterSet", "")
-        values = [requested] if isinstance(requested, str) else list(requested)
-        if LATIN1_TERMS.intersection(values):
+        values = list(requested) if isinstance(requested, MultiValue) else [requested]
+        # A peer may send it with any VR; only text can name a character set.
+        if LATIN1_TERMS.intersection(v for v in values if isinstance(v, str)):
             return LATIN1
         if UTF8 in values:
             return UTF8

@@ -1,0 +1,224 @@
+"""Fuzzing Image Box N-SET: every dataset is printed or refused with a status, never a crash.
+
+Image items start valid and are mutated: attributes dropped, VRs swapped, values
+replaced by garbage, Rows x Columns x bits made to disagree with the bytes sent. A
+refused N-SET leaves the image box as it was. A few go through the real listener.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from clinic.printing import session as s
+from clinic.printing.profiles import PrinterProfile
+from clinic.printing.render import ImageSpec
+from clinic.printing.session import PrintError, PrintSession
+from clinic.server import ClinicServer
+from tests.integration.printing_support import GRAY_BOX, PrintScu, gray_image
+from tests.robustness.dicom_bytes import VRS, decode_le, element, nested, sequence, tags, values
+
+FUZZ = settings(
+    max_examples=200,
+    deadline=2000,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+GRAY_SEQ = tags("BasicGrayscaleImageSequence")[0]
+COLOR_SEQ = tags("BasicColorImageSequence")[0]
+
+
+def us(value: int) -> bytes:
+    """An unsigned short value (wrapped into range)."""
+    return struct.pack("<H", value & 0xFFFF)
+
+
+def valid_item(rows: int, columns: int, color: bool) -> dict[str, tuple[str, bytes]]:
+    """A good image item, keyword -> (VR, encoded value)."""
+    samples = 3 if color else 1
+    return {
+        "SamplesPerPixel": ("US", us(samples)),
+        "PhotometricInterpretation": ("CS", b"RGB" if color else b"MONOCHROME2 "),
+        "PlanarConfiguration": ("US", us(0)),
+        "Rows": ("US", us(rows)),
+        "Columns": ("US", us(columns)),
+        "PixelAspectRatio": ("IS", b"1\\1 "),
+        "BitsAllocated": ("US", us(8)),
+        "BitsStored": ("US", us(8)),
+        "HighBit": ("US", us(7)),
+        "PixelRepresentation": ("US", us(0)),
+        "PixelData": ("OB", bytes(rows * columns * samples)),
+    }
+
+
+def encode(attrs: dict[str, tuple[str, bytes]]) -> bytes:
+    """Encode keyword -> (VR, value) in tag order."""
+    out = sorted((tags(k)[0], vr, v) for k, (vr, v) in attrs.items())
+    return b"".join(element(t, vr, v) for t, vr, v in out)
+
+
+@st.composite
+def image_box_requests(draw: st.DrawFn, color: bool = False) -> bytes:
+    """An Image Box N-SET modification list, valid in shape, mutated in its details."""
+    rows = draw(st.integers(1, 40))
+    columns = draw(st.integers(1, 40))
+    item = valid_item(rows, columns, color)
+    for _ in range(draw(st.integers(0, 4))):
+        keyword = draw(st.sampled_from(sorted(item)))
+        how = draw(st.sampled_from(["drop", "vr", "value", "number", "pixels"]))
+        vr, value = item[keyword]
+        if how == "drop":
+            del item[keyword]
+        elif how == "vr":
+            item[keyword] = (draw(st.sampled_from([v for v in VRS if v != "SQ"])), value)
+        elif how == "value":
+            item[keyword] = (vr, draw(values()))
+        elif how == "number" and vr == "US":
+            item[keyword] = (vr, us(draw(st.sampled_from([0, 1, 3, 7, 8, 11, 12, 16, 65535]))))
+        elif how == "pixels":
+            size = draw(st.sampled_from([0, 1, rows * columns - 1, rows * columns * 2 + 1]))
+            item[keyword] = (draw(st.sampled_from(["OB", "OW", "UN"])), bytes(size))
+    top: dict[str, tuple[str, bytes]] = {"ImageBoxPosition": ("US", us(1))}
+    if draw(st.booleans()):
+        top["Polarity"] = ("CS", draw(st.sampled_from([b"NORMAL", b"REVERSE", b"x"])))
+    if draw(st.booleans()):
+        top["RequestedImageSize"] = ("DS", draw(st.sampled_from([b"50", b"-1", b"NaN", b"1e999"])))
+    if draw(st.booleans()):
+        top["RequestedDecimateCropBehavior"] = ("CS", draw(st.sampled_from([b"CROP", b"FAIL"])))
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(["MinDensity", "MaxDensity", "MagnificationType"]))
+        top[key] = (draw(st.sampled_from(["US", "CS", "DS"])), draw(values()))
+    own = COLOR_SEQ if color else GRAY_SEQ
+    count = draw(st.sampled_from([1, 1, 1, 0, 2]))
+    return encode(top) + sequence(own, [encode(item)] * count)
+
+
+def new_session(tmp_path: Path, color: bool = False) -> tuple[PrintSession, str]:
+    """A print session with one 1x1 film box; returns it and its image box UID."""
+    profile = PrinterProfile(ae_title="PDFPRINT", name="PDF", pdf_dir=tmp_path)
+    counter = iter(range(1, 10**6))
+    session = PrintSession(profile, lambda: f"1.2.3.{next(counter)}")
+    session.create_film_session(None, Dataset())
+    film = Dataset()
+    film.ImageDisplayFormat = "STANDARD\\1,1"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = s.FILM_SESSION
+    ref.ReferencedSOPInstanceUID = session.film_session.uid  # type: ignore[union-attr]
+    film.ReferencedFilmSessionSequence = [ref]
+    outcome = session.create_film_box(None, film, color)
+    return session, session.film_boxes[outcome.uid].image_box_uids[0]
+
+
+def set_box(session: PrintSession, uid: str, data: bytes, color: bool = False) -> int:
+    """N-SET the image box; the status, and the box unchanged when refused."""
+    box = session.image_boxes[uid]
+    before: ImageSpec | None = box.image
+    sop_class = s.COLOR_IMAGE_BOX if color else s.GRAYSCALE_IMAGE_BOX
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = decode_le(data)
+        except Exception:
+            return -1  # not decodable: the listener's guard answers 0x0110
+        try:
+            outcome = session.set_image_box(uid, sop_class, ds, True)
+        except PrintError as exc:
+            assert exc.status in (0x0105, 0x0106, 0x0120, 0xC603, 0xC605), hex(exc.status)
+            assert box.image is before
+            return exc.status
+    if box.image is not None:
+        pixels = box.image.pixels
+        assert pixels.ndim == (3 if color else 2) and pixels.size > 0
+    return outcome.status
+
+
+# Regression: a value whose length does not fit its VR (Columns as a 2-byte UV) made
+# pydicom raise inside the validation (0x0110); it is an invalid value (0x0106).
+BAD_LENGTH = encode({"ImageBoxPosition": ("US", us(1))}) + sequence(
+    GRAY_SEQ, [encode({**valid_item(4, 4, False), "Columns": ("UV", us(4))})]
+)
+
+
+@FUZZ
+@given(data=image_box_requests())
+@example(data=BAD_LENGTH)
+@example(data=nested(GRAY_SEQ, 50))
+@example(data=sequence(GRAY_SEQ, [encode({**valid_item(4, 4, False), "Rows": ("US", us(65535))})]))
+def test_grayscale_image_box(data: bytes) -> None:
+    session, uid = new_session(Path("/nonexistent"))
+    set_box(session, uid, data)
+
+
+@FUZZ
+@given(data=image_box_requests(color=True))
+def test_color_image_box(data: bytes) -> None:
+    session, uid = new_session(Path("/nonexistent"), color=True)
+    set_box(session, uid, data, color=True)
+
+
+def test_inconsistent_images_refused_before_allocation(tmp_path: Path) -> None:
+    session, uid = new_session(tmp_path)
+    # 8192 x 8192 x 16 bits promised, 16 bytes sent: refused without a 128 MB buffer.
+    short = valid_item(8192, 8192, False)
+    short["BitsAllocated"], short["BitsStored"], short["HighBit"] = (
+        ("US", us(16)),
+        ("US", us(12)),
+        ("US", us(11)),
+    )
+    short["PixelData"] = ("OW", bytes(16))
+    data = encode({"ImageBoxPosition": ("US", us(1))}) + sequence(GRAY_SEQ, [encode(short)])
+    assert set_box(session, uid, data) == 0x0106
+    assert set_box(session, uid, BAD_LENGTH) == 0x0106
+    # Larger than the printer takes: out of resources (C605), nothing read.
+    huge = {**valid_item(1, 1, False), "Rows": ("US", us(9000))}
+    data = encode({"ImageBoxPosition": ("US", us(1))}) + sequence(GRAY_SEQ, [encode(huge)])
+    assert set_box(session, uid, data) == 0xC605
+    # A good image, then a bad one: the box keeps the good one.
+    good = encode({"ImageBoxPosition": ("US", us(1))}) + sequence(
+        GRAY_SEQ, [encode(valid_item(4, 4, False))]
+    )
+    assert set_box(session, uid, good) == 0
+    kept = session.image_boxes[uid].image
+    assert set_box(session, uid, data) == 0xC605
+    assert session.image_boxes[uid].image is kept
+    assert kept is not None and np.array_equal(kept.pixels, np.zeros((4, 4), np.uint8))
+
+
+def test_hostile_image_boxes_through_the_listener(server: ClinicServer) -> None:
+    scu = PrintScu(server.print_port, transfer_syntax=ExplicitVRLittleEndian)
+    try:
+        session_uid = scu.session()
+        _, film_uid, boxes = scu.film_box(session_uid, "STANDARD\\1,1")
+        # Pixel Data shorter than Rows x Columns: invalid value.
+        image = gray_image(64, 64, 10)
+        image.PixelData = image.PixelData[:100]
+        assert scu.fill(boxes[0], 1, image) == 0x0106
+        # Rows over the printer's limit: out of resources.
+        image = gray_image(4, 4, 10)
+        image.Rows = 60000
+        assert scu.fill(boxes[0], 1, image) == 0xC605
+        # A traversal string as the image box UID: no such instance.
+        ds = Dataset()
+        ds.ImageBoxPosition = 1
+        assert scu.set(GRAY_BOX, "../../etc/passwd", ds) in (0x0112, 0x0106)
+        # Nested image sequences: refused, and the association still works.
+        deep = Dataset()
+        inner = deep
+        for _ in range(30):
+            child = Dataset()
+            inner.BasicGrayscaleImageSequence = [child]
+            inner = child
+        deep.ImageBoxPosition = 1
+        assert scu.set(GRAY_BOX, boxes[0], deep) in (0x0106, 0x0120)
+        assert scu.fill(boxes[0], 1, gray_image(4, 4, 10)) == 0
+        status, _ = scu.action(s.FILM_BOX, film_uid)
+        assert status == 0
+    finally:
+        scu.release()
