@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,9 @@ from clinic.db import transaction
 from clinic.models import WorklistQueryLog
 
 log = logging.getLogger(__name__)
+
+#: How long the writer gathers records before it commits them together.
+BATCH_WINDOW_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,15 @@ class QueryLogWriter:
         while True:
             first = self._queue.get()
             batch = [first]
-            while True:
+            # Gather what arrives within a short window: one commit (and one fsync) then
+            # serves a busy modality's many queries, instead of one per query.
+            deadline = time.monotonic() + BATCH_WINDOW_S
+            while first is not None and batch[-1] is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
             records = [r for r in batch if r is not None]
