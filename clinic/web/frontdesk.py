@@ -166,7 +166,8 @@ def day() -> str:
     station = request.args.get("station", "")
     modality = request.args.get("modality", "")
     status = request.args.get("status", "")
-    rows = _scheduler().list_procedures(day)
+    day_rows = _scheduler().list_procedures(day)
+    rows = day_rows
     all_stations = sorted({p.station_ae_title for p in rows})
     all_modalities = sorted({p.modality for p in rows})
     if station:
@@ -206,7 +207,7 @@ def day() -> str:
         total=len(rows),
         unlinked=unlinked,
         series_count=series_count,
-        day_bookings=[p for p in _scheduler().list_procedures(day) if p.status != "CANCELLED"],
+        day_bookings=[p for p in day_rows if p.status != ProcedureStatus.CANCELLED],
         button=EmptyForm(formdata=None),
     )
 
