@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from reportlab import rl_config
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 
@@ -32,6 +33,11 @@ from clinic.printing.layout import (
     parse_display_format,
     shrink_to,
 )
+
+# Image streams go into the PDF as binary Flate data. reportlab's default wraps them in
+# ASCII85 as well, in pure Python: 5 s for a 20-image film instead of 1 s, and a file
+# a quarter larger.
+rl_config.useA85 = 0
 
 POINTS_PER_MM = 72 / MM_PER_INCH
 HEADER_MM = 7.0
