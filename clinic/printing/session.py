@@ -28,6 +28,7 @@ from clinic.printing.layout import (
 )
 from clinic.printing.profiles import MAGNIFICATIONS, MEDIUM_TYPES, PrinterProfile
 from clinic.printing.render import HEADER_MM, FilmSpec, ImageSpec, LutSpec
+from clinic.received import first_undecodable
 
 # SOP classes of PS3.4 Annex H.
 FILM_SESSION = "1.2.840.10008.5.1.1.1"
@@ -156,23 +157,6 @@ def _int(ds: Dataset, keyword: str) -> int:
         return int(str(ds[keyword].value).strip())
     except (TypeError, ValueError):
         raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{keyword} is not a number") from None
-
-
-def _check_decodable(ds: Dataset) -> None:
-    """Decode every value of ``ds`` (items included) now, refusing one that cannot be.
-
-    pydicom decodes a received value on first access and raises there when it does not
-    fit its VR (a length that is no multiple of the value size, for one); such a request
-    is an invalid attribute value, not a processing failure.
-    """
-    for tag in list(ds.keys()):
-        try:
-            elem = ds[tag]
-        except Exception:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{tag} cannot be decoded") from None
-        if elem.VR == "SQ":
-            for item in elem.value or ():
-                _check_decodable(item)
 
 
 def _check_attributes(ds: Dataset, allowed: Iterable[str], outcome: Outcome) -> None:
@@ -565,7 +549,9 @@ class PrintSession:
         if sop_class != image_box.sop_class:
             raise PrintError(INVALID_ATTRIBUTE_VALUE, "image box SOP class mismatch")
         color = sop_class == COLOR_IMAGE_BOX
-        _check_decodable(ds)
+        undecodable = first_undecodable(ds)
+        if undecodable is not None:
+            raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{undecodable} cannot be decoded")
         outcome = Outcome(uid=uid)
         own, other = (
             ("BasicColorImageSequence", "BasicGrayscaleImageSequence")

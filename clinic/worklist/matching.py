@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute, contains_eager
 
 from clinic.models import ACTIVE_STATUSES, Patient, Procedure, ProcedureStatus, Station
 from clinic.names import fold, fold_ascii, trim_name
+from clinic.received import first_undecodable
 
 SPS_SEQUENCE = "ScheduledProcedureStepSequence"
 SPS_DATE = "ScheduledProcedureStepStartDate"
@@ -410,23 +411,6 @@ def _text_value(elem: DataElement, keyword: str) -> str:
     return "" if set(text) == {"*"} else text
 
 
-def _elements(ds: Dataset) -> Iterator[DataElement]:
-    """The elements of ``ds`` in tag order, each decoded now.
-
-    pydicom decodes a received value on first access; a value that does not fit its
-    VR (wrong length, unknown character set) raises there, and is refused here as a
-    value that cannot be processed rather than escaping as an arbitrary exception.
-    """
-    for tag in sorted(ds.keys()):
-        try:
-            elem = ds[tag]
-        except Exception:
-            raise IdentifierError(
-                STATUS_UNABLE_TO_PROCESS, f"{Tag(tag)}: value cannot be decoded"
-            ) from None
-        yield elem
-
-
 def parse_identifier(identifier: Dataset, options: MatchOptions) -> WorklistQuery:
     """Turn a C-FIND Modality Worklist identifier into a :class:`WorklistQuery`.
 
@@ -448,8 +432,11 @@ def parse_identifier(identifier: Dataset, options: MatchOptions) -> WorklistQuer
         0xA900 for structural problems (wrong VR, a sequence where a value belongs,
         more than one SPS item), 0xC000 for values that cannot be parsed.
     """
+    undecodable = first_undecodable(identifier)
+    if undecodable is not None:
+        raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{undecodable}: value cannot be decoded")
     query = WorklistQuery(request=identifier)
-    for elem in _elements(identifier):
+    for elem in identifier:
         if elem.tag.is_private or elem.tag.element == 0:
             if elem.tag.is_private and _has_value(elem):
                 query.unsupported.append(str(elem.tag))
@@ -487,7 +474,7 @@ def _parse_sps(elem: DataElement, query: WorklistQuery, options: MatchOptions) -
     item: Dataset = items[0]
     query.sps_item = item
     date_text = time_text = ""
-    for sub in _elements(item):
+    for sub in item:
         if sub.tag.element == 0:
             continue
         keyword = sub.keyword or str(sub.tag)

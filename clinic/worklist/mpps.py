@@ -28,6 +28,7 @@ from clinic.performed import (
     StepReport,
     UnknownStep,
 )
+from clinic.received import first_undecodable
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,12 @@ class RequestRefused(Exception):
 def _text(ds: Dataset, keyword: str) -> str:
     value = ds.get(keyword, "")
     return "" if value is None else str(value).strip()
+
+
+def _require_decodable(ds: Dataset) -> None:
+    undecodable = first_undecodable(ds)
+    if undecodable is not None:
+        raise RequestRefused(INVALID_ATTRIBUTE_VALUE, f"{undecodable} cannot be decoded")
 
 
 def _require_values(ds: Dataset, keywords: tuple[str, ...], where: str = "") -> None:
@@ -243,6 +250,7 @@ class MppsService:
             ds = event.attribute_list
         except Exception:
             raise RequestRefused(PROCESSING_FAILURE, "attribute list cannot be decoded") from None
+        _require_decodable(ds)
         _require_values(ds, CREATE_TYPE1)
         report = report_from(ds, creating=True)
         if report.status != "IN PROGRESS":
@@ -289,6 +297,7 @@ class MppsService:
             raise RequestRefused(
                 PROCESSING_FAILURE, "modification list cannot be decoded"
             ) from None
+        _require_decodable(changes)
         snapshot = self.steps.snapshot(uid)
         if snapshot is None:
             raise RequestRefused(NO_SUCH_INSTANCE, "no such performed procedure step")

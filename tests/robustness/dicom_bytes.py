@@ -7,9 +7,11 @@ values, sequences nested deeper than any modality would go.
 
 from __future__ import annotations
 
+import os
 import struct
 from io import BytesIO
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -134,3 +136,16 @@ def datasets(
         else:
             parts.append(element(tag, vr, draw(values())))
     return b"".join(parts)
+
+
+def fuzz_settings(examples: int, deadline_ms: int = 3000) -> settings:
+    """Bounded hypothesis settings; ``CLINIC_FUZZ_SCALE=20`` runs 20 times more examples.
+
+    CI keeps the default scale, so each fuzz test takes seconds.
+    """
+    scale = float(os.environ.get("CLINIC_FUZZ_SCALE", "1"))
+    return settings(
+        max_examples=max(1, int(examples * scale)),
+        deadline=deadline_ms,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
@@ -23,13 +23,18 @@ from clinic.printing.render import ImageSpec
 from clinic.printing.session import PrintError, PrintSession
 from clinic.server import ClinicServer
 from tests.integration.printing_support import GRAY_BOX, PrintScu, gray_image
-from tests.robustness.dicom_bytes import VRS, decode_le, element, nested, sequence, tags, values
-
-FUZZ = settings(
-    max_examples=200,
-    deadline=2000,
-    suppress_health_check=[HealthCheck.too_slow],
+from tests.robustness.dicom_bytes import (
+    VRS,
+    decode_le,
+    element,
+    fuzz_settings,
+    nested,
+    sequence,
+    tags,
+    values,
 )
+
+FUZZ = fuzz_settings(200)
 
 GRAY_SEQ = tags("BasicGrayscaleImageSequence")[0]
 COLOR_SEQ = tags("BasicColorImageSequence")[0]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
@@ -35,16 +35,20 @@ from clinic.worklist.matching import (
     parse_identifier,
 )
 from clinic.worklist.scp import WorklistService
-from tests.robustness.dicom_bytes import datasets, decode_le, element, nested, sequence, tags
+from tests.robustness.dicom_bytes import (
+    datasets,
+    decode_le,
+    element,
+    fuzz_settings,
+    nested,
+    sequence,
+    tags,
+)
 
 SPS = tags("ScheduledProcedureStepSequence")[0]
 TOP = tags(*TOP_KEYS, "SpecificCharacterSet", "PatientWeight", "IssuerOfPatientID")
 ITEM = tags(*SPS_KEYS, "ScheduledProtocolCodeSequence")
-FUZZ = settings(
-    max_examples=150,
-    deadline=2000,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(150)
 
 
 @pytest.fixture

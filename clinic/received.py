@@ -1,0 +1,38 @@
+"""Checks on datasets as received from a peer, before any value is read.
+
+pydicom decodes a received value on first access and raises there when the bytes do
+not fit the VR (a length that is no multiple of the value size, an unknown character
+set...). The doors call :func:`first_undecodable` first, so such a request is refused
+with the status its service defines instead of failing somewhere inside the handler.
+"""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+
+
+def first_undecodable(ds: Dataset) -> BaseTag | None:
+    """Decode every value of ``ds``, sequence items included.
+
+    Parameters
+    ----------
+    ds : Dataset
+        A dataset decoded lazily from the network.
+
+    Returns
+    -------
+    BaseTag or None
+        The tag of the first value that cannot be decoded, or ``None``.
+    """
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+        except Exception:  # pydicom raises several types for malformed values
+            return tag
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                inner = first_undecodable(item)
+                if inner is not None:
+                    return inner
+    return None
