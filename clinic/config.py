@@ -6,6 +6,7 @@ whatever needs it; nothing else reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import tomllib
@@ -45,6 +46,25 @@ class Settings:
     print_port: int = 11113
     printer_ae_title: str = "PDFPRINT"
     hl7_port: int = 2575
+    # Guards of the two DICOM listeners (clinic.netguard); see config/clinic.toml [dicom].
+    association_timeout: float = 3600.0
+    pdu_timeout: float = 60.0
+    idle_timeout: float = 60.0
+    tls_handshake_timeout: float = 10.0
+    mwl_max_associations: int = 50
+    mwl_tls_cert: str = ""
+    mwl_tls_key: str = ""
+    mwl_tls_ca: str = ""
+    mwl_require_client_cert: bool = False
+    mwl_allowed_hosts: tuple[str, ...] = ()
+    mwl_find_ae_titles: tuple[str, ...] = ()
+    mwl_mpps_ae_titles: tuple[str, ...] = ()
+    print_max_associations: int = 20
+    print_tls_cert: str = ""
+    print_tls_key: str = ""
+    print_tls_ca: str = ""
+    print_require_client_cert: bool = False
+    print_allowed_hosts: tuple[str, ...] = ()
     uid_root: str = ""
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -95,11 +115,37 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("identifiers", "uid_root", "uid_root", "CLINIC_UID_ROOT"),
     ("print", "port", "print_port", "CLINIC_PRINT_PORT"),
     ("print", "printer_ae_title", "printer_ae_title", "CLINIC_PRINTER_AE_TITLE"),
+    ("dicom", "association_timeout", "association_timeout", None),
+    ("dicom", "pdu_timeout", "pdu_timeout", None),
+    ("dicom", "idle_timeout", "idle_timeout", None),
+    ("dicom", "tls_handshake_timeout", "tls_handshake_timeout", None),
+    ("worklist", "max_associations", "mwl_max_associations", None),
+    ("worklist", "tls_cert", "mwl_tls_cert", "CLINIC_MWL_TLS_CERT"),
+    ("worklist", "tls_key", "mwl_tls_key", "CLINIC_MWL_TLS_KEY"),
+    ("worklist", "tls_ca", "mwl_tls_ca", "CLINIC_MWL_TLS_CA"),
+    ("worklist", "require_client_cert", "mwl_require_client_cert", None),
+    ("worklist", "allowed_hosts", "mwl_allowed_hosts", None),
+    ("worklist", "allowed_find_ae_titles", "mwl_find_ae_titles", None),
+    ("worklist", "allowed_mpps_ae_titles", "mwl_mpps_ae_titles", None),
+    ("print", "max_associations", "print_max_associations", None),
+    ("print", "tls_cert", "print_tls_cert", "CLINIC_PRINT_TLS_CERT"),
+    ("print", "tls_key", "print_tls_key", "CLINIC_PRINT_TLS_KEY"),
+    ("print", "tls_ca", "print_tls_ca", "CLINIC_PRINT_TLS_CA"),
+    ("print", "require_client_cert", "print_require_client_cert", None),
+    ("print", "allowed_hosts", "print_allowed_hosts", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
 ]
 
 _PORTS = ("web_port", "mwl_port", "print_port", "hl7_port")
-_BOOLS = ("accent_insensitive", "accept_any_called_ae_title")
+_BOOLS = (
+    "accent_insensitive",
+    "accept_any_called_ae_title",
+    "mwl_require_client_cert",
+    "print_require_client_cert",
+)
+_SECONDS = ("association_timeout", "pdu_timeout", "idle_timeout", "tls_handshake_timeout")
+_COUNTS = ("mwl_max_associations", "print_max_associations")
+_LISTS = ("mwl_allowed_hosts", "mwl_find_ae_titles", "mwl_mpps_ae_titles", "print_allowed_hosts")
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -191,9 +237,60 @@ def _convert(attr: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {value!r} is not true or false")
     if attr == "data_dir":
         return Path(str(value))
+    if attr in _SECONDS or attr in _COUNTS:
+        number = _number(value, origin, float if attr in _SECONDS else int)
+        if number <= 0:
+            raise ConfigError(f"{origin}: {value!r} must be greater than 0")
+        return number
+    if attr in _LISTS:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{origin}: must be a list of strings")
+        return tuple(v.strip().upper() if attr.endswith("ae_titles") else v.strip() for v in value)
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: {value!r} must be text")
     return value.strip() if attr != "database_url" else value
+
+
+def _number(value: Any, origin: str, kind: type[int] | type[float]) -> int | float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{origin}: {value!r} is not a number")
+    try:
+        return kind(str(value).strip()) if isinstance(value, str) else kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {value!r} is not a number") from None
+
+
+def _validate_listener_guards(settings: Settings, where: Any) -> None:
+    """TLS files that exist and come in pairs, hosts that parse, AE titles that are valid."""
+    for door in ("mwl", "print"):
+        cert, key, ca = (getattr(settings, f"{door}_tls_{k}") for k in ("cert", "key", "ca"))
+        if bool(cert) != bool(key):
+            raise ConfigError(f"{where(f'{door}_tls_cert')}: tls_cert and tls_key go together")
+        for attr, path in (
+            (f"{door}_tls_cert", cert),
+            (f"{door}_tls_key", key),
+            (f"{door}_tls_ca", ca),
+        ):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{where(attr)}: file {path} does not exist")
+        if ca and not cert:
+            raise ConfigError(f"{where(f'{door}_tls_ca')}: tls_ca needs tls_cert and tls_key")
+        if getattr(settings, f"{door}_require_client_cert") and not ca:
+            raise ConfigError(
+                f"{where(f'{door}_require_client_cert')}: client certificates need tls_ca"
+            )
+        for host in getattr(settings, f"{door}_allowed_hosts"):
+            try:
+                ipaddress.ip_network(host, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{where(f'{door}_allowed_hosts')}: {host!r} is not an address or network"
+                ) from None
+    for attr in ("mwl_find_ae_titles", "mwl_mpps_ae_titles"):
+        for title in getattr(settings, attr):
+            problem = vr.check_ae(title)
+            if problem:
+                raise ConfigError(f"{where(attr)}: AE title {title!r} {problem}")
 
 
 def _validate(settings: Settings, origins: dict[str, str]) -> None:
@@ -222,6 +319,7 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
         raise ConfigError(f"{where('host')}: host must not be empty")
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{where('database_url')}: {settings.database_url!r} is not a URL")
+    _validate_listener_guards(settings, where)
     nonzero = [getattr(settings, p) for p in _PORTS if getattr(settings, p) != 0]
     if len(nonzero) != len(set(nonzero)):
         raise ConfigError("two listeners are configured on the same port")

@@ -21,6 +21,12 @@ from clinic.config import Settings
 from clinic.db import make_engine, make_session_factory
 from clinic.hl7.intake import OrderIntake
 from clinic.hl7.mllp import MllpListener
+from clinic.netguard import (
+    policy_from_settings,
+    restrict_worklist,
+    start_guarded_server,
+    worklist_admit,
+)
 from clinic.netutil import set_tcp_nodelay
 from clinic.performed import PerformedSteps
 from clinic.printing.profiles import load_profiles
@@ -69,16 +75,24 @@ class ClinicServer:
         self._query_log = QueryLogWriter(self.session_factory)
 
         service = WorklistService(self.session_factory, settings, self._query_log)
-        mwl = build_worklist_ae(settings).start_server(
+        find_aes = frozenset(settings.mwl_find_ae_titles)
+        mpps_aes = frozenset(settings.mwl_mpps_ae_titles)
+        mwl = start_guarded_server(
+            build_worklist_ae(settings),
             (settings.host, settings.mwl_port),
-            block=False,
-            evt_handlers=[
-                *worklist_handlers(service),
-                *mpps_handlers(MppsService(PerformedSteps(self.session_factory))),
+            [
+                *restrict_worklist(
+                    [
+                        *worklist_handlers(service),
+                        *mpps_handlers(MppsService(PerformedSteps(self.session_factory))),
+                    ],
+                    find_aes,
+                    mpps_aes,
+                ),
                 (evt.EVT_CONN_OPEN, set_tcp_nodelay),
             ],
+            policy_from_settings(settings, "mwl", worklist_admit(find_aes, mpps_aes)),
         )
-        assert mwl is not None  # non-blocking start returns the server
         self._servers.append(mwl)
         self.mwl_port = mwl.server_address[1]
 
@@ -86,12 +100,12 @@ class ClinicServer:
         self.spool = Spool(self.session_factory, settings.data_dir, profiles, settings.uid_root)
         self.spool.start()
         printing = PrintService(profiles, self.spool, settings.uid_root)
-        printer = build_print_ae(settings).start_server(
+        printer = start_guarded_server(
+            build_print_ae(settings),
             (settings.host, settings.print_port),
-            block=False,
-            evt_handlers=[*print_handlers(printing), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+            [*print_handlers(printing), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+            policy_from_settings(settings, "print", printing.admits),
         )
-        assert printer is not None
         self._servers.append(printer)
         self.print_port = printer.server_address[1]
 

@@ -103,6 +103,14 @@ class PrintService:
             raise PrintError(s.NOT_AUTHORISED, f"{calling} may not print on {called}")
         return profile
 
+    def admits(self, calling: str, called: str) -> bool:
+        """Association check: whether ``calling`` may print on the printer ``called``.
+
+        An unknown printer is left to the per-request refusal (0x0124).
+        """
+        profile = self.profiles.get(called)
+        return profile is None or profile.allows(calling)
+
     def _session(self, assoc: Association) -> PrintSession:
         with self._lock:
             current = self._sessions.get(id(assoc))
