@@ -255,7 +255,7 @@ class PerformedSteps:
         """
         with transaction(self.session_factory) as session:
             step = session.get(PerformedStep, performed_step_id)
-            proc = session.get(Procedure, procedure_id, with_for_update=True)
+            proc = session.get(Procedure, procedure_id, with_for_update={"of": Procedure})
             if step is None or proc is None:
                 raise NotFound(performed_step_id if step is None else procedure_id)
             if any(link.procedure_id == procedure_id for link in step.links):

@@ -172,7 +172,7 @@ class PrintLinks:
             The job or the booking does not exist.
         """
         with transaction(self.session_factory) as session:
-            job = session.get(PrintJob, job_id, with_for_update=True)
+            job = session.get(PrintJob, job_id, with_for_update={"of": PrintJob})
             if job is None:
                 raise NotFound(job_id)
             if procedure_id is not None and session.get(Procedure, procedure_id) is None:

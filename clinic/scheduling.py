@@ -453,7 +453,7 @@ class Scheduler:
         """
         cleaned = clean_procedure(raw, partial=True)
         with transaction(self.session_factory) as session:
-            proc = session.get(Procedure, procedure_id, with_for_update=True)
+            proc = session.get(Procedure, procedure_id, with_for_update={"of": Procedure})
             if proc is None:
                 raise NotFound(procedure_id)
             if "accession_number" in cleaned and cleaned["accession_number"] != (
@@ -492,7 +492,7 @@ class Scheduler:
             The move is not allowed from the current status.
         """
         with transaction(self.session_factory) as session:
-            proc = session.get(Procedure, procedure_id, with_for_update=True)
+            proc = session.get(Procedure, procedure_id, with_for_update={"of": Procedure})
             if proc is None:
                 raise NotFound(procedure_id)
             transition(session, proc, status, actor, reason)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from clinic.config import Settings
 from clinic.db import make_engine, make_session_factory
@@ -18,6 +22,19 @@ from clinic.server import ClinicServer
 # Debian's DCMTK, poppler and CUPS binaries live here; look here first, because
 # pynetdicom installs Python tools of the same name (findscu, storescu...) on PATH.
 SYSTEM_BIN = "/usr/bin:/bin:/usr/sbin:/sbin"
+
+#: A PostgreSQL URL here runs every test on its own fresh PostgreSQL database, made from
+#: a template migrated once per run (``CLINIC_TEST_DATABASE_URL=postgresql+psycopg://...``).
+#: The URL's own database is only used to create and drop the test databases.
+TEST_DATABASE_URL = os.environ.get("CLINIC_TEST_DATABASE_URL", "")
+ON_POSTGRESQL = TEST_DATABASE_URL.startswith("postgresql")
+
+#: Tests of SQLite specifics (pragmas, query plans, the database file itself).
+sqlite_only = pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite specific")
+#: Tests that need PostgreSQL (several services on one database).
+postgresql_only = pytest.mark.skipif(
+    not ON_POSTGRESQL, reason="needs CLINIC_TEST_DATABASE_URL=postgresql+psycopg://..."
+)
 
 
 def require_tool(name: str) -> str:
@@ -32,11 +49,64 @@ def require_tool(name: str) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def _postgresql_template() -> Iterator[str]:
+    """Name of a PostgreSQL database migrated once, the template of every test's database."""
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    # Its own name: test runs on one server at the same time keep out of each other's way.
+    name = f"{make_url(TEST_DATABASE_URL).database}_template_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(
+        make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+    )
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The test's database URL: empty (SQLite under the data folder) unless on PostgreSQL.
+
+    On PostgreSQL each test gets a fresh database, also exported as
+    ``CLINIC_DATABASE_URL`` so that ``clinic`` commands and services started by the
+    test use it.
+    """
+    if not ON_POSTGRESQL:
+        yield ""
+        return
+    template = request.getfixturevalue("_postgresql_template")
+    base = make_url(TEST_DATABASE_URL)
+    name = f"{base.database}_{secrets.token_hex(6)}"
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("CLINIC_DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings with every listener on a free loopback port and data in ``tmp_path``."""
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings with every listener on a free loopback port and data in ``tmp_path``.
+
+    The database is SQLite under the data folder, or the test's PostgreSQL database.
+    """
     return Settings(
         data_dir=tmp_path / "var",
+        database_url=database_url,
         host="127.0.0.1",
         web_port=0,
         mwl_port=0,
@@ -47,7 +117,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def scheduler(settings: Settings) -> Scheduler:
-    """A scheduler on a fresh, migrated SQLite database (no listeners)."""
+    """A scheduler on a fresh, migrated database (no listeners)."""
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     return Scheduler(make_session_factory(engine), settings.uid_root)
