@@ -307,3 +307,83 @@ def print_jobs_reprint(ctx: click.Context, job_id: int) -> None:
         click.echo(f"error: there is no print job {job_id}", err=True)
         ctx.exit(1)
     click.echo(f"print job {job_id} queued again; the running service prints it")
+
+
+@main.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def backup_command(ctx: click.Context, path: Path) -> None:
+    """Write a consistent copy of the database to PATH, while the service runs.
+
+    SQLite: a database file (SQLite's online backup). PostgreSQL: a pg_dump archive.
+    """
+    from clinic.backup import BackupError, backup
+
+    settings = _settings(ctx)
+    try:
+        written = backup(settings.resolved_database_url, path)
+    except BackupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(1)
+    click.echo(f"backup written to {written}")
+
+
+@main.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore even while a service uses the database (its data is replaced under it).",
+)
+@click.pass_context
+def restore_command(ctx: click.Context, path: Path, force: bool) -> None:
+    """Replace the database's content with the backup PATH (stop the service first)."""
+    from clinic.backup import BackupError, DatabaseInUse, restore
+
+    settings = _settings(ctx)
+    try:
+        restore(settings.resolved_database_url, settings.data_dir, path, force=force)
+    except DatabaseInUse as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(3)
+    except BackupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(1)
+    click.echo(f"database restored from {path.resolve()}")
+
+
+@main.group()
+def retention() -> None:
+    """Removal of old print jobs, their PDFs and spooled images."""
+
+
+@retention.command("run")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Age limit in days (default: [retention] print_job_days).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@click.pass_context
+def retention_run(ctx: click.Context, days: int | None, as_json: bool) -> None:
+    """Remove print jobs older than the retention period whose booking is finished."""
+    from clinic.retention import apply_retention
+
+    settings = _settings(ctx)
+    limit = days if days is not None else settings.retention_days
+    if limit <= 0:
+        click.echo("retention is off ([retention] print_job_days = 0); nothing removed")
+        return
+    result = apply_retention(_print_store(settings), settings.data_dir, limit, actor="cli")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"jobs": result.jobs, "pdfs": result.pdfs, "spool_folders": result.spool_folders}
+            )
+        )
+        return
+    click.echo(
+        f"removed {len(result.jobs)} print job(s) older than {limit} days, "
+        f"{result.pdfs} PDF(s), {result.spool_folders} spool folder(s)"
+    )

@@ -68,6 +68,7 @@ class Settings:
     uid_root: str = ""
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retention_days: int = 0
     config_file: Path | None = None
 
     @property
@@ -134,6 +135,7 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("print", "require_client_cert", "print_require_client_cert", None),
     ("print", "allowed_hosts", "print_allowed_hosts", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
+    ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
 ]
 
 _PORTS = ("web_port", "mwl_port", "print_port", "hl7_port")
@@ -226,6 +228,14 @@ def _convert(attr: str, value: Any, origin: str) -> Any:
         if not 0 <= port <= 65535:
             raise ConfigError(f"{origin}: port {port} is outside 0-65535")
         return port
+    if attr == "retention_days":
+        try:
+            days = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{origin}: {value!r} is not a whole number of days") from None
+        if days < 0:
+            raise ConfigError(f"{origin}: days must be 0 (keep forever) or more")
+        return days
     if attr in _BOOLS:
         if isinstance(value, bool):
             return value

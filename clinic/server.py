@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
@@ -16,6 +16,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from clinic import migrate
+from clinic.backup import hold_service_lock
 from clinic.catalog import Catalog
 from clinic.config import Settings
 from clinic.db import make_engine, make_session_factory
@@ -32,6 +33,7 @@ from clinic.performed import PerformedSteps
 from clinic.printing.profiles import load_profiles
 from clinic.printing.scp import PrintService, build_print_ae, print_handlers
 from clinic.printing.spool import Spool, requeue
+from clinic.retention import RetentionWorker
 from clinic.scheduling import Scheduler
 from clinic.web import create_app
 from clinic.worklist.diagnostics import QueryLogWriter
@@ -63,11 +65,15 @@ class ClinicServer:
     _web_thread: threading.Thread | None = None
     _query_log: QueryLogWriter | None = None
     spool: Spool | None = None
+    _retention: RetentionWorker | None = None
+    _lock: BinaryIO | None = None
 
     def start(self) -> None:
         """Migrate the store, then start every listener (non-blocking)."""
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Held while the service runs: `clinic restore` refuses to overwrite its database.
+        self._lock = hold_service_lock(settings.data_dir)
         self.engine = make_engine(settings.resolved_database_url)
         migrate.upgrade(self.engine)
         self.session_factory = make_session_factory(self.engine)
@@ -128,6 +134,8 @@ class ClinicServer:
         )
         self._hl7.start()
         self.hl7_port = self._hl7.port
+        self._retention = RetentionWorker(factory, settings.data_dir, settings.retention_days)
+        self._retention.start()
 
         host = settings.host
         log.info("web front desk listening on http://%s:%d/", host, self.web_port)
@@ -157,6 +165,9 @@ class ClinicServer:
             self._web = None
         if self._web_thread is not None:
             self._web_thread.join(timeout=5)
+        if self._retention is not None:
+            self._retention.stop()
+            self._retention = None
         if self.spool is not None:
             self.spool.stop()
             self.spool = None
@@ -164,4 +175,7 @@ class ClinicServer:
             self._query_log.close()
         if self.engine is not None:
             self.engine.dispose()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         log.info("clinic stopped")
