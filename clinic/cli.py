@@ -143,6 +143,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             raise click.ClickException(
                 f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}"
             ) from None
+        except RecursionError:  # arrays nested thousands deep exhaust the decoder's stack
+            raise click.ClickException(f"{path}: invalid JSON: nested too deeply") from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise click.ClickException(f"{path}: expected a JSON list of objects")
         return rows

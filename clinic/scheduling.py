@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,9 @@ class ImportResult:
     updated: int
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -149,6 +153,9 @@ def clean_procedure(raw: Mapping[str, Any], *, partial: bool = False) -> dict[st
             text = _text(value)
         except TypeError:
             errors[key] = "must be text"
+            continue
+        if _SURROGATE.search(text):  # a JSON "\ud800" escape: no store can encode it
+            errors[key] = "is not valid Unicode text"
             continue
         if text == "" and not (partial and key in _CLEARABLE):
             continue

@@ -1,0 +1,190 @@
+"""Fuzzing import rows and import files: every row is booked or named in a clear error.
+
+``clean_procedure`` and ``import_procedures`` get random rows on a real SQLite store
+(all or nothing: a refused import writes nothing); ``read_rows`` gets random bytes
+and broken encodings; ``clinic procedures import`` refuses such files with exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+from hypothesis import example, given
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from clinic.cli import main, read_rows
+from clinic.models import AuditEntry, Patient, Procedure
+from clinic.scheduling import (
+    READ_ONLY_FIELDS,
+    WRITABLE_FIELDS,
+    Scheduler,
+    ValidationError,
+    clean_procedure,
+)
+from tests.robustness.dicom_bytes import fuzz_settings
+
+FUZZ = fuzz_settings(150)
+
+GOOD = {
+    "patient_id": "P1",
+    "patient_name": "DOE^JANE",
+    "patient_birth_date": "1980-02-29",
+    "patient_sex": "F",
+    "modality": "CR",
+    "station_ae_title": "XRAY1",
+    "scheduled_start": "2026-11-26T09:30",
+}
+NASTY = [
+    "",
+    " ",
+    "2026-02-30",
+    "2026-11-26T25:00",
+    "2026-11-26T09:30:00+99:00",
+    "0000-01-01",
+    "9999-12-31T23:59",
+    "../../etc/passwd",
+    "A" * 70,
+    "DOE^JANE^^^^^",
+    "=^=",
+    "\x00",
+    "\\",
+    "1.2.3..4",
+    "01.2",
+    "Müller",
+    "\ud800",
+]
+field_values = st.one_of(
+    st.sampled_from(NASTY),
+    st.text(max_size=30),
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+field_names = st.one_of(
+    st.sampled_from([*WRITABLE_FIELDS, *READ_ONLY_FIELDS]), st.text(max_size=10)
+)
+
+
+@st.composite
+def rows(draw: st.DrawFn) -> dict[str, Any]:
+    """A good row with some fields replaced, removed or added."""
+    row: dict[str, Any] = dict(GOOD)
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(field_names)
+        if draw(st.integers(0, 3)) == 0:
+            row.pop(key, None)
+        else:
+            row[key] = draw(field_values)
+    return row
+
+
+def counts(scheduler: Scheduler) -> tuple[int, ...]:
+    """Rows of every table an import writes."""
+    with scheduler.session_factory() as session:
+        return tuple(
+            int(session.scalar(select(func.count()).select_from(model)) or 0)
+            for model in (Patient, Procedure, AuditEntry)
+        )
+
+
+@FUZZ
+@given(row=rows(), partial=st.booleans())
+@example(row={**GOOD, "scheduled_start": "2026-11-26T09:30:00+99:00"}, partial=False)
+@example(row={**GOOD, "patient_birth_date": "\ud800"}, partial=False)
+@example(row={**GOOD, "station_ae_title": "../../etc/passwd"}, partial=False)
+def test_clean_procedure(row: dict[str, Any], partial: bool) -> None:
+    try:
+        cleaned = clean_procedure(row, partial=partial)
+    except ValidationError as exc:
+        assert exc.errors and all(isinstance(v, str) and v for v in exc.errors.values())
+    else:
+        assert set(cleaned) <= set(WRITABLE_FIELDS)
+
+
+@FUZZ
+@given(batch=st.lists(rows(), min_size=1, max_size=4))
+# Regression: a lone surrogate (JSON "\ud800") passed validation and failed in the store.
+@example(batch=[{**GOOD, "patient_id": "\ud800"}])
+def test_import_is_all_or_nothing(scheduler: Scheduler, batch: list[dict[str, Any]]) -> None:
+    before = counts(scheduler)
+    try:
+        result = scheduler.import_procedures(batch, actor="fuzz")
+    except ValidationError as exc:
+        assert exc.row is not None and 1 <= exc.row <= len(batch)
+        assert counts(scheduler) == before
+    else:
+        assert result is not None
+
+
+def read_bytes(data: bytes, suffix: str) -> list[dict[str, Any]] | None:
+    """``read_rows`` on a file holding ``data``; None when it refuses the file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"import{suffix}"
+        path.write_bytes(data)
+        try:
+            return read_rows(path)
+        except click.ClickException as exc:
+            assert exc.message
+            return None
+
+
+@FUZZ
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200).map(lambda t: t.encode("utf-8")),
+        st.lists(rows(), max_size=3).map(lambda r: json.dumps(r).encode("utf-8")),
+    ),
+    suffix=st.sampled_from([".json", ".csv", ".txt"]),
+)
+@example(data=b"\xef\xbb\xbf[{}]", suffix=".json")
+@example(data=b"patient_id\r\n\xff\xfe", suffix=".csv")
+@example(data=b'"unterminated\n', suffix=".csv")
+@example(data=b"[" * 5000, suffix=".json")
+@example(data=b"a,b\n1,2,3\n", suffix=".csv")
+@example(data=b"a,,b\n1,2,3\n", suffix=".csv")
+def test_read_rows_random_bytes(scheduler: Scheduler, data: bytes, suffix: str) -> None:
+    parsed = read_bytes(data, suffix)
+    if parsed is None:
+        return
+    assert all(isinstance(r, dict) for r in parsed)
+    before = counts(scheduler)
+    try:
+        scheduler.import_procedures(parsed, actor="fuzz")
+    except ValidationError:
+        assert counts(scheduler) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("latin1.csv", "patient_id,patient_name\nP1,MÜLLER^HANS\n".encode("latin-1")),
+        ("utf16.json", json.dumps([GOOD]).encode("utf-16")),
+        ("cut.json", json.dumps([GOOD, GOOD]).encode("utf-8")[:-7]),
+        ("cut-utf8.csv", "patient_id,patient_name\nP1,MÜ".encode()[:-1]),
+        ("nul.csv", b"patient_id\x00,patient_name\nP1,X\n"),
+    ],
+)
+def test_cli_refuses_broken_files_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, data: bytes
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / name
+    path.write_bytes(data)
+    env = {"CLINIC_DATA_DIR": str(tmp_path / "data"), "CLINIC_CONFIG": None}
+    runner = CliRunner()
+    result = runner.invoke(main, ["procedures", "import", str(path)], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    listed = runner.invoke(main, ["procedures", "list", "--json"], env=env)
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []
