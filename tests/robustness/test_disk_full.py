@@ -1,0 +1,134 @@
+"""Disk full while spooling: N-ACTION answers "print queue full" and corrupts nothing.
+
+PS3.4 Annex H defines the out-of-resources failure of a print N-ACTION as 0xC602
+(Film Box: "unable to create Print Job SOP Instance; print queue is full") and 0xC601
+(Film Session, same meaning); the general 0xA700 belongs to C-STORE. Both ways of
+filling the disk are tried: the spool's write raising ENOSPC, and a real 2 MB tmpfs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clinic.config import Settings
+from clinic.printing import session as s
+from clinic.printing import spool
+from clinic.server import ClinicServer
+from tests.integration.printing_support import FILM_BOX, FILM_SESSION, PrintScu, gray_image
+
+HELD = {"PDFPRINT": {"hold_seconds": 3600}}  # nothing renders while the test looks
+
+
+def jobs_and_folders(data_dir: Path) -> tuple[list[tuple[str, str]], set[str]]:
+    """The stored jobs (spool folder, status) and the folders in the spool."""
+    connection = sqlite3.connect(data_dir / "clinic.db")
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = connection.execute("SELECT spool_dir, status FROM print_jobs").fetchall()
+    finally:
+        connection.close()
+    folders = {p.name for p in (data_dir / "spool").iterdir()}
+    return [(str(a), str(b)) for a, b in rows], folders
+
+
+def assert_consistent(data_dir: Path) -> int:
+    """Every job's folder is complete and readable; no folder without a job."""
+    rows, folders = jobs_and_folders(data_dir)
+    assert {folder for folder, _ in rows} == folders
+    for folder, _ in rows:
+        films = spool.read_films(data_dir / "spool" / folder)
+        assert films and films[0].images
+    return len(rows)
+
+
+def print_one(scu: PrintScu, session_uid: str, size: int) -> int:
+    """N-ACTION on a new one-image film box; the status."""
+    _, film_uid, boxes = scu.film_box(session_uid, "STANDARD\\1,1")
+    assert scu.fill(boxes[0], 1, gray_image(size, size, 90)) == 0
+    status, _ = scu.action(FILM_BOX, film_uid)
+    return status
+
+
+@pytest.fixture
+def held(settings: Settings) -> Iterator[ClinicServer]:
+    """A running service whose printer holds its jobs."""
+    srv = ClinicServer(dataclasses.replace(settings, printers=HELD))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_enospc_while_spooling(held: ClinicServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = held.settings.data_dir
+    scu = PrintScu(held.print_port)
+    try:
+        session_uid = scu.session()
+        assert print_one(scu, session_uid, 32) == 0
+
+        def full(path: Path, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+        monkeypatch.setattr(spool, "_fsync_write", full)
+        assert print_one(scu, session_uid, 32) == s.FILM_BOX_QUEUE_FULL  # 0xC602
+        status, _ = scu.action(FILM_SESSION, session_uid)
+        assert status == s.SESSION_QUEUE_FULL  # 0xC601
+        assert assert_consistent(data_dir) == 1
+
+        monkeypatch.undo()  # space again: the same association prints on
+        assert print_one(scu, session_uid, 32) == 0
+        assert assert_consistent(data_dir) == 2
+    finally:
+        scu.release()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs (root only); skipped where it cannot be mounted."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_real_full_disk(small_disk: Path, settings: Settings) -> None:
+    srv = ClinicServer(dataclasses.replace(settings, data_dir=small_disk, printers=HELD))
+    srv.start()
+    try:
+        scu = PrintScu(srv.print_port)
+        try:
+            session_uid = scu.session()
+            statuses = []
+            for _ in range(12):  # each film spools ~0.36 MB: the disk fills within 6
+                statuses.append(print_one(scu, session_uid, 600))
+                if statuses[-1] != 0:
+                    break
+            assert statuses[0] == 0 and statuses[-1] == s.FILM_BOX_QUEUE_FULL, statuses
+            acknowledged = statuses.count(0)
+            assert assert_consistent(small_disk) == acknowledged
+            # A second try on the full disk fails the same way and leaves nothing behind.
+            assert print_one(scu, session_uid, 600) == s.FILM_BOX_QUEUE_FULL
+            assert assert_consistent(small_disk) == acknowledged
+        finally:
+            scu.release()
+    finally:
+        srv.stop()
+    # The queued jobs survive a restart on the still-full disk.
+    assert assert_consistent(small_disk) == acknowledged
