@@ -284,7 +284,7 @@ def _print_store(settings: Settings) -> Any:
 @click.pass_context
 def print_jobs_list(ctx: click.Context, as_json: bool) -> None:
     """List print jobs, newest first."""
-    from clinic.printing.spool import job_to_dict, list_jobs
+    from clinic.print_jobs import job_to_dict, list_jobs
 
     items = [job_to_dict(job) for job in list_jobs(_print_store(_settings(ctx)))]
     if as_json:

@@ -85,32 +85,6 @@ def read_films(folder: Path) -> list[FilmSpec]:
     return films
 
 
-def job_to_dict(job: PrintJob) -> dict[str, Any]:
-    """The fields of ``clinic print-jobs list --json`` (INTERFACE.md)."""
-    return {
-        "id": job.id,
-        "status": job.status,
-        "calling_ae_title": job.calling_ae_title,
-        "printer_ae_title": job.printer_ae_title,
-        "films": job.films,
-        "pages": job.pages,
-        "pdf_path": job.pdf_path,
-        "created_at": job.created_at.isoformat(timespec="seconds"),
-        "copies": job.copies,
-        "error": job.error,
-        "printed_at": job.printed_at.isoformat(timespec="seconds") if job.printed_at else None,
-        "procedure_id": job.procedure_id,
-        "patient_id": job.procedure.patient.patient_id if job.procedure else None,
-        "accession_number": job.procedure.accession_number if job.procedure else None,
-    }
-
-
-def list_jobs(factory: sessionmaker[Session]) -> list[PrintJob]:
-    """Every print job, newest first."""
-    with factory() as session:
-        return list(session.scalars(select(PrintJob).order_by(PrintJob.id.desc())))
-
-
 def requeue(factory: sessionmaker[Session], job_id: int) -> PrintJob | None:
     """Queue job ``job_id`` again (reprint or retry); None when there is no such job."""
     with transaction(factory) as session:

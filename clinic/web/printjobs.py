@@ -28,11 +28,11 @@ from flask import (
     send_file,
     url_for,
 )
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.db import transaction
 from clinic.models import PrintJob, Procedure
+from clinic.print_jobs import job_to_dict, list_jobs
 from clinic.print_links import PrintLinks
 from clinic.scheduling import NotFound, audit
 from clinic.web.api import ApiError, int_arg, page_links
@@ -52,32 +52,6 @@ Reprint = Callable[[int], object]
 def _sessions() -> sessionmaker[Session]:
     factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
     return factory
-
-
-def job_to_dict(job: PrintJob) -> dict[str, Any]:
-    """A print job as the outside contract's JSON fields."""
-    return {
-        "id": job.id,
-        "status": job.status,
-        "calling_ae_title": job.calling_ae_title,
-        "printer_ae_title": job.printer_ae_title,
-        "films": job.films,
-        "pages": job.pages,
-        "pdf_path": str(Path(job.pdf_path).resolve()) if job.pdf_path else "",
-        "created_at": job.created_at.isoformat(timespec="seconds"),
-        "copies": job.copies,
-        "error": job.error,
-        "printed_at": job.printed_at.isoformat(timespec="seconds") if job.printed_at else None,
-        "procedure_id": job.procedure_id,
-        "patient_id": job.procedure.patient.patient_id if job.procedure else None,
-        "accession_number": job.procedure.accession_number if job.procedure else None,
-    }
-
-
-def _jobs(offset: int, limit: int) -> list[PrintJob]:
-    stmt = select(PrintJob).order_by(PrintJob.id.desc()).offset(offset).limit(limit)
-    with _sessions()() as session:
-        return list(session.scalars(stmt))
 
 
 def _job(job_id: int) -> PrintJob | None:
@@ -128,7 +102,7 @@ def jobs() -> str:
         page = max(1, int(request.args.get("page", "1")))
     except ValueError:
         page = 1
-    rows = _jobs((page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    rows = list_jobs(_sessions(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
     links = PrintLinks(_sessions())
     # The bookings offered for linking: those of the day each job arrived.
     bookings: dict[dt.date, list[Procedure]] = {}
@@ -240,7 +214,7 @@ def api_list() -> Response:
     """Print jobs, newest first; ``limit``/``offset`` page (``Link`` rel=next)."""
     limit = int_arg("limit", 1000, 1, 10_000)
     offset = int_arg("offset", 0, 0, 10**9)
-    rows = _jobs(offset, limit + 1)
+    rows = list_jobs(_sessions(), offset, limit + 1)
     response = jsonify([job_to_dict(j) for j in rows[:limit]])
     link = page_links("api.api_list", limit, offset, len(rows) > limit)
     if link:
