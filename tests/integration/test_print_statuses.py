@@ -198,9 +198,14 @@ def test_unknown_printer_and_forbidden_caller(tmp_path: Path, settings: Settings
         stranger = PrintScu(srv.print_port, called="NOSUCHPRINTER")
         assert stranger.create(FILM_SESSION, _copies())[0] == s.NOT_AUTHORISED
         stranger.release()
-        intruder = PrintScu(srv.print_port, called="DENTAL", calling="CT9")
-        assert intruder.create(FILM_SESSION, _copies())[0] == s.NOT_AUTHORISED
-        intruder.release()
+        # A caller the printer does not allow is refused at association: A-ASSOCIATE-RJ,
+        # permanent, service user, calling AE title not recognised.
+        intruder_ae = AE(ae_title="CT9")
+        intruder_ae.add_requested_context(s.GRAYSCALE_META)
+        intruder = intruder_ae.associate("127.0.0.1", srv.print_port, ae_title="DENTAL")
+        assert intruder.is_rejected
+        assert intruder.acceptor.primitive is not None
+        assert intruder.acceptor.primitive.diagnostic == 0x03
         pano = PrintScu(srv.print_port, called="DENTAL", calling="PANO1")
         assert pano.create(FILM_SESSION, _copies())[0] == 0
         pano.release()
