@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 
+from pydicom.dataset import Dataset
 from pynetdicom import evt
 
 
@@ -21,3 +22,15 @@ def set_tcp_nodelay(event: evt.Event) -> None:
         # OSError: the peer already closed; nothing to tune.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def failure_status(status: int, comment: str) -> Dataset:
+    """A failure status dataset with an Error Comment (PS3.7: at most 64 characters).
+
+    The comment names the attribute and the problem, never a value, so it carries no
+    patient data.
+    """
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]
+    return ds

@@ -25,6 +25,7 @@ from clinic import __version__
 from clinic.config import Settings
 from clinic.identifiers import new_study_instance_uid
 from clinic.models import PrintJobStatus
+from clinic.netutil import failure_status
 from clinic.printing import session as s
 from clinic.printing.outputs import queue_state
 from clinic.printing.profiles import PrinterProfile
@@ -55,13 +56,6 @@ _JOB_EXECUTION = {
     PrintJobStatus.DONE.value: "DONE",
     PrintJobStatus.FAILED.value: "FAILURE",
 }
-
-
-def _failure(status: int, comment: str) -> Dataset:
-    ds = Dataset()
-    ds.Status = status
-    ds.ErrorComment = comment[:64]
-    return ds
 
 
 class PrintService:
@@ -137,11 +131,11 @@ class PrintService:
             log.warning(
                 "print %s from %s refused (0x%04X): %s", operation, calling, exc.status, exc.comment
             )
-            return _failure(exc.status, exc.comment), None
+            return failure_status(exc.status, exc.comment), None
         except Exception as exc:  # malformed datasets raise many exception types
             log.warning("print %s from %s failed: %s", operation, calling, type(exc).__name__)
             comment = f"cannot process request: {type(exc).__name__}"
-            return _failure(s.PROCESSING_FAILURE, comment), None
+            return failure_status(s.PROCESSING_FAILURE, comment), None
 
     @staticmethod
     def _answer(outcome: Outcome) -> tuple[Any, Dataset | None]:

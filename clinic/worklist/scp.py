@@ -22,6 +22,7 @@ from unidecode import unidecode
 
 from clinic.config import Settings
 from clinic.models import Station, utcnow
+from clinic.netutil import failure_status
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
 from clinic.worklist.matching import (
     STATUS_UNABLE_TO_PROCESS,
@@ -73,14 +74,6 @@ def to_latin1(text: str) -> str:
         else:
             out.append(unidecode(char) or "?")
     return "".join(out)
-
-
-def failure(status: int, comment: str) -> Dataset:
-    """A failure status dataset with an Error Comment (at most 64 characters, no PHI)."""
-    ds = Dataset()
-    ds.Status = status
-    ds.ErrorComment = comment[:64]
-    return ds
 
 
 class WorklistService:
@@ -155,14 +148,14 @@ class WorklistService:
         except IdentifierError as exc:
             log.warning("worklist query from %s refused (0x%04X): %s", calling_ae, exc.status, exc)
             record["status"] = exc.status
-            yield failure(exc.status, str(exc)), None
+            yield failure_status(exc.status, str(exc)), None
             return
         except Exception as exc:  # undecodable or otherwise malformed identifier
             log.warning(
                 "worklist query from %s could not be decoded: %s", calling_ae, type(exc).__name__
             )
             record["status"] = STATUS_UNABLE_TO_PROCESS
-            yield failure(STATUS_UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
+            yield failure_status(STATUS_UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
             return
 
         record["matching_keys"] = tuple(query.matching_keys)
