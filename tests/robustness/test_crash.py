@@ -154,11 +154,12 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         serve = Service(data_dir, config, tmp_path).start()
         booker = Booker(serve.web_port, token, f"K{round_number}")
         printers = [Printer(serve.print_port) for _ in range(2)]
-        for worker in (booker, *printers):
+        workers: list[Booker | Printer] = [booker, *printers]
+        for worker in workers:
             worker.start()
         time.sleep(LOAD_SECONDS)
         serve.kill()  # SIGKILL mid-stream: requests in flight are never answered
-        for worker in (booker, *printers):
+        for worker in workers:
             worker.stop.set()
             worker.join(timeout=30)
         bookings += booker.acknowledged
