@@ -6,9 +6,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+#: PostgreSQL advisory lock key ("clinic" in ASCII) that serialises migrations.
+MIGRATION_LOCK = 0x636C696E6963
 
 
 def alembic_config(url: str) -> Config:
@@ -29,8 +32,15 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
     revision : str
         Target revision; ``heads`` (the default) applies every branch, so
         independent features may each add a migration on top of the same parent.
+
+    Notes
+    -----
+    On PostgreSQL several services may start at once on one database; a transaction
+    advisory lock lets one migrate while the others wait, then find nothing to do.
     """
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)

@@ -121,7 +121,7 @@ def serve(tmp_path: Path, cups: Cups) -> Iterator[ServeProcess]:
 
 @pytest.mark.parametrize("twelve", ["true", "false"])
 def test_dcmpsprt_and_dcmprscu_print_on_clinic_serve(
-    serve: ServeProcess, cups: Cups, tmp_path: Path, twelve: str
+    serve: ServeProcess, cups: Cups, tmp_path: Path, twelve: str, database_url: str
 ) -> None:
     dcmpsprt, dcmprscu = require_tool("dcmpsprt"), require_tool("dcmprscu")
     images = []
@@ -155,7 +155,7 @@ def test_dcmpsprt_and_dcmprscu_print_on_clinic_serve(
     assert sent.returncode == 0, sent.stderr
     assert "error" not in sent.stderr.lower(), sent.stderr
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'var' / 'clinic.db'}")
+    engine = create_engine(database_url or f"sqlite:///{tmp_path / 'var' / 'clinic.db'}")
     try:
         job = wait_for_job(sessionmaker(engine))
     finally:

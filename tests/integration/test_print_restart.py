@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,9 @@ from tests.integration.printing_support import (
 )
 
 
-def test_job_acknowledged_before_a_crash_prints_after_restart(tmp_path: Path) -> None:
+def test_job_acknowledged_before_a_crash_prints_after_restart(
+    tmp_path: Path, database_url: str
+) -> None:
     config = tmp_path / "clinic.toml"
     # The printer holds jobs for an hour: the crash surely comes before rendering.
     config.write_text("[printers.PDFPRINT]\nhold_seconds = 3600\n", encoding="utf-8")
@@ -45,7 +49,7 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(tmp_path: Path) ->
     finally:
         serve.kill()
 
-    engine = create_engine(f"sqlite:///{data_dir / 'clinic.db'}")
+    engine = create_engine(database_url or f"sqlite:///{data_dir / 'clinic.db'}")
     factory = sessionmaker(engine)
     try:
         with factory() as session:
@@ -60,6 +64,10 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(tmp_path: Path) ->
         orphan = data_dir / "spool" / "0123456789abcdef01234567"
         orphan.mkdir()
         (orphan / "job.json").write_text("{}", encoding="utf-8")
+        # Left by a crash a while ago (on a data folder shared by several services, a
+        # young folder may be a job another service is committing: it is left alone).
+        an_hour_ago = time.time() - 3600
+        os.utime(orphan, (an_hour_ago, an_hour_ago))
 
         config.write_text("[printers.PDFPRINT]\nhold_seconds = 0\n", encoding="utf-8")
         restarted = ServeProcess(data_dir, config, tmp_path).start()

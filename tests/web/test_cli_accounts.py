@@ -27,7 +27,7 @@ def _empty(tmp_path: Path) -> Path:
     return path
 
 
-def test_users_and_tokens_create(env: dict[str, str], tmp_path: Path) -> None:
+def test_users_and_tokens_create(env: dict[str, str], tmp_path: Path, database_url: str) -> None:
     runner = CliRunner()
     result = runner.invoke(
         main, ["users", "create", "desk1", "--role", "admin"], input="s3cret-password\n", env=env
@@ -39,7 +39,7 @@ def test_users_and_tokens_create(env: dict[str, str], tmp_path: Path) -> None:
     token = result.output.strip().splitlines()[-1]
     assert len(token) >= 32 and " " not in token
 
-    settings = Settings(data_dir=tmp_path / "var")
+    settings = Settings(data_dir=tmp_path / "var", database_url=database_url)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     factory = make_session_factory(engine)
