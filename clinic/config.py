@@ -65,6 +65,12 @@ class Settings:
     print_tls_ca: str = ""
     print_require_client_cert: bool = False
     print_allowed_hosts: tuple[str, ...] = ()
+    # Guards of the HL7 MLLP listener (clinic.hl7.mllp), same names as the DICOM ones.
+    hl7_max_connections: int = 32
+    hl7_max_message_bytes: int = 1 << 20
+    hl7_read_timeout: float = 30.0
+    hl7_frame_timeout: float = 120.0
+    hl7_idle_timeout: float = 300.0
     uid_root: str = ""
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -134,6 +140,11 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("print", "tls_ca", "print_tls_ca", "CLINIC_PRINT_TLS_CA"),
     ("print", "require_client_cert", "print_require_client_cert", None),
     ("print", "allowed_hosts", "print_allowed_hosts", None),
+    ("hl7", "max_connections", "hl7_max_connections", None),
+    ("hl7", "max_message_bytes", "hl7_max_message_bytes", None),
+    ("hl7", "read_timeout", "hl7_read_timeout", None),
+    ("hl7", "frame_timeout", "hl7_frame_timeout", None),
+    ("hl7", "idle_timeout", "hl7_idle_timeout", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
 ]
@@ -145,8 +156,21 @@ _BOOLS = (
     "mwl_require_client_cert",
     "print_require_client_cert",
 )
-_SECONDS = ("association_timeout", "pdu_timeout", "idle_timeout", "tls_handshake_timeout")
-_COUNTS = ("mwl_max_associations", "print_max_associations")
+_SECONDS = (
+    "association_timeout",
+    "pdu_timeout",
+    "idle_timeout",
+    "tls_handshake_timeout",
+    "hl7_read_timeout",
+    "hl7_frame_timeout",
+    "hl7_idle_timeout",
+)
+_COUNTS = (
+    "mwl_max_associations",
+    "print_max_associations",
+    "hl7_max_connections",
+    "hl7_max_message_bytes",
+)
 _LISTS = ("mwl_allowed_hosts", "mwl_find_ae_titles", "mwl_mpps_ae_titles", "print_allowed_hosts")
 
 

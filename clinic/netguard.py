@@ -306,7 +306,10 @@ class GuardedSocket(AssociationSocket):
             if reason:
                 self.give_up(reason)
                 return out
-            limits = [self._association_deadline - now, self.policy.idle_timeout]
+            limits = [
+                self._association_deadline - now,
+                self._last_traffic + self.policy.idle_timeout - now,
+            ]
             if self._pdu_deadline is not None:
                 limits.append(self._pdu_deadline - now)
             try:

@@ -131,6 +131,11 @@ class ClinicServer:
             settings.host,
             settings.hl7_port,
             OrderIntake(self.scheduler, Catalog(self.session_factory)),
+            max_message_bytes=settings.hl7_max_message_bytes,
+            read_timeout=settings.hl7_read_timeout,
+            idle_timeout=settings.hl7_idle_timeout,
+            frame_timeout=settings.hl7_frame_timeout,
+            max_connections=settings.hl7_max_connections,
         )
         self._hl7.start()
         self.hl7_port = self._hl7.port
