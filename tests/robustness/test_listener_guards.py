@@ -227,7 +227,7 @@ def test_tls_handshake_runs_off_the_accepting_thread(start: Start, tmp_path: Any
         assert echo_ok(srv.mwl_port, tls_args=(_client_tls(pki), "localhost"))
         assert time.monotonic() - started < 2.0
         _, took, closed = read_until_closed(silent[0], timeout=8)
-        assert closed and 2.0 <= took < 5.0
+        assert closed and 1.0 <= took < 5.0  # 3 s from connecting, less the echo
     finally:
         for sock in silent:
             sock.close()
