@@ -4,6 +4,10 @@
 folder name, syncs them, and commits the job row before it returns; only then does
 the N-ACTION answer success. The worker renders queued jobs to PDF and dispatches
 them; a job left queued by a crash or restart is simply picked up again.
+
+Several services may share one PostgreSQL database and data folder (scale-out): each
+worker claims a job with ``SELECT ... FOR UPDATE SKIP LOCKED`` and keeps that row lock
+until the same transaction records the outcome, so every job is rendered once.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import os
 import queue
 import secrets
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,9 @@ log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
 #: The worker also looks at the store this often, to see reprints queued by the CLI.
 POLL_S = 1.0
+#: With a shared data folder (PostgreSQL), a spool folder younger than this may belong to
+#: a job another service is committing right now, so it is not taken for an orphan yet.
+SHARED_ORPHAN_AGE_S = 600.0
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -186,8 +196,10 @@ class Spool:
         # job names; the modality never heard success for it, so it is safe to drop.
         with self.factory() as session:
             known = set(session.scalars(select(PrintJob.spool_dir)))
+            shared = session.get_bind().dialect.name != "sqlite"
+        young = time.time() - SHARED_ORPHAN_AGE_S if shared else float("inf")
         for folder in self.root.iterdir():
-            if folder.is_dir() and folder.name not in known:
+            if folder.is_dir() and folder.name not in known and folder.stat().st_mtime < young:
                 log.warning("removing spool folder %s of an unacknowledged job", folder.name)
                 _remove_tree(folder)
 
@@ -210,8 +222,10 @@ class Spool:
                 self._wake.wait(POLL_S)
                 self._wake.clear()
 
-    def _next_job(self) -> PrintJob | None:
+    def _due_jobs(self) -> list[int]:
+        """IDs of the queued jobs whose hold has passed, oldest first."""
         now = utcnow()
+        due = []
         with self.factory() as session:
             queued = session.scalars(
                 select(PrintJob)
@@ -223,8 +237,30 @@ class Spool:
                 # Only a job's first attempt is held; a reprint or retry goes at once.
                 hold = profile.hold_seconds if profile and job.attempts == 0 else 0.0
                 if job.created_at + dt.timedelta(seconds=hold) <= now:
-                    return job
-        return None
+                    due.append(job.id)
+        return due
+
+    @contextmanager
+    def _claim(self) -> Iterator[tuple[Session, PrintJob] | None]:
+        """The next due job, locked for this worker until the block ends and commits.
+
+        ``FOR UPDATE SKIP LOCKED`` passes over a job that another service's worker holds
+        (PostgreSQL); the outcome is written in the same transaction, so the lock lasts
+        until the job is done or failed. A worker that dies mid-job loses its connection
+        and with it the lock: the job is still queued and another worker takes it.
+        SQLite ignores the clause: one service, one worker.
+        """
+        with self.factory() as session, session.begin():
+            for job_id in self._due_jobs():
+                job = session.scalar(
+                    select(PrintJob)
+                    .where(PrintJob.id == job_id, PrintJob.status == PrintJobStatus.QUEUED.value)
+                    .with_for_update(skip_locked=True, of=PrintJob)
+                )
+                if job is not None:
+                    yield session, job
+                    return
+            yield None
 
     def refile(self, job_id: int) -> bool:
         """Ask the worker to file a printed job's PDF again under its current patient link.
@@ -282,19 +318,20 @@ class Spool:
             except Exception:
                 log.exception("print job %d could not be filed again", refile)
             return True
-        job = self._next_job()
-        if job is None:
-            return False
-        try:
-            pages, pdf = self._print(job)
-        except Exception as exc:  # any failure is recorded with its reason; reprint retries
-            reason = f"{type(exc).__name__}: {exc}"[:1000]
-            log.error("print job %d failed: %s", job.id, reason)
-            self._finish(job.id, PrintJobStatus.FAILED, error=reason)
-        else:
-            # The folder only: a linked job's file name carries the patient ID.
-            log.info("print job %d printed: %d page(s) into %s", job.id, pages, pdf.parent)
-            self._finish(job.id, PrintJobStatus.DONE, pages=pages, pdf=pdf)
+        with self._claim() as claimed:
+            if claimed is None:
+                return False
+            session, job = claimed
+            try:
+                pages, pdf = self._print(job)
+            except Exception as exc:  # any failure is recorded with its reason; reprint retries
+                reason = f"{type(exc).__name__}: {exc}"[:1000]
+                log.error("print job %d failed: %s", job.id, reason)
+                self._finish(session, job, PrintJobStatus.FAILED, error=reason)
+            else:
+                # The folder only: a linked job's file name carries the patient ID.
+                log.info("print job %d printed: %d page(s) into %s", job.id, pages, pdf.parent)
+                self._finish(session, job, PrintJobStatus.DONE, pages=pages, pdf=pdf)
         return True
 
     def _print(self, job: PrintJob) -> tuple[int, Path]:
@@ -341,25 +378,24 @@ class Spool:
         local = job.created_at.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
         return render_pdf(films, pdf, options, now=local), pdf
 
+    @staticmethod
     def _finish(
-        self,
-        job_id: int,
+        session: Session,
+        job: PrintJob,
         status: PrintJobStatus,
         pages: int = 0,
         pdf: Path | None = None,
         error: str = "",
     ) -> None:
-        with transaction(self.factory) as session:
-            job = session.get(PrintJob, job_id)
-            if job is None:
-                return
-            job.status = status.value
-            job.attempts += 1
-            job.error = error
-            if pdf is not None:
-                job.pdf_path = str(pdf)
-                job.pages = pages
-                job.printed_at = utcnow()
+        """Record the outcome of claimed ``job`` in the claim's transaction."""
+        job.status = status.value
+        job.attempts += 1
+        job.error = error
+        if pdf is not None:
+            job.pdf_path = str(pdf)
+            job.pages = pages
+            job.printed_at = utcnow()
+        session.flush()
 
     def job_by_uid(self, uid: str) -> PrintJob | None:
         """The job of a Print Job SOP Instance UID (N-GET Print Job)."""

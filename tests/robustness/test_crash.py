@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clinic.printing import session as s
+from tests.conftest import sqlite_only
 from tests.integration.printing_support import (
     FILM_BOX,
     PrintScu,
@@ -139,6 +140,7 @@ class Printer(threading.Thread):
                 scu.assoc.abort()
 
 
+@sqlite_only  # reads the SQLite file itself (integrity check, rows) after each kill
 def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     config = tmp_path / "clinic.toml"
