@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from clinic import vr
 from clinic.printing.layout import (
     Rect,
     film_dimensions,
@@ -51,6 +52,7 @@ ATTRIBUTE_LIST_ERROR = 0x0107  # warning: unknown attributes ignored
 PROCESSING_FAILURE = 0x0110
 DUPLICATE_INSTANCE = 0x0111
 NO_SUCH_INSTANCE = 0x0112
+INVALID_OBJECT_INSTANCE = 0x0117
 VALUE_OUT_OF_RANGE = 0x0116  # warning: the default or nearest value applied
 NO_SUCH_ACTION = 0x0123
 MISSING_ATTRIBUTE = 0x0120
@@ -257,13 +259,22 @@ class PrintSession:
         self.annotations: dict[str, tuple[str, int]] = {}  # uid -> (film box uid, position)
         self.luts: dict[str, LutSpec] = {}
 
+    def _instance_uid(self, uid: str | None) -> str:
+        """The UID of a new instance: the SCU's own (if it is a valid UID), or a new one."""
+        if not uid:
+            return self.new_uid()
+        problem = vr.check_uid(uid)
+        if problem:
+            raise PrintError(INVALID_OBJECT_INSTANCE, f"SOP Instance UID {problem}")
+        return uid
+
     # -- Film Session -------------------------------------------------------------
 
     def create_film_session(self, uid: str | None, ds: Dataset) -> Outcome:
         """N-CREATE Basic Film Session: one per association."""
         if self.film_session is not None:
             raise PrintError(DUPLICATE_INSTANCE, "this association already has a film session")
-        outcome = Outcome(uid=uid or self.new_uid())
+        outcome = Outcome(uid=self._instance_uid(uid))
         state = FilmSessionState(uid=outcome.uid, medium=self.profile.default_medium)
         self._apply_session(state, ds, outcome)
         self.film_session = state
@@ -375,7 +386,7 @@ class PrintSession:
             Whether the request came on the Basic Color Print Management context.
         """
         profile = self.profile
-        outcome = Outcome(uid=uid or self.new_uid())
+        outcome = Outcome(uid=self._instance_uid(uid))
         if uid and uid in self.film_boxes:
             raise PrintError(DUPLICATE_INSTANCE, "film box already exists")
         _check_attributes(
@@ -739,7 +750,7 @@ class PrintSession:
 
     def create_lut(self, uid: str | None, ds: Dataset) -> Outcome:
         """N-CREATE Presentation LUT (shape IDENTITY or LIN OD, or an explicit table)."""
-        outcome = Outcome(uid=uid or self.new_uid())
+        outcome = Outcome(uid=self._instance_uid(uid))
         if outcome.uid in self.luts:
             raise PrintError(DUPLICATE_INSTANCE, "Presentation LUT already exists")
         _check_attributes(ds, ("PresentationLUTShape", "PresentationLUTSequence"), outcome)
