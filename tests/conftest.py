@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,26 @@ def _postgresql_template() -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def fresh_postgresql_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (empty, or a copy of ``template``), dropped afterwards.
+
+    Yields its SQLAlchemy URL.
+    """
+    base = make_url(TEST_DATABASE_URL)
+    name = f"{base.database}_{secrets.token_hex(6)}"
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(autouse=True)
 def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The test's database URL: empty (SQLite under the data folder) unless on PostgreSQL.
@@ -82,20 +103,9 @@ def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     if not ON_POSTGRESQL:
         yield ""
         return
-    template = request.getfixturevalue("_postgresql_template")
-    base = make_url(TEST_DATABASE_URL)
-    name = f"{base.database}_{secrets.token_hex(6)}"
-    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    monkeypatch.setenv("CLINIC_DATABASE_URL", url)
-    try:
+    with fresh_postgresql_database(request.getfixturevalue("_postgresql_template")) as url:
+        monkeypatch.setenv("CLINIC_DATABASE_URL", url)
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

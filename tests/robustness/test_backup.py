@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from tests.conftest import ON_POSTGRESQL, TEST_DATABASE_URL
+from tests.conftest import ON_POSTGRESQL, fresh_postgresql_database
 from tests.robustness.serve_support import (
     Service,
     api_token,
@@ -37,17 +34,8 @@ def fresh_database_url() -> Iterator[str]:
     if not ON_POSTGRESQL:
         yield ""
         return
-    base = make_url(TEST_DATABASE_URL)
-    name = f"{base.database}_restore_{secrets.token_hex(4)}"
-    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgresql_database() as url:
+        yield url
 
 
 def _env(data_dir: Path, config: Path, database_url: str) -> dict[str, str]:

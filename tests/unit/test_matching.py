@@ -7,10 +7,11 @@ case builds a C-FIND identifier, runs it through ``parse_identifier`` and
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -39,6 +40,12 @@ from clinic.worklist.matching import (
     build_select,
     like_pattern,
     parse_identifier,
+)
+from tests.conftest import (
+    ON_POSTGRESQL,
+    fresh_postgresql_database,
+    postgresql_only,
+    sqlite_only,
 )
 
 UID = "1.2.826.0.1.3680043.2.1125.77."
@@ -125,15 +132,28 @@ def book_all(scheduler: Scheduler) -> dict[str, int]:
     return ids
 
 
+@contextmanager
+def _store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Engine]:
+    """A migrated store for a whole module: SQLite, or PostgreSQL on the PostgreSQL pass."""
+    with contextlib.ExitStack() as stack:
+        if ON_POSTGRESQL:
+            url = stack.enter_context(fresh_postgresql_database())
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'clinic.db'}"
+        eng = make_engine(url)
+        upgrade(eng)
+        try:
+            yield eng
+        finally:
+            eng.dispose()
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """One migrated SQLite store holding :data:`BOOKINGS` for the whole module."""
-    path: Path = tmp_path_factory.mktemp("matching") / "clinic.db"
-    eng = make_engine(f"sqlite:///{path}")
-    upgrade(eng)
-    book_all(Scheduler(make_session_factory(eng)))
-    yield eng
-    eng.dispose()
+    """One migrated store holding :data:`BOOKINGS` for the whole module."""
+    with _store(tmp_path_factory, "matching") as eng:
+        book_all(Scheduler(make_session_factory(eng)))
+        yield eng
 
 
 @pytest.fixture(scope="module")
@@ -825,6 +845,8 @@ def test_matching_and_return_keys_recorded() -> None:
 
 
 def _plan(engine: Engine, ds: Dataset) -> str:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plan (PostgreSQL: the test_postgresql_plan tests)")
     stmt = build_select(parse_identifier(ds, MatchOptions()))
     compiled = stmt.compile(engine, compile_kwargs={"render_postcompile": True})
     params = tuple(compiled.params[name] for name in compiled.positiontup or ())
@@ -839,6 +861,7 @@ def test_name_prefix_query_uses_the_name_index(engine: Engine) -> None:
     assert "SCAN procedures" not in plan, plan
 
 
+@sqlite_only
 def test_accent_sensitive_name_query_uses_the_fold_index(engine: Engine) -> None:
     stmt = build_select(
         parse_identifier(
@@ -911,10 +934,11 @@ RANDOM_NAMES = [
 
 @pytest.fixture(scope="module")
 def names_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
-    path: Path = tmp_path_factory.mktemp("names") / "clinic.db"
-    eng = make_engine(f"sqlite:///{path}")
-    upgrade(eng)
-    factory = make_session_factory(eng)
+    with _store(tmp_path_factory, "names") as eng:
+        yield _book_names(make_session_factory(eng))
+
+
+def _book_names(factory: sessionmaker[Session]) -> sessionmaker[Session]:
     scheduler = Scheduler(factory)
     for n, name in enumerate(RANDOM_NAMES):
         scheduler.book(
@@ -928,8 +952,7 @@ def names_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmak
             },
             actor="test",
         )
-    yield factory
-    eng.dispose()
+    return factory
 
 
 def reference_matches(pattern: str, accent_insensitive: bool) -> set[str]:
@@ -964,7 +987,10 @@ def reference_matches(pattern: str, accent_insensitive: bool) -> set[str]:
 def test_wildcards_agree_with_reference(
     names_store: sessionmaker[Session], pattern: str, accent_insensitive: bool, prefix_range: bool
 ) -> None:
-    options = MatchOptions(accent_insensitive=accent_insensitive, prefix_range=prefix_range)
+    # Prefix ranges are for byte-ordered collations; the service never uses them on PostgreSQL.
+    options = MatchOptions(
+        accent_insensitive=accent_insensitive, prefix_range=prefix_range and not ON_POSTGRESQL
+    )
     found = matched(names_store, identifier({"PatientName": pattern}), options)
     assert found == reference_matches(pattern, accent_insensitive)
 
@@ -987,3 +1013,41 @@ def test_name_and_today_query_uses_the_date_window(engine: Engine) -> None:
     assert "ix_procedures_status_start (status=? AND scheduled_start>? AND scheduled_start<?)" in (
         plan
     ), plan
+
+
+def _postgresql_plan(engine: Engine, ds: Dataset) -> str:
+    """PostgreSQL's plan when it may not scan a whole table: which index can serve the query."""
+    stmt = build_select(parse_identifier(ds, MatchOptions(prefix_range=False)))
+    compiled = stmt.compile(engine, compile_kwargs={"render_postcompile": True})
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        rows = conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).fetchall()
+        conn.rollback()
+    return "\n".join(str(r[0]) for r in rows)
+
+
+@postgresql_only
+@pytest.mark.parametrize(
+    ("keys", "steps", "index"),
+    [
+        ({}, {"ScheduledStationAETitle": "XRAY1"}, "ix_procedures_station_start"),
+        (
+            {},
+            {"ScheduledStationAETitle": "XRAY1", "ScheduledProcedureStepStartDate": "20261126"},
+            "ix_procedures_station_start",
+        ),
+        (
+            {},
+            {"Modality": "CR", "ScheduledProcedureStepStartDate": "20261126"},
+            "ix_procedures_modality_start",
+        ),
+        ({"PatientID": "P01"}, {}, "patients_patient_id_key"),
+        ({"AccessionNumber": "A01"}, {}, "procedures_accession_number_key"),
+    ],
+)
+def test_postgresql_plan_uses_an_index(
+    engine: Engine, keys: dict[str, Any], steps: dict[str, Any], index: str
+) -> None:
+    plan = _postgresql_plan(engine, identifier(keys, steps))
+    assert index in plan, plan
+    assert "Seq Scan on procedures" not in plan, plan
