@@ -150,9 +150,10 @@ def backup(database_url: str, target: Path) -> Path:
             source = sqlite3.connect(source_path, timeout=30)
             dest = sqlite3.connect(partial)
             try:
-                # Pages are copied in steps; writes by the service in between restart it
-                # from the changed page, and the result is one consistent snapshot.
-                source.backup(dest, pages=1024)
+                # One step, in one read transaction: a consistent snapshot. In WAL mode the
+                # service keeps writing meanwhile (a step-wise copy would start over after
+                # each of its writes, and might never finish on a busy day).
+                source.backup(dest)
                 dest.execute("PRAGMA journal_mode=DELETE")
             finally:
                 dest.close()
