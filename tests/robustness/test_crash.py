@@ -1,10 +1,10 @@
 """Nothing acknowledged is lost: ``clinic serve`` killed with SIGKILL under load.
 
 Each round starts ``clinic serve`` on free ports, writes bookings through the REST API
-(a token made by ``clinic users create`` and ``clinic tokens create``) and prints films
+(a token made by ``clinic users create`` and ``clinic tokens create``) and HL7, and prints films
 through a pynetdicom print SCU at the same time, then kills the service with SIGKILL
 mid-stream. After the last round a restarted service holds every booking answered 201
-and every job whose N-ACTION was answered success, and prints every such job.
+or AA and every job whose N-ACTION was answered success, and prints every such job.
 """
 
 from __future__ import annotations
@@ -31,25 +31,29 @@ from tests.integration.printing_support import (
     gray_image,
     wait_for,
 )
+from tests.integration.test_hl7 import MllpClient, message, msh, obr, orc, pid, segment
 
 ROUNDS = 4
 LOAD_SECONDS = 1.5
 WEB = re.compile(r"web front desk listening on http://[^:]+:(\d+)/")
+HL7 = re.compile(r"HL7 MLLP listener listening on [^:]+:(\d+)")
 
 
 class Service(ServeProcess):
     """``clinic serve`` with its web port read from the log as well."""
 
     web_port = 0
+    hl7_port = 0
 
     def start(self) -> Service:
         super().start()
 
-        def port() -> int:
-            match = WEB.search(self.log())
+        def port(pattern: re.Pattern[str]) -> int:
+            match = pattern.search(self.log())
             return int(match.group(1)) if match else 0
 
-        self.web_port = wait_for(port, timeout=30, what="the web port")
+        self.web_port = wait_for(lambda: port(WEB), timeout=30, what="the web port")
+        self.hl7_port = wait_for(lambda: port(HL7), timeout=30, what="the HL7 port")
         return self
 
 
@@ -109,6 +113,42 @@ class Booker(threading.Thread):
                 return  # the service is gone: this request was never acknowledged
 
 
+class Orderer(threading.Thread):
+    """Sends HL7 new orders until stopped; keeps the accession numbers answered AA."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.prefix = prefix
+        self.acknowledged: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            client = MllpClient(self.port)
+        except OSError:
+            return
+        n = 0
+        try:
+            while not self.stop.is_set():
+                n += 1
+                key = f"{self.prefix}{n:05d}"
+                study = f"1.2.826.0.1.3680043.10.543.{int(self.prefix[1:]) + 1}.{n}"
+                raw = message(
+                    msh(key),
+                    pid(f3=f"P{key}^^^PMS^MR"),
+                    orc(placer=f"PL{key}", filler=f"FL{key}"),
+                    obr(f2=f"PL{key}^PMS", f18=key, f19=key, f20=key),
+                    segment("ZDS", {1: f"{study}^CLINIC^Application^DICOM"}),
+                )
+                if b"MSA|AA|" in client.send(raw):
+                    self.acknowledged.append(key)
+        except (OSError, AssertionError):
+            return  # the service is gone: the message in flight was never acknowledged
+        finally:
+            client.close()
+
+
 class Printer(threading.Thread):
     """Prints one-film jobs until stopped; keeps the Print Job UIDs answered success."""
 
@@ -151,12 +191,14 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     token = clinic(env, "tokens", "create", "desk").strip().splitlines()[-1]
 
     bookings: list[str] = []
+    orders: list[str] = []
     jobs: list[str] = []
     for round_number in range(ROUNDS):
         serve = Service(data_dir, config, tmp_path).start()
         booker = Booker(serve.web_port, token, f"K{round_number}")
+        orderer = Orderer(serve.hl7_port, f"H{round_number}")
         printers = [Printer(serve.print_port) for _ in range(2)]
-        workers: list[Booker | Printer] = [booker, *printers]
+        workers: list[Booker | Orderer | Printer] = [booker, orderer, *printers]
         for worker in workers:
             worker.start()
         time.sleep(LOAD_SECONDS)
@@ -165,18 +207,24 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
             worker.stop.set()
             worker.join(timeout=30)
         bookings += booker.acknowledged
+        orders += orderer.acknowledged
         jobs += [uid for p in printers for uid in p.acknowledged]
-        assert booker.acknowledged and any(p.acknowledged for p in printers), serve.log()
+        assert booker.acknowledged and orderer.acknowledged, serve.log()
+        assert any(p.acknowledged for p in printers), serve.log()
 
     database = sqlite3.connect(data_dir / "clinic.db")
     try:
         assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        stored_orders = {
+            row[0] for row in database.execute("SELECT accession_number FROM procedures")
+        }
         unprinted = database.execute(
             "SELECT count(*) FROM print_jobs WHERE status = 'queued'"
         ).fetchone()[0]
     finally:
         database.close()
     assert unprinted > 0  # the restarted service has work left by the kill
+    assert not set(orders) - stored_orders, "acknowledged HL7 order(s) lost"
 
     serve = Service(data_dir, config, tmp_path).start()
     try:
@@ -214,6 +262,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     finally:
         assert serve.stop() == 0
     print(
-        f"{ROUNDS} kills: {len(bookings)} bookings and {len(jobs)} print jobs acknowledged, "
+        f"{ROUNDS} kills: {len(bookings)} API bookings, {len(orders)} HL7 orders and "
+        f"{len(jobs)} print jobs acknowledged, "
         f"{unprinted} printed after the restart"
     )
