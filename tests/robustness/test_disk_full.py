@@ -21,7 +21,11 @@ from clinic.config import Settings
 from clinic.printing import session as s
 from clinic.printing import spool
 from clinic.server import ClinicServer
+from tests.conftest import sqlite_only
 from tests.integration.printing_support import FILM_BOX, FILM_SESSION, PrintScu, gray_image
+
+#: The checks read the SQLite file itself (integrity check, rows).
+pytestmark = sqlite_only
 
 HELD = {"PDFPRINT": {"hold_seconds": 3600}}  # nothing renders while the test looks
 
