@@ -189,14 +189,15 @@ def test_past_the_limit_new_associations_are_rejected_transient(start: Start) ->
 
 def test_idle_connections_cannot_hold_the_slots(start: Start) -> None:
     """Idle connections fill the slots, then the idle deadline frees them."""
-    srv = start(mwl_max_associations=2, idle_timeout=1.0)
+    srv = start(mwl_max_associations=2, idle_timeout=3.0)
     idle = [_connect(srv.mwl_port) for _ in range(4)]  # the hard cap is 2 x 2
     try:
         extra = _connect(srv.mwl_port)  # past the cap: closed on arrival
-        _, took, closed = read_until_closed(extra, timeout=3)
+        _, took, closed = read_until_closed(extra, timeout=6)
         extra.close()
-        assert closed and took < 0.5
-        assert wait_for(lambda: echo_ok(srv.mwl_port), timeout=5, step=0.2)
+        # On arrival, not at the 3 s idle deadline (the margin absorbs a busy machine).
+        assert closed and took < 2.0
+        assert wait_for(lambda: echo_ok(srv.mwl_port), timeout=10, step=0.2)
     finally:
         for sock in idle:
             sock.close()
