@@ -7,14 +7,18 @@ values, sequences nested deeper than any modality would go.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+from collections.abc import Iterator
 from io import BytesIO
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
+from pynetdicom import association as scu_association
 from pynetdicom.dsutils import decode
 
 #: VRs with a 4-byte length field in Explicit VR (PS3.5 Table 7.1-1).
@@ -138,10 +142,11 @@ def datasets(
     return b"".join(parts)
 
 
-def fuzz_settings(examples: int, deadline_ms: int = 3000) -> settings:
+def fuzz_settings(examples: int, deadline_ms: int | None = 3000) -> settings:
     """Bounded hypothesis settings; ``CLINIC_FUZZ_SCALE=20`` runs 20 times more examples.
 
-    CI keeps the default scale, so each fuzz test takes seconds.
+    CI keeps the default scale, so each fuzz test takes seconds. ``deadline_ms=None``
+    (tests over sockets) leaves each example's time to the listeners' own timeouts.
     """
     scale = float(os.environ.get("CLINIC_FUZZ_SCALE", "1"))
     return settings(
@@ -149,3 +154,23 @@ def fuzz_settings(examples: int, deadline_ms: int = 3000) -> settings:
         deadline=deadline_ms,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
+
+
+@contextlib.contextmanager
+def sending_raw(data: bytes) -> Iterator[None]:
+    """Make a pynetdicom SCU send ``data`` as its next datasets, byte for byte.
+
+    pynetdicom refuses to encode what these tests need to send (values that do not fit
+    their VR); the bytes go out as they are, on an Explicit VR Little Endian context.
+    """
+
+    def raw(*_args: Any, **_kwargs: Any) -> bytes:
+        return data
+
+    namespace = vars(scu_association)  # the name pynetdicom's send_* methods call
+    original = namespace["encode"]
+    namespace["encode"] = raw
+    try:
+        yield
+    finally:
+        namespace["encode"] = original
