@@ -8,6 +8,7 @@ Bad input answers 400 (not JSON, bad query parameters) or 422 (bad fields), with
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
@@ -93,8 +94,20 @@ def _scheduler() -> Scheduler:
     return scheduler
 
 
+def _unicode(*values: Any) -> bool:
+    """Whether ``values`` (JSON data) hold only text that UTF-8 can encode."""
+    try:
+        json.dumps(values, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _json_object() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # arrays or objects nested thousands deep
+        data = None
     if data is None:
         raise ApiError(
             400,
@@ -103,6 +116,10 @@ def _json_object() -> dict[str, Any]:
         )
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object", {"body": "must be a JSON object"})
+    # A "\ud800" escape decodes to a lone surrogate, which no store can hold.
+    broken = {str(k): "is not valid Unicode text" for k, v in data.items() if not _unicode(k, v)}
+    if broken:
+        raise ApiError(422, "invalid input", broken)
     return data
 
 
