@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from clinic import vr
@@ -161,6 +162,13 @@ def _int(ds: Dataset, keyword: str) -> int:
         raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{keyword} is not a number") from None
 
 
+def _require_decodable(ds: Dataset) -> None:
+    """Refuse (0x0106) a request holding a value that does not fit its VR."""
+    undecodable = first_undecodable(ds)
+    if undecodable is not None:
+        raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{undecodable} cannot be decoded")
+
+
 def _check_attributes(ds: Dataset, allowed: Iterable[str], outcome: Outcome) -> None:
     """Warn 0x0107 for attributes this operation does not know (they are ignored)."""
     known = set(allowed) | _ALWAYS
@@ -213,24 +221,36 @@ def _min_max(
     return low, high
 
 
+def _values(value: Any) -> list[Any]:
+    """The values of a possibly multi-valued element, as a list."""
+    return list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+
+
 def _lut_from(ds: Dataset) -> LutSpec:
     if _present(ds, "PresentationLUTShape"):
         shape = _text(ds, "PresentationLUTShape")
         if shape not in ("IDENTITY", "LIN OD"):
             raise PrintError(INVALID_ATTRIBUTE_VALUE, f"Presentation LUT Shape {shape} unsupported")
         return LutSpec(shape=shape)
-    if "PresentationLUTSequence" in ds and len(ds.PresentationLUTSequence) == 1:
-        item = ds.PresentationLUTSequence[0]
+    seq = ds["PresentationLUTSequence"].value if "PresentationLUTSequence" in ds else None
+    if isinstance(seq, Sequence) and len(seq) == 1:
+        item = seq[0]
         if "LUTDescriptor" not in item or "LUTData" not in item:
             raise PrintError(MISSING_ATTRIBUTE, "Presentation LUT lacks descriptor or data")
-        descriptor = [int(v) for v in item.LUTDescriptor]
-        if len(descriptor) != 3 or not 10 <= descriptor[2] <= 16:
+        try:
+            descriptor = [int(v) for v in _values(item.LUTDescriptor)]
+            data = item.LUTData
+            if isinstance(data, bytes):  # OW, or US in an implicit VR transfer syntax
+                table = np.frombuffer(data[: len(data) // 2 * 2], dtype="<u2").astype(int).tolist()
+            else:  # US: one value or many (pydicom's MultiValue is no list)
+                table = [int(v) for v in _values(data)]
+        except (TypeError, ValueError):
+            raise PrintError(
+                INVALID_ATTRIBUTE_VALUE, "invalid LUT Descriptor or LUT Data"
+            ) from None
+        if len(descriptor) != 3 or not 0 <= descriptor[0] < 65536 or not 10 <= descriptor[2] <= 16:
             raise PrintError(INVALID_ATTRIBUTE_VALUE, "invalid LUT Descriptor")
         entries = descriptor[0] or 65536
-        data = item.LUTData
-        table = [int(v) for v in (data if isinstance(data, (list, tuple)) else [data])]
-        if isinstance(data, bytes):
-            table = np.frombuffer(data, dtype="<u2").astype(int).tolist()
         if len(table) < entries:
             raise PrintError(INVALID_ATTRIBUTE_VALUE, "LUT Data shorter than its descriptor")
         return LutSpec(
@@ -272,6 +292,7 @@ class PrintSession:
 
     def create_film_session(self, uid: str | None, ds: Dataset) -> Outcome:
         """N-CREATE Basic Film Session: one per association."""
+        _require_decodable(ds)
         if self.film_session is not None:
             raise PrintError(DUPLICATE_INSTANCE, "this association already has a film session")
         outcome = Outcome(uid=self._instance_uid(uid))
@@ -283,6 +304,7 @@ class PrintSession:
 
     def set_film_session(self, uid: str, ds: Dataset) -> Outcome:
         """N-SET Basic Film Session."""
+        _require_decodable(ds)
         state = self._session(uid)
         outcome = Outcome(uid=uid)
         self._apply_session(state, ds, outcome)
@@ -385,6 +407,7 @@ class PrintSession:
         color : bool
             Whether the request came on the Basic Color Print Management context.
         """
+        _require_decodable(ds)
         profile = self.profile
         outcome = Outcome(uid=self._instance_uid(uid))
         if uid and uid in self.film_boxes:
@@ -471,6 +494,7 @@ class PrintSession:
 
     def set_film_box(self, uid: str, ds: Dataset) -> Outcome:
         """N-SET Basic Film Box."""
+        _require_decodable(ds)
         box = self._film_box(uid)
         outcome = Outcome(uid=uid)
         _check_attributes(ds, self._FILM_BOX_SET, outcome)
@@ -560,9 +584,7 @@ class PrintSession:
         if sop_class != image_box.sop_class:
             raise PrintError(INVALID_ATTRIBUTE_VALUE, "image box SOP class mismatch")
         color = sop_class == COLOR_IMAGE_BOX
-        undecodable = first_undecodable(ds)
-        if undecodable is not None:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{undecodable} cannot be decoded")
+        _require_decodable(ds)
         outcome = Outcome(uid=uid)
         own, other = (
             ("BasicColorImageSequence", "BasicGrayscaleImageSequence")
@@ -731,6 +753,7 @@ class PrintSession:
 
     def set_annotation(self, uid: str, ds: Dataset) -> Outcome:
         """N-SET Basic Annotation Box: its text is printed under the film."""
+        _require_decodable(ds)
         if uid not in self.annotations:
             raise PrintError(NO_SUCH_INSTANCE, "no such annotation box")
         film_box_uid, position = self.annotations[uid]
@@ -750,6 +773,7 @@ class PrintSession:
 
     def create_lut(self, uid: str | None, ds: Dataset) -> Outcome:
         """N-CREATE Presentation LUT (shape IDENTITY or LIN OD, or an explicit table)."""
+        _require_decodable(ds)
         outcome = Outcome(uid=self._instance_uid(uid))
         if outcome.uid in self.luts:
             raise PrintError(DUPLICATE_INSTANCE, "Presentation LUT already exists")

@@ -12,19 +12,21 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from clinic.printing import session as s
 from clinic.printing.profiles import PrinterProfile
 from clinic.printing.render import ImageSpec
 from clinic.printing.session import PrintError, PrintSession
 from clinic.server import ClinicServer
-from tests.integration.printing_support import GRAY_BOX, PrintScu, gray_image
+from tests.integration.printing_support import GRAY_BOX, PrintScu, gray_image, wait_for_job
 from tests.robustness.dicom_bytes import (
     VRS,
+    datasets,
     decode_le,
     element,
     fuzz_settings,
@@ -227,3 +229,96 @@ def test_hostile_image_boxes_through_the_listener(server: ClinicServer) -> None:
         assert status == 0
     finally:
         scu.release()
+
+
+FILM_BOX_KEYS = tags(
+    "ImageDisplayFormat",
+    "FilmOrientation",
+    "FilmSizeID",
+    "MagnificationType",
+    "BorderDensity",
+    "EmptyImageDensity",
+    "MinDensity",
+    "MaxDensity",
+    "Trim",
+    "RequestedResolutionID",
+    "AnnotationDisplayFormatID",
+    "NumberOfCopies",
+    "PrintPriority",
+    "MediumType",
+    "TextString",
+    "AnnotationPosition",
+    "PresentationLUTShape",
+)
+FILM_BOX_SEQUENCES = tags(
+    "ReferencedFilmSessionSequence",
+    "ReferencedPresentationLUTSequence",
+    "PresentationLUTSequence",
+)
+REFERENCE_KEYS = tags(
+    "ReferencedSOPClassUID", "ReferencedSOPInstanceUID", "LUTDescriptor", "LUTData"
+)
+
+
+@FUZZ
+@given(
+    data=datasets(FILM_BOX_KEYS, FILM_BOX_SEQUENCES, REFERENCE_KEYS),
+    operation=st.sampled_from(["film box", "set film box", "session", "annotation", "lut"]),
+)
+@example(data=element(tags("ImageDisplayFormat")[0], "FD", b"ST"), operation="film box")
+@example(data=element(tags("NumberOfCopies")[0], "UV", b"12"), operation="session")
+# Regressions: a Presentation LUT Sequence with another VR, or empty, raised TypeError.
+@example(data=element(tags("PresentationLUTSequence")[0], "AT", b"M\\F\\O "), operation="lut")
+@example(data=element(tags("PresentationLUTSequence")[0], "LO", b""), operation="lut")
+def test_other_print_requests(data: bytes, operation: str) -> None:
+    session, _ = new_session(Path("/nonexistent"))
+    film_uid = next(iter(session.film_boxes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = decode_le(data)
+        except Exception:
+            return
+        try:
+            if operation == "film box":
+                session.create_film_box(None, ds, False)
+            elif operation == "set film box":
+                session.set_film_box(film_uid, ds)
+            elif operation == "session":
+                assert session.film_session is not None
+                session.set_film_session(session.film_session.uid, ds)
+            elif operation == "annotation":
+                session.annotations["9.9"] = (film_uid, 1)
+                session.set_annotation("9.9", ds)
+            else:
+                session.create_lut(None, ds)
+        except PrintError as exc:
+            assert exc.status in (0x0105, 0x0106, 0x0111, 0x0117, 0x0120), hex(exc.status)
+
+
+@pytest.mark.parametrize("transfer_syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_explicit_presentation_lut_prints(server: ClinicServer, transfer_syntax: str) -> None:
+    # Regression: LUT Data arrives as many US values (pydicom's MultiValue) or as bytes
+    # (implicit VR); both raised inside the handler and answered 0x0110.
+    scu = PrintScu(server.print_port, transfer_syntax=transfer_syntax)
+    try:
+        lut = Dataset()
+        item = Dataset()
+        item.add_new("LUTDescriptor", "US", [256, 0, 12])
+        item.add_new("LUTData", "US", [i * 16 for i in range(256)])
+        lut.PresentationLUTSequence = [item]
+        status, lut_uid, _ = scu.create(s.PRESENTATION_LUT, lut, meta=False)
+        assert status == 0 and lut_uid
+        session_uid = scu.session()
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = s.PRESENTATION_LUT
+        ref.ReferencedSOPInstanceUID = lut_uid
+        _, film_uid, boxes = scu.film_box(
+            session_uid, "STANDARD\\1,1", ReferencedPresentationLUTSequence=[ref]
+        )
+        assert scu.fill(boxes[0], 1, gray_image(8, 8, 100)) == 0
+        assert scu.action(s.FILM_BOX, film_uid)[0] == 0
+    finally:
+        scu.release()
+    assert server.session_factory is not None
+    wait_for_job(server.session_factory)
