@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,8 +21,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, text
+
 from clinic.printing import session as s
-from tests.conftest import sqlite_only
 from tests.integration.printing_support import (
     FILM_BOX,
     PrintScu,
@@ -180,7 +180,6 @@ class Printer(threading.Thread):
                 scu.assoc.abort()
 
 
-@sqlite_only  # reads the SQLite file itself (integrity check, rows) after each kill
 def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     config = tmp_path / "clinic.toml"
@@ -212,17 +211,16 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         assert booker.acknowledged and orderer.acknowledged, serve.log()
         assert any(p.acknowledged for p in printers), serve.log()
 
-    database = sqlite3.connect(data_dir / "clinic.db")
-    try:
-        assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        stored_orders = {
-            row[0] for row in database.execute("SELECT accession_number FROM procedures")
-        }
+    # The service's own database: the SQLite file, or the test's PostgreSQL database.
+    url = os.environ.get("CLINIC_DATABASE_URL") or f"sqlite:///{data_dir / 'clinic.db'}"
+    engine = create_engine(url)
+    with engine.connect() as database:
+        if url.startswith("sqlite"):
+            assert database.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        stored_orders = set(database.scalars(text("SELECT accession_number FROM procedures")))
         unprinted = database.execute(
-            "SELECT count(*) FROM print_jobs WHERE status = 'queued'"
-        ).fetchone()[0]
-    finally:
-        database.close()
+            text("SELECT count(*) FROM print_jobs WHERE status = 'queued'")
+        ).scalar_one()
     assert unprinted > 0  # the restarted service has work left by the kill
     assert not set(orders) - stored_orders, "acknowledged HL7 order(s) lost"
 
@@ -238,13 +236,10 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         assert not missing, f"{len(missing)} acknowledged booking(s) lost"
 
         def printed() -> dict[str, Any] | None:
-            connection = sqlite3.connect(data_dir / "clinic.db")
-            try:
+            with engine.connect() as connection:
                 found = connection.execute(
-                    "SELECT sop_instance_uid, status, pdf_path FROM print_jobs"
-                ).fetchall()
-            finally:
-                connection.close()
+                    text("SELECT sop_instance_uid, status, pdf_path FROM print_jobs")
+                ).all()
             rows = {uid: (status, pdf) for uid, status, pdf in found}
             if all(rows.get(uid, ("",))[0] == "done" for uid in jobs):
                 return rows
@@ -261,6 +256,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
             scu.release()
     finally:
         assert serve.stop() == 0
+        engine.dispose()
     print(
         f"{ROUNDS} kills: {len(bookings)} API bookings, {len(orders)} HL7 orders and "
         f"{len(jobs)} print jobs acknowledged, "
