@@ -10,34 +10,35 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import sqlite3
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from clinic.config import Settings
 from clinic.printing import session as s
 from clinic.printing import spool
 from clinic.server import ClinicServer
-from tests.conftest import sqlite_only
 from tests.integration.printing_support import FILM_BOX, FILM_SESSION, PrintScu, gray_image
-
-#: The checks read the SQLite file itself (integrity check, rows).
-pytestmark = sqlite_only
 
 HELD = {"PDFPRINT": {"hold_seconds": 3600}}  # nothing renders while the test looks
 
 
 def jobs_and_folders(data_dir: Path) -> tuple[list[tuple[str, str]], set[str]]:
     """The stored jobs (spool folder, status) and the folders in the spool."""
-    connection = sqlite3.connect(data_dir / "clinic.db")
+    # The service's database: the SQLite file, or the test's PostgreSQL database.
+    url = os.environ.get("CLINIC_DATABASE_URL") or f"sqlite:///{data_dir / 'clinic.db'}"
+    engine = create_engine(url)
     try:
-        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        rows = connection.execute("SELECT spool_dir, status FROM print_jobs").fetchall()
+        with engine.connect() as connection:
+            if url.startswith("sqlite"):
+                assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+            rows = connection.execute(text("SELECT spool_dir, status FROM print_jobs")).all()
     finally:
-        connection.close()
+        engine.dispose()
     folders = {p.name for p in (data_dir / "spool").iterdir()}
     return [(str(a), str(b)) for a, b in rows], folders
 
@@ -81,13 +82,14 @@ def test_enospc_while_spooling(held: ClinicServer, monkeypatch: pytest.MonkeyPat
         def full(path: Path, data: bytes) -> None:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
+        original = spool._fsync_write
         monkeypatch.setattr(spool, "_fsync_write", full)
         assert print_one(scu, session_uid, 32) == s.FILM_BOX_QUEUE_FULL  # 0xC602
         status, _ = scu.action(FILM_SESSION, session_uid)
         assert status == s.SESSION_QUEUE_FULL  # 0xC601
         assert assert_consistent(data_dir) == 1
 
-        monkeypatch.undo()  # space again: the same association prints on
+        monkeypatch.setattr(spool, "_fsync_write", original)  # space again: it prints on
         assert print_one(scu, session_uid, 32) == 0
         assert assert_consistent(data_dir) == 2
     finally:
