@@ -157,6 +157,9 @@ def clean_procedure(raw: Mapping[str, Any], *, partial: bool = False) -> dict[st
         if _SURROGATE.search(text):  # a JSON "\ud800" escape: no store can encode it
             errors[key] = "is not valid Unicode text"
             continue
+        if "\x00" in text:  # PostgreSQL text cannot hold it, and no field needs it
+            errors[key] = "must not contain the NUL control character"
+            continue
         if text == "" and not (partial and key in _CLEARABLE):
             continue
         problem = _check_field(key, text, cleaned)

@@ -60,6 +60,10 @@ class OrderIntake:
             for a message this service does not take, ``AE`` for an order that cannot
             be applied; ``AR``/``AE`` carry ERR segments naming the fields.
         """
+        if b"\x00" in raw:  # never part of HL7 text, and PostgreSQL text cannot hold it
+            log.warning("HL7 message refused: it contains NUL bytes")
+            problem = Problem(Location("MSH"), orm.DATA_TYPE_ERROR, "the message has NUL bytes")
+            return self._encode(build_ack("AR", orm.peek_header(raw), [problem]))
         try:
             parsed = orm.parse_message(raw)
         except MessageError as exc:
