@@ -80,20 +80,21 @@ def serve(ctx: click.Context) -> None:
     settings = _settings(ctx)
     log.info("starting clinic with %s", json.dumps(settings.describe(), default=str))
     server = ClinicServer(settings)
-    try:
-        server.start()
-    except (OSError, ConfigError) as exc:  # ConfigError: an invalid [printers.*] profile
-        log.error("cannot start: %s", exc)
-        server.stop()
-        ctx.exit(1)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
+    # Handlers first: a SIGTERM arriving while the listeners start still ends in a clean stop.
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    try:
+        server.start()
+    except (OSError, ConfigError) as exc:  # ConfigError: an invalid [printers.*] profile
+        log.error("cannot start: %s", exc)
+        server.stop()
+        ctx.exit(1)
     while not stop.wait(1.0):
         pass
     server.stop()
