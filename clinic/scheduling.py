@@ -13,9 +13,11 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic import identifiers, vr
@@ -361,11 +363,34 @@ class _Lookups:
         assert self.stations_by_modality is not None
         if ae_title in self.stations:
             return
-        station = Station(ae_title=ae_title, modality=modality, name="", location="")
-        self.session.add(station)
+        station, created = self._insert_station(ae_title, modality)
         self.stations[ae_title] = station
-        self.stations_by_modality.setdefault(modality, []).append(ae_title)
-        audit(self.session, actor, "create", "station", ae_title, {"modality": modality})
+        self.stations_by_modality.setdefault(station.modality, []).append(ae_title)
+        if created:
+            audit(self.session, actor, "create", "station", ae_title, {"modality": modality})
+
+    def _insert_station(self, ae_title: str, modality: str) -> tuple[Station, bool]:
+        """Insert a station unless a concurrent booking just did; return it and whether new.
+
+        Two first bookings for one new station may run at once (HL7 and the REST API):
+        INSERT ... ON CONFLICT DO NOTHING lets the second find the first's row instead of
+        failing on the unique AE title.
+        """
+        dialect = self.session.get_bind().dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            station = Station(ae_title=ae_title, modality=modality, name="", location="")
+            self.session.add(station)
+            return station, True
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = (
+            insert(Station)
+            .values(ae_title=ae_title, modality=modality, name="", location="")
+            .on_conflict_do_nothing(index_elements=["ae_title"])
+        )
+        result = cast(CursorResult[Any], self.session.execute(statement))
+        created = bool(result.rowcount)
+        station = self.session.scalars(select(Station).where(Station.ae_title == ae_title)).one()
+        return station, created
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:

@@ -562,3 +562,30 @@ def test_list_procedures_by_day(scheduler: Scheduler) -> None:
     day = [p.accession_number for p in scheduler.list_procedures(dt.date(2026, 11, 26))]
     assert day == ["D0", "D1"]
     assert [p.accession_number for p in scheduler.list_procedures()] == ["D0", "D1", "D2"]
+
+
+def test_station_created_by_a_concurrent_booking(scheduler: Scheduler) -> None:
+    """Two first bookings for one new station at once: the second uses the first's row."""
+    from clinic.scheduling import _Lookups
+
+    booking = {
+        "patient_id": "RACE1",
+        "patient_name": "RACE^ONE",
+        "modality": "CR",
+        "station_ae_title": "NEWST",
+        "scheduled_start": "2026-11-26T09:00",
+    }
+    with scheduler.session_factory() as session, session.begin():
+        lookups = _Lookups(session)
+        lookups._load_stations()  # this booking saw no station NEWST ...
+        scheduler.book({**booking, "patient_id": "RACE2"}, actor="other")  # ... then it appeared
+        lookups.ensure_station("NEWST", "CR", "test")
+    with scheduler.session_factory() as session:
+        stations = session.scalars(select(Station).where(Station.ae_title == "NEWST")).all()
+        creations = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.entity == "station", AuditEntry.entity_id == "NEWST"
+            )
+        ).all()
+    assert len(stations) == 1
+    assert [entry.actor for entry in creations] == ["other"]
