@@ -13,9 +13,9 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -387,8 +387,8 @@ class _Lookups:
             .values(ae_title=ae_title, modality=modality, name="", location="")
             .on_conflict_do_nothing(index_elements=["ae_title"])
         )
-        result = cast(CursorResult[Any], self.session.execute(statement))
-        created = bool(result.rowcount)
+        # RETURNING says whether a row went in (a rowcount is not reliable here on every driver).
+        created = self.session.execute(statement.returning(Station.id)).first() is not None
         station = self.session.scalars(select(Station).where(Station.ae_title == ae_title)).one()
         return station, created
 
