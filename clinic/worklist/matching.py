@@ -338,7 +338,7 @@ DEFAULT_SPS_RETURN = [k for k in SPS_KEYS if k != "CommentsOnTheScheduledProcedu
 # Specific Character Set is never matched on; group lengths are not attributes.
 _IGNORED = {"SpecificCharacterSet", "TimezoneOffsetFromUTC"}
 #: The answer carries its own Specific Character Set; every other requested key is answered.
-_ANSWERED_APART = {"SpecificCharacterSet"}
+ANSWERED_APART = {"SpecificCharacterSet"}
 #: Patient columns with an index a condition can walk.
 _PATIENT_INDEXED = {"patient_id", "name_fold", "name_ascii", "birth_date"}
 _SPS_STATUS_VALUES = {
@@ -659,7 +659,7 @@ def build_response(
     response.SpecificCharacterSet = character_set
     for elem in query.request:
         keyword = elem.keyword
-        if keyword in _ANSWERED_APART or elem.tag.element == 0:
+        if keyword in ANSWERED_APART or elem.tag.element == 0:
             continue
         if keyword == SPS_SEQUENCE:
             response.ScheduledProcedureStepSequence = DicomSequence(
@@ -683,7 +683,7 @@ def _sps_item(request_item: Dataset | None, row: Row, transform: Callable[[str],
             item.add(DataElement(tag, dictionary_VR(tag), value))
         return item
     for elem in request_item:
-        if elem.tag.element == 0 or elem.keyword in _ANSWERED_APART:
+        if elem.tag.element == 0 or elem.keyword in ANSWERED_APART:
             continue
         spec = SPS_KEYS.get(elem.keyword)
         if spec is None or elem.VR == "SQ":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from unidecode import unidecode
 from clinic.config import Settings
 from clinic.models import Station, utcnow
 from clinic.netutil import failure_status
+from clinic.worklist.answers import AnswerPlan, PendingStream, reference_encode
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
 from clinic.worklist.matching import (
     STATUS_UNABLE_TO_PROCESS,
@@ -165,6 +167,9 @@ class WorklistService:
             charset = self.answer_character_set(identifier, session, calling_ae)
             record["character_set"] = charset
             transform: Callable[[str], str] = to_latin1 if charset == LATIN1 else str
+            syntax = str(event.context.transfer_syntax)
+            plan = AnswerPlan.compile(query, charset, syntax, transform)
+            stream = PendingStream(event, pending) if plan is not None else None
             results = session.execute(build_select(query)).unique()
             matches = 0
             for procedure, station in results:
@@ -173,9 +178,19 @@ class WorklistService:
                     record["matches"] = matches
                     yield STATUS_CANCEL, None
                     return
-                response = build_response(query, Row(procedure, station), charset, transform)
+                row = Row(procedure, station)
                 matches += 1
-                yield pending, response
+                if plan is None or stream is None:
+                    yield pending, build_response(query, row, charset, transform)
+                    continue
+                try:
+                    data = plan.encode(row)
+                except (UnicodeError, struct.error, TypeError):
+                    # A value outside its VR's repertoire or length: pydicom decides.
+                    data = reference_encode(build_response(query, row, charset, transform), syntax)
+                if not stream.send(data):
+                    record["matches"] = matches
+                    return  # the association ended under us: nobody to answer
         record["matches"] = matches
         log.info(
             "worklist query from %s: keys %s, %d match(es)",

@@ -171,3 +171,45 @@ def test_modality_query_nothing_for_other_station(booked: ClinicServer, tmp_path
     answers, result = findscu(booked, tmp_path / "none", keys)
     assert answers == []
     assert result.returncode == 0
+
+
+def test_many_answers_fragmented_under_a_small_pdu(server: ClinicServer, tmp_path: Path) -> None:
+    """Answers larger than the modality's maximum PDU arrive whole, in order, all of them."""
+    scheduler = server.scheduler
+    assert scheduler is not None
+    notes = "Bring previous films. " * 300  # 6,600 characters: more than one 4 KiB PDU
+    for n in range(120):
+        scheduler.book(
+            {
+                "accession_number": f"M{n:03d}",
+                "patient_id": f"PM{n:03d}",
+                "patient_name": f"Nováková^Eva{n:03d}",
+                "modality": "CR",
+                "station_ae_title": "XRAY1",
+                "scheduled_start": f"{TODAY.isoformat()}T{8 + n // 60:02d}:{n % 60:02d}",
+                "notes": notes if n % 3 == 0 else "",
+            },
+            actor="test",
+        )
+    keys = [
+        "PatientName",
+        "AccessionNumber",
+        "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=XRAY1",
+        "ScheduledProcedureStepSequence[0].CommentsOnTheScheduledProcedureStep",
+    ]
+    out = tmp_path / "small-pdu"
+    out.mkdir()
+    args = [require_tool("findscu"), "-W", "-aet", "XRAY1", "-aec", "CLINIC", "-to", "20"]
+    args += ["--max-pdu", "4096", "-X", "-od", str(out)]
+    for key in keys:
+        args += ["-k", key]
+    result = subprocess.run(
+        [*args, "127.0.0.1", str(server.mwl_port)], capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    answers = [pydicom.dcmread(f) for f in sorted(out.glob("rsp*.dcm"))]
+    assert [a.AccessionNumber for a in answers] == [f"M{n:03d}" for n in range(120)]
+    for n, answer in enumerate(answers):
+        assert str(answer.PatientName) == f"Nováková^Eva{n:03d}"
+        comment = answer.ScheduledProcedureStepSequence[0].CommentsOnTheScheduledProcedureStep
+        assert comment == (notes.rstrip() if n % 3 == 0 else "")

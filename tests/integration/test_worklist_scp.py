@@ -492,13 +492,13 @@ def test_c_cancel_stops_the_answers(server: ClinicServer, monkeypatch: pytest.Mo
         actor="test",
     )
     # Loopback is fast enough for the SCP to send all 200 answers before the C-CANCEL
-    # arrives; the tenth answer waits until the SCP has received it, so the test
+    # arrives; the tenth matched row waits until the SCP has received it, so the test
     # always sees the cancel honoured.
     received = threading.Event()
     built = 0
-    original = worklist_scp.build_response
+    original = worklist_scp.Row
 
-    def gated(*args: Any, **kwargs: Any) -> Dataset:
+    def gated(*args: Any, **kwargs: Any) -> Any:
         nonlocal built
         built += 1
         if built == 10:
@@ -512,7 +512,7 @@ def test_c_cancel_stops_the_answers(server: ClinicServer, monkeypatch: pytest.Mo
             received.set()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(worklist_scp, "build_response", gated)
+    monkeypatch.setattr(worklist_scp, "Row", gated)
     assoc = associate(server, calling="CANCELLER")
     statuses: list[int] = []
     try:

@@ -7,15 +7,20 @@ a real SQLite store; a few hostile ones go through the real listener.
 
 from __future__ import annotations
 
+import queue
 import warnings
 from collections.abc import Iterator
+from io import BytesIO
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import example, given
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.dsutils import decode
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityWorklistInformationFind,
     Verification,
@@ -24,6 +29,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from clinic.config import Settings
 from clinic.scheduling import Scheduler
 from clinic.server import ClinicServer
+from clinic.worklist.answers import SYNTAXES, AnswerPlan, reference_encode
 from clinic.worklist.matching import (
     SPS_KEYS,
     TOP_KEYS,
@@ -74,14 +80,33 @@ def book_two(scheduler: Scheduler) -> Scheduler:
     return scheduler
 
 
+class _Dul:
+    """Keeps the P-DATA the handler hands to the association."""
+
+    def __init__(self) -> None:
+        self.to_provider_queue: queue.Queue[Any] = queue.Queue()
+        self.sent: list[P_DATA] = []
+
+    def send_pdu(self, primitive: P_DATA) -> None:
+        self.sent.append(primitive)
+
+
 class _Event:
     """What the C-FIND handler reads of a pynetdicom event; decoding is lazy, as there."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.is_cancelled = False
+        self.dul = _Dul()
         self.assoc = SimpleNamespace(
-            requestor=SimpleNamespace(ae_title="XRAY1", address="127.0.0.1", port=1)
+            requestor=SimpleNamespace(ae_title="XRAY1", address="127.0.0.1", port=1),
+            is_established=True,
+            dul=self.dul,
+            dimse=SimpleNamespace(maximum_pdu_size=16382),
+        )
+        self.context = SimpleNamespace(context_id=1, transfer_syntax=ExplicitVRLittleEndian)
+        self.request = SimpleNamespace(
+            AffectedSOPClassUID=ModalityWorklistInformationFind, MessageID=1
         )
 
     @property
@@ -93,8 +118,15 @@ def run_handler(service: WorklistService, data: bytes) -> list[int]:
     """The statuses the real C-FIND handler yields for an identifier."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns on every invalid value it decodes
-        answers = list(service.handle_find(_Event(data)))  # type: ignore[arg-type]
-    statuses = [int(s) if isinstance(s, int) else int(s.Status) for s, _ in answers]
+        event = _Event(data)
+        answers = list(service.handle_find(event))  # type: ignore[arg-type]
+    # Pending answers go straight to the association as P-DATA: each must decode.
+    statuses = []
+    for primitive in event.dul.sent:
+        (_, command), (_, identifier) = primitive.presentation_data_value_list
+        statuses.append(int(decode(BytesIO(command[1:]), True, True).Status))
+        assert isinstance(decode(BytesIO(identifier[1:]), False, True), Dataset)
+    statuses += [int(s) if isinstance(s, int) else int(s.Status) for s, _ in answers]
     for status in statuses[:-1]:
         assert status in (0xFF00, 0xFF01), hex(status)
     if statuses and statuses[-1] not in (0xFF00, 0xFF01):
@@ -118,7 +150,13 @@ def run_query(scheduler: Scheduler, data: bytes) -> int:
         with scheduler.session_factory() as session:
             rows = session.execute(build_select(query)).unique().all()
             for procedure, station in rows:
-                build_response(query, Row(procedure, station), "ISO_IR 192", str)
+                row = Row(procedure, station)
+                response = build_response(query, row, "ISO_IR 192", str)
+                # The fast encoder writes exactly what pydicom writes, in every syntax.
+                for syntax in SYNTAXES:
+                    plan = AnswerPlan.compile(query, "ISO_IR 192", syntax)
+                    if plan is not None:
+                        assert plan.encode(row) == reference_encode(response, syntax)
         return len(rows)
 
 
