@@ -6,9 +6,17 @@ loop: associate, C-FIND "station + today", release) while a REST client books 10
 a second. Prints failures (must be 0), p50/p95/p99 latency, the ratio of p95 to the
 quiet single-query time, and bookings lost (acknowledged with 201 but absent after).
 
+Each SCU queries once a second by default (``--interval``; a modality polls its
+worklist every few seconds to minutes); ``--interval 0`` runs them back to back, a
+throughput test in which latency is the number of SCUs over the throughput (Little's
+law) rather than a property of one query. The SCUs are the lean raw-socket client of
+``lean_scu.py`` (``--client pynetdicom`` for pynetdicom's), so that 20 of them on the
+server's own cores cost little CPU.
+
 Usage::
 
     python benchmarks/load.py [--seconds 60] [--scus 20] [--rate 10] [--bookings 10000]
+                              [--interval 1] [--client lean]
 """
 
 from __future__ import annotations
@@ -51,39 +59,32 @@ def _query() -> Any:
     return ds
 
 
-def scu_worker(port: int, until: float, threads: int, out: Any) -> None:
-    """One process running ``threads`` SCU loops until ``until``; puts (latencies, failures)."""
-    from pynetdicom import AE, evt
-    from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
+def scu_worker(
+    port: int, until: float, threads: int, out: Any, interval: float = 0.0, client: str = "lean"
+) -> None:
+    """One process running ``threads`` SCU loops until ``until``; puts (latencies, failures).
 
-    def nodelay(event: Any) -> None:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    Each loop starts a query every ``interval`` seconds (at a random phase, so the SCUs
+    do not march in step), or back to back when ``interval`` is 0.
+    """
+    import random
 
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
+    run = _lean_runner(port) if client == "lean" else _pynetdicom_runner(port)
 
     def loop() -> None:
-        ae = AE(ae_title="XRAY1")
-        ae.add_requested_context(ModalityWorklistInformationFind)
-        query = _query()
+        next_at = time.time() + random.uniform(0, interval)
         while time.time() < until:
+            if interval:
+                time.sleep(max(0.0, next_at - time.time()))
+                next_at = max(next_at + interval, time.time())
+                if time.time() >= until:
+                    break
             start = time.perf_counter()
             try:
-                assoc = ae.associate(
-                    "127.0.0.1",
-                    port,
-                    ae_title="CLINIC",
-                    evt_handlers=[(evt.EVT_CONN_OPEN, nodelay)],
-                )
-                if not assoc.is_established:
-                    raise RuntimeError("association refused")
-                final = None
-                for status, _ds in assoc.send_c_find(query, ModalityWorklistInformationFind):
-                    final = status.Status if status else None
-                assoc.release()
-                if final != 0x0000:
-                    raise RuntimeError(f"final status {final}")
+                run()
                 with lock:
                     latencies.append(time.perf_counter() - start)
             except Exception as exc:  # every failure is counted, none stops the load
@@ -98,18 +99,58 @@ def scu_worker(port: int, until: float, threads: int, out: Any) -> None:
     out.put((latencies, failures))
 
 
-def quiet_single_query(port: int, runs: int = 30) -> float:
+def _lean_runner(port: int) -> Any:
+    """One whole association from the lean raw-socket SCU (little client CPU)."""
+    import lean_scu
+
+    query = _query()
+
+    def run() -> None:
+        lean_scu.find("127.0.0.1", port, "XRAY1", "CLINIC", query, timeout=120)
+
+    return run
+
+
+def _pynetdicom_runner(port: int) -> Any:
+    """One whole association from a pynetdicom SCU."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
+
+    def nodelay(event: Any) -> None:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    ae = AE(ae_title="XRAY1")
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    query = _query()
+
+    def run() -> None:
+        assoc = ae.associate(
+            "127.0.0.1", port, ae_title="CLINIC", evt_handlers=[(evt.EVT_CONN_OPEN, nodelay)]
+        )
+        if not assoc.is_established:
+            raise RuntimeError("association refused")
+        final = None
+        for status, _ds in assoc.send_c_find(query, ModalityWorklistInformationFind):
+            final = status.Status if status else None
+        assoc.release()
+        if final != 0x0000:
+            raise RuntimeError(f"final status {final}")
+
+    return run
+
+
+def quiet_single_query(port: int, client: str, runs: int = 30) -> float:
     """Median seconds of one whole association on an idle server."""
     queue: Any = mp.Queue()
     times = []
     for _ in range(runs):
-        scu_worker(port, time.time() + 0.0001, 1, queue)
+        scu_worker(port, time.time() + 0.0001, 1, queue, 0.0, client)
         latencies, failures = queue.get()
         if failures:
             raise RuntimeError(failures[0])
         times.extend(latencies)
     if not times:  # the deadline passed before the first loop; run a plain one
-        scu_worker(port, time.time() + 0.2, 1, queue)
+        scu_worker(port, time.time() + 0.2, 1, queue, 0.0, client)
         times = queue.get()[0]
     return statistics.median(times)
 
@@ -163,6 +204,13 @@ def main() -> None:
     parser.add_argument("--scus", type=int, default=20)
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--bookings", type=int, default=10_000)
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="seconds between one SCU's queries (0: back to back, a throughput test)",
+    )
+    parser.add_argument("--client", choices=["lean", "pynetdicom"], default="lean")
     args = parser.parse_args()
     clinic = shutil.which("clinic") or "clinic"
     with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
@@ -194,14 +242,17 @@ def main() -> None:
         )
         proc, ports = start_clinic(data)
         try:
-            single = quiet_single_query(ports["worklist"])
+            single = quiet_single_query(ports["worklist"], args.client)
             until = time.time() + args.seconds
             processes = min(args.scus, 4)
             queue: Any = mp.Queue()
             workers = []
             for index in range(processes):
                 threads = args.scus // processes + (1 if index < args.scus % processes else 0)
-                p = mp.Process(target=scu_worker, args=(ports["worklist"], until, threads, queue))
+                p = mp.Process(
+                    target=scu_worker,
+                    args=(ports["worklist"], until, threads, queue, args.interval, args.client),
+                )
                 p.start()
                 workers.append(p)
             booked: dict[str, Any] = {}
@@ -234,12 +285,13 @@ def main() -> None:
 
     p50, p95, p99 = (percentile(latencies, f) * 1000 for f in (0.50, 0.95, 0.99))
     print(
-        "| SCUs | seconds | queries | failures | single ms | p50 ms | p95 ms | p99 ms | "
-        "p95 / single | bookings 201 | booking errors | bookings lost |"
+        "| SCUs | interval s | seconds | queries | queries/s | failures | single ms | p50 ms | "
+        "p95 ms | p99 ms | p95 / single | bookings 201 | booking errors | bookings lost |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
-        f"| {args.scus} | {args.seconds:.0f} | {len(latencies)} | {len(failures)} | "
+        f"| {args.scus} | {args.interval:g} | {args.seconds:.0f} | {len(latencies)} | "
+        f"{len(latencies) / args.seconds:.1f} | {len(failures)} | "
         f"{single * 1000:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {p95 / (single * 1000):.2f} | "
         f"{len(booked['acked'])} | {len(booked['errors'])} | {len(lost)} |"
     )
