@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import logging
@@ -95,6 +96,11 @@ def serve(ctx: click.Context) -> None:
         log.error("cannot start: %s", exc)
         server.stop()
         ctx.exit(1)
+    # What is loaded by now (modules, the DICOM dictionary, mappers, templates) lives as
+    # long as the process: keep it out of the collector's full passes, each of which
+    # otherwise walked it all and stalled every thread for ~70 ms every few seconds.
+    gc.collect()
+    gc.freeze()
     while not stop.wait(1.0):
         pass
     server.stop()

@@ -45,6 +45,7 @@ from pynetdicom.transport import (
 from pynetdicom.utils import make_target
 
 from clinic.config import ConfigError, Settings
+from clinic.reactors import WakingAssociation
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +374,7 @@ class GuardedRequestHandler(RequestHandler):
 
     def _create_association(self) -> Association:
         # pynetdicom's own set-up, with a GuardedSocket in place of AssociationSocket.
-        assoc = Association(self.ae, "acceptor")
+        assoc = WakingAssociation(self.ae, "acceptor")
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
         assoc.set_socket(GuardedSocket(assoc, self.request, self.server.policy))
