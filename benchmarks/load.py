@@ -149,15 +149,13 @@ def quiet_single_query(port: int, client: str, runs: int = 30, pause: float = 0.
     With ``pause`` 0 the queries run back to back (caches and cores stay hot); with a
     pause each query meets an idle server, as one modality polling alone does.
     """
-    queue: Any = mp.Queue()
+    run = _lean_runner(port) if client == "lean" else _pynetdicom_runner(port)
     times = []
     for _ in range(runs):
         time.sleep(pause)
-        scu_worker(port, time.time() + 0.0001, 1, queue, 0.0, client)
-        latencies, failures = queue.get()
-        if failures:
-            raise RuntimeError(failures[0])
-        times.extend(latencies)
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 

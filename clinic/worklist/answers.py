@@ -5,8 +5,8 @@ written by pydicom, a command set is built and written twice (once to measure it
 group length), and the message is cut into PDUs, each on its own trip through the
 DUL state machine. For a query with thousands of matches that is nearly all of the
 time spent. Every answer of one query has the same shape, though: the same elements
-in the same order, in one transfer syntax, under one command set whose only varying
-part is nothing at all (same message ID, same status). So the shape is compiled once
+in the same order, in one transfer syntax, and one command set serves them all (same
+message ID, same pending status). So the shape is compiled once
 per query into an :class:`AnswerPlan` that turns a matched row into the identifier's
 bytes, and a :class:`PendingStream` frames each one with the prepared command set as a
 single P-DATA-TF PDU (two PDVs: command, then data set; PS3.8 9.3.5 and Annex E)
@@ -96,13 +96,13 @@ class _Field:
         pn: bool = False,
     ) -> None:
         self.header = header
-        self.pn = pn
         self.short_length = short_length
         self.get = get
         self.codec = codec
         self.pad = pad
         self.items = items
         self.constant = constant
+        self.pn = pn
 
 
 @dataclass
