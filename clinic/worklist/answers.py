@@ -76,6 +76,9 @@ _CFIND_RSP = 0x8020
 _DATASET_PRESENT = 0x0001
 #: P-DATA waiting for the DUL beyond this many: wait for the peer to read.
 _QUEUE_HIGH_WATER = 256
+#: DUL states (PS3.8 9.2) in which no answer will reach the peer any more: idle, and
+#: waiting for the transport to close.
+_ENDED_STATES = frozenset({"Sta1", "Sta13"})
 
 
 class _Field:
@@ -349,13 +352,27 @@ class PendingStream:
         dul = self.assoc.dul
         while dul.to_provider_queue.qsize() > _QUEUE_HIGH_WATER:
             # The peer reads slower than rows are encoded: keep memory bounded.
-            if not self.assoc.is_established:
+            if not self._open():
                 return False
             time.sleep(0.001)
-        if not self.assoc.is_established:
+        if not self._open():
             return False
         for pdvs in frame_message(self.context_id, self.command, identifier, self.max_pdu_length):
             primitive = P_DATA()
             primitive.presentation_data_value_list = pdvs  # type: ignore[assignment]
             dul.send_pdu(primitive)
         return True
+
+    def _open(self) -> bool:
+        """Whether answers can still reach the peer.
+
+        The association's own flag is cleared by its reactor, which is the thread
+        sending these answers; a transport that failed under the DUL (a peer that stopped
+        reading, cut at the idle deadline) shows in the DUL's state instead.
+        """
+        dul = self.assoc.dul
+        return (
+            self.assoc.is_established
+            and dul.is_alive()
+            and dul.state_machine.current_state not in _ENDED_STATES
+        )

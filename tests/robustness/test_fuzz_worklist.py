@@ -86,6 +86,10 @@ class _Dul:
     def __init__(self) -> None:
         self.to_provider_queue: queue.Queue[Any] = queue.Queue()
         self.sent: list[P_DATA] = []
+        self.state_machine = SimpleNamespace(current_state="Sta6")  # established
+
+    def is_alive(self) -> bool:
+        return True
 
     def send_pdu(self, primitive: P_DATA) -> None:
         self.sent.append(primitive)

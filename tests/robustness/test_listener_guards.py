@@ -8,16 +8,22 @@ deadlines; none waits a fixed time for the server.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from io import BytesIO
+from typing import Any, cast
 
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
+from pynetdicom.dimse_messages import C_FIND_RQ
+from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
@@ -329,3 +335,69 @@ def test_verification_context_is_unchanged(start: Start) -> None:
         assert assoc.is_established
         assert [str(cx.abstract_syntax) for cx in assoc.accepted_contexts] == [Verification]
         assoc.release()
+
+
+def test_modality_that_stops_reading_is_held_back_then_cut(start: Start) -> None:
+    """Answers a peer does not read wait in a bounded queue; the idle deadline ends it."""
+    srv = start(idle_timeout=1.0)
+    assert srv.scheduler is not None
+    rows = [
+        {
+            "accession_number": f"R{n:04d}",
+            "patient_id": f"PR{n:04d}",
+            "patient_name": f"READER^NEVER{n}",
+            "modality": "CR",
+            "station_ae_title": "XRAY1",
+            "scheduled_start": f"{dt.date.today().isoformat()}T09:00",
+            "notes": "n" * 10000,  # ~10 KB an answer, ~9 MB in all: more than socket buffers
+        }
+        for n in range(900)
+    ]
+    srv.scheduler.import_procedures(rows, actor="test")
+    ae = AE(ae_title="STALLED")
+    ae.add_requested_context(ModalityWorklistInformationFind, ImplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", srv.mwl_port, ae_title="CLINIC")
+    assert assoc.is_established
+    # Stop the SCU's reader thread: from now on nothing on this side reads the socket.
+    assoc.dul.kill_dul()
+    assert wait_for(lambda: not assoc.dul.is_alive(), timeout=5)
+    raw = assoc.dul.socket.socket  # type: ignore[union-attr]
+    assert raw is not None
+    query = Dataset()
+    query.PatientName = ""
+    item = Dataset()
+    item.CommentsOnTheScheduledProcedureStep = ""
+    query.ScheduledProcedureStepSequence = [item]
+    request = C_FIND()
+    request.MessageID = 1
+    request.AffectedSOPClassUID = ModalityWorklistInformationFind
+    request.Priority = 2
+    request.Identifier = BytesIO(cast(bytes, encode(query, True, True)))
+    message = C_FIND_RQ()
+    message.primitive_to_message(request)
+    context_id = cast(int, assoc.accepted_contexts[0].context_id)
+    for primitive in message.encode_msg(context_id, cast(int, assoc.acceptor.maximum_length)):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(primitive)
+        raw.sendall(pdu.encode())
+
+    def stalled() -> list[Any]:
+        return [
+            a
+            for listener in srv._servers
+            for a in listener.ae.active_associations
+            if a.requestor.ae_title.strip() == "STALLED"
+        ]
+
+    most_queued = 0
+
+    def cut() -> bool:
+        nonlocal most_queued
+        for a in stalled():
+            most_queued = max(most_queued, a.dul.to_provider_queue.qsize())
+        return not stalled()
+
+    assert wait_for(cut, timeout=15)
+    assert 0 < most_queued <= 260  # held back at the high-water mark, never all 900
+    assert echo_ok(srv.mwl_port)
+    raw.close()

@@ -118,7 +118,9 @@ def rows(draw: st.DrawFn) -> Row:
     syntax=st.sampled_from(sorted(SYNTAXES)),
     latin1=st.booleans(),
 )
-def test_encoder_writes_what_pydicom_writes(row: Row, shape: str, syntax: str, latin1: bool) -> None:
+def test_encoder_writes_what_pydicom_writes(
+    row: Row, shape: str, syntax: str, latin1: bool
+) -> None:
     query = parse_identifier(request(shape), MatchOptions())
     charset, transform = ("ISO_IR 100", to_latin1) if latin1 else ("ISO_IR 192", str)
     plan = AnswerPlan.compile(query, charset, syntax, transform)
