@@ -128,11 +128,20 @@ class WakingDUL(DULServiceProvider):
         try:
             self._run_reactor()
         finally:
-            with self._pipe_lock:
+            self._close_pipe()
+            self._on_user_event()  # the association notices the DUL has ended
+
+    def _close_pipe(self) -> None:
+        with self._pipe_lock:
+            if self._pipe_open:
                 self._pipe_open = False
                 os.close(self._wake_r)
                 os.close(self._wake_w)
-            self._on_user_event()  # the association notices the DUL has ended
+
+    def __del__(self) -> None:
+        # An association dropped before its DUL thread ever ran still returns its pipe.
+        if getattr(self, "_pipe_open", False):
+            self._close_pipe()
 
     def _run_reactor(self) -> None:
         self._idle_timer.start()
