@@ -141,7 +141,8 @@ class WakingDUL(DULServiceProvider):
     def __del__(self) -> None:
         # An association dropped before its DUL thread ever ran still returns its pipe.
         if getattr(self, "_pipe_open", False):
-            self._close_pipe()
+            with contextlib.suppress(Exception):  # at interpreter exit os may be gone
+                self._close_pipe()
 
     def _run_reactor(self) -> None:
         self._idle_timer.start()
