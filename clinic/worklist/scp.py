@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 # Identifiers carry patient data: pynetdicom must not log them.
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
-_config.LOG_HANDLER_LEVEL = "none"
 
 UTF8 = "ISO_IR 192"
 LATIN1 = "ISO_IR 100"
