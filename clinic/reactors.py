@@ -97,7 +97,7 @@ class WakingDUL(DULServiceProvider):
         if self.state_machine.current_state == "Sta1":
             self._kill_thread = True
             self.wake()
-            if threading.current_thread() is not self:
+            if self.is_alive() and threading.current_thread() is not self:
                 self.join()
             return True
         return False
