@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from clinic import __version__
+from clinic.models import PrintJobStatus
 
 _TEXT = {"type": "string"}
 
@@ -42,6 +43,31 @@ def _procedure_schema() -> dict[str, Any]:
     return {"type": "object", "properties": props}
 
 
+def _print_job_schema() -> dict[str, Any]:
+    stamp = {"type": "string", "format": "date-time"}
+    nullable_text = {"type": ["string", "null"]}
+    props: dict[str, Any] = {
+        "id": {"type": "integer"},
+        "status": {"type": "string", "enum": [s.value for s in PrintJobStatus]},
+        "calling_ae_title": _TEXT,
+        "printer_ae_title": _TEXT,
+        "films": {"type": "integer"},
+        "pages": {"type": "integer"},
+        "pdf_path": {**nullable_text, "description": "absolute path of the PDF, once rendered"},
+        "created_at": stamp,
+        "copies": {"type": "integer"},
+        "error": nullable_text,
+        "printed_at": {"type": ["string", "null"], "format": "date-time"},
+        "procedure_id": {
+            "type": ["integer", "null"],
+            "description": "the booking the job belongs to (linked automatically or by hand)",
+        },
+        "patient_id": {**nullable_text, "description": "of the linked booking"},
+        "accession_number": {**nullable_text, "description": "of the linked booking"},
+    }
+    return {"type": "object", "properties": props}
+
+
 def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI document as a dict."""
     ref = {"$ref": "#/components/schemas/Procedure"}
@@ -67,6 +93,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "schemas": {
                 "Procedure": _procedure_schema(),
+                "PrintJob": _print_job_schema(),
                 "Error": {
                     "type": "object",
                     "properties": {
@@ -168,7 +195,24 @@ def openapi_document() -> dict[str, Any]:
             "/api/print-jobs": {
                 "get": {
                     "summary": "List print jobs, newest first",
-                    "responses": {"200": {"description": "a list of print jobs"}, "401": err},
+                    "parameters": [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                        {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "a list of print jobs (`Link` rel=next for more)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/PrintJob"},
+                                    }
+                                }
+                            },
+                        },
+                        "401": err,
+                    },
                 }
             },
             "/api/print-jobs/{id}/pdf": {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
 from clinic.accounts import Accounts
+from clinic.models import PrintJob
+from clinic.print_jobs import job_to_dict
 from clinic.scheduling import Scheduler
 from tests.web.conftest import BOOKING
 
@@ -239,3 +242,23 @@ def test_unknown_api_route_is_json_404(api: FlaskClient) -> None:
     response = api.get("/api/nothing-here")
     assert response.status_code == 404
     assert response.is_json
+
+
+def test_openapi_print_job_schema_names_every_field(client: FlaskClient) -> None:
+    """The documented print job is what the API returns: same fields, no more, no fewer."""
+    doc = client.get("/api/openapi.json").get_json()
+    schema = doc["components"]["schemas"]["PrintJob"]
+    job = PrintJob(
+        id=1,
+        status="queued",
+        calling_ae_title="DENT1",
+        printer_ae_title="CLINICPRINT",
+        films=1,
+        pages=1,
+        copies=1,
+        created_at=dt.datetime(2026, 11, 26, 9, 0),
+    )
+    assert set(schema["properties"]) == set(job_to_dict(job))
+    listed = doc["paths"]["/api/print-jobs"]["get"]["responses"]["200"]
+    items = listed["content"]["application/json"]["schema"]["items"]
+    assert items == {"$ref": "#/components/schemas/PrintJob"}
