@@ -234,6 +234,19 @@ def worklist_names(svc: Service, station: str) -> list[str]:
     return [str(ds.PatientName) for status, ds in answers if status.Status in (0xFF00, 0xFF01)]
 
 
+def reload_until_visible(page: Any, locator: Any, seconds: float = 30.0) -> None:
+    """Reload ``page`` until ``locator`` matches something, for rows written in the background.
+
+    Raises ``AssertionError`` when nothing matched within ``seconds``.
+    """
+    for _ in range(int(seconds / 0.25)):
+        if locator.count():
+            return
+        page.wait_for_timeout(250)
+        page.reload()
+    raise AssertionError(f"{locator} never appeared on {page.url}")
+
+
 def test_book_find_on_worklist_cancel(service: Service) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     base = service.web_url
@@ -317,19 +330,17 @@ def test_book_find_on_worklist_cancel(service: Service) -> None:
             page.goto(base + "/admin/audit?entity=procedure")
             page.get_by_role("cell", name="web:admin").first.wait_for()
             page.screenshot(path=str(ARTIFACTS / "09-admin-audit.png"), full_page=True)
+            # Diagnostics are stored in batches off the answering thread: the row may
+            # arrive after the page was drawn, so reload until it is there.
             page.goto(base + "/admin/worklist")
-            page.get_by_role("cell", name="XRAY1").first.wait_for()
+            reload_until_visible(page, page.get_by_role("cell", name="XRAY1"))
             page.screenshot(path=str(ARTIFACTS / "10-admin-worklist.png"))
 
             # A modality prints a film: the print-jobs page previews and offers it.
             print_one_film(service)
             page.goto(base + "/print-jobs")
-            preview = page.get_by_role("img", name="Preview of page 1 of job 1")
-            for _ in range(120):  # the spool renders in the background: poll, 30 s at most
-                if preview.count():
-                    break
-                page.wait_for_timeout(250)
-                page.reload()
+            # The spool renders in the background: reload until the preview is there.
+            reload_until_visible(page, page.get_by_role("img", name="Preview of page 1 of job 1"))
             page.wait_for_function(
                 "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
             )
