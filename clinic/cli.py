@@ -16,11 +16,11 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from clinic import migrate
 from clinic.config import ConfigError, Settings, load_settings
-from clinic.db import make_engine, make_session_factory
-from clinic.scheduling import Scheduler, ValidationError, procedure_to_dict
-from clinic.vr import parse_date
+from clinic.domain.bookings import Scheduler, ValidationError, procedure_to_dict
+from clinic.domain.vr import parse_date
+from clinic.store import migrate
+from clinic.store.db import make_engine, make_session_factory
 
 log = logging.getLogger("clinic")
 
@@ -210,7 +210,7 @@ def procedures_list(ctx: click.Context, day: str | None, as_json: bool) -> None:
 
 
 def _accounts(settings: Settings) -> Any:
-    from clinic.accounts import Accounts
+    from clinic.domain.accounts import Accounts
 
     engine = make_engine(settings.resolved_database_url)
     migrate.upgrade(engine)
@@ -242,7 +242,7 @@ def users() -> None:
 @click.pass_context
 def users_create(ctx: click.Context, name: str, role: str) -> None:
     """Create user NAME; the password is read from standard input."""
-    from clinic.scheduling import ValidationError as InvalidInput
+    from clinic.domain.bookings import ValidationError as InvalidInput
 
     password = _read_password()
     try:
@@ -264,7 +264,7 @@ def tokens() -> None:
 @click.pass_context
 def tokens_create(ctx: click.Context, name: str) -> None:
     """Create an API token for user NAME and print it on the last line (shown once)."""
-    from clinic.scheduling import NotFound as NoSuchUser
+    from clinic.domain.bookings import NotFound as NoSuchUser
 
     try:
         token = _accounts(_settings(ctx)).create_token(name, actor="cli")
@@ -291,7 +291,7 @@ def _print_store(settings: Settings) -> Any:
 @click.pass_context
 def print_jobs_list(ctx: click.Context, as_json: bool) -> None:
     """List print jobs, newest first."""
-    from clinic.print_jobs import job_to_dict, list_jobs
+    from clinic.domain.print_jobs import job_to_dict, list_jobs
 
     items = [job_to_dict(job) for job in list_jobs(_print_store(_settings(ctx)))]
     if as_json:
@@ -326,7 +326,7 @@ def backup_command(ctx: click.Context, path: Path) -> None:
 
     SQLite: a database file (SQLite's online backup). PostgreSQL: a pg_dump archive.
     """
-    from clinic.backup import BackupError, backup
+    from clinic.store.backup import BackupError, backup
 
     settings = _settings(ctx)
     try:
@@ -347,7 +347,7 @@ def backup_command(ctx: click.Context, path: Path) -> None:
 @click.pass_context
 def restore_command(ctx: click.Context, path: Path, force: bool) -> None:
     """Replace the database's content with the backup PATH (stop the service first)."""
-    from clinic.backup import BackupError, DatabaseInUse, restore
+    from clinic.store.backup import BackupError, DatabaseInUse, restore
 
     settings = _settings(ctx)
     try:
@@ -377,7 +377,7 @@ def retention() -> None:
 @click.pass_context
 def retention_run(ctx: click.Context, days: int | None, as_json: bool) -> None:
     """Remove print jobs older than the retention period whose booking is finished."""
-    from clinic.retention import apply_retention
+    from clinic.domain.retention import apply_retention
 
     settings = _settings(ctx)
     limit = days if days is not None else settings.retention_days

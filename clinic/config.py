@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from clinic import vr
+from clinic.domain import vr
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Settings:
     print_port: int = 11113
     printer_ae_title: str = "PDFPRINT"
     hl7_port: int = 2575
-    # Guards of the two DICOM listeners (clinic.netguard); see config/clinic.toml [dicom].
+    # Guards of the two DICOM listeners (clinic.dicom.listener); see config/clinic.toml [dicom].
     association_timeout: float = 3600.0
     pdu_timeout: float = 60.0
     idle_timeout: float = 60.0
@@ -82,7 +82,7 @@ class Settings:
         """The SQLAlchemy URL in use: the configured one or SQLite under ``data_dir``."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'clinic.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'clinic.store.db').resolve()}"
 
     def describe(self) -> dict[str, Any]:
         """Return the settings as a dict fit for a log line: secrets masked."""

@@ -15,26 +15,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from waitress import wasyncore
 from waitress.server import create_server
 
-from clinic import migrate
-from clinic.backup import hold_service_lock
-from clinic.catalog import Catalog
 from clinic.config import Settings
-from clinic.db import make_engine, make_session_factory
-from clinic.hl7.intake import OrderIntake
-from clinic.hl7.mllp import MllpListener
-from clinic.netguard import (
+from clinic.dicom.listener import (
     policy_from_settings,
     restrict_worklist,
+    set_tcp_nodelay,
     start_guarded_server,
     worklist_admit,
 )
-from clinic.netutil import set_tcp_nodelay
-from clinic.performed import PerformedSteps
+from clinic.domain.bookings import Scheduler
+from clinic.domain.catalog import Catalog
+from clinic.domain.performed import PerformedSteps
+from clinic.domain.retention import RetentionWorker
+from clinic.hl7.intake import OrderIntake
+from clinic.hl7.mllp import MllpListener
 from clinic.printing.profiles import load_profiles
 from clinic.printing.scp import PrintService, build_print_ae, print_handlers
 from clinic.printing.spool import Spool, requeue
-from clinic.retention import RetentionWorker
-from clinic.scheduling import Scheduler
+from clinic.store import migrate
+from clinic.store.backup import hold_service_lock
+from clinic.store.db import make_engine, make_session_factory
 from clinic.web import create_app
 from clinic.worklist.diagnostics import QueryLogWriter
 from clinic.worklist.mpps import MppsService, mpps_handlers

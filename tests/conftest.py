@@ -18,10 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from clinic.config import Settings
-from clinic.db import make_engine, make_session_factory
-from clinic.migrate import upgrade
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
+from clinic.store.db import make_engine, make_session_factory
+from clinic.store.migrate import upgrade
 
 # Debian's DCMTK, poppler and CUPS binaries live here; look here first, because
 # pynetdicom installs Python tools of the same name (findscu, storescu...) on PATH.

@@ -45,7 +45,7 @@ from pynetdicom.transport import (
 from pynetdicom.utils import make_target
 
 from clinic.config import ConfigError, Settings
-from clinic.reactors import WakingAssociation
+from clinic.dicom.reactors import WakingAssociation
 
 log = logging.getLogger(__name__)
 
@@ -658,3 +658,18 @@ def policy_from_settings(settings: Settings, door: str, admit: Admit | None) -> 
         allowed_hosts=parse_hosts(getattr(settings, f"{door}_allowed_hosts")),
         admit=admit,
     )
+
+
+def set_tcp_nodelay(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler: send each PDU at once instead of waiting on Nagle's algorithm.
+
+    A DIMSE message travels as a command PDU and a data set PDU; with Nagle's algorithm
+    and the peer's delayed ACK the second small write waits ~40 ms. Worklist answers
+    and print acknowledgements are latency-bound, so the listeners switch it off.
+    """
+    dul_socket = event.assoc.dul.socket
+    sock = getattr(dul_socket, "socket", None)
+    if sock is not None:
+        # OSError: the peer already closed; nothing to tune.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,27 +1,8 @@
-"""Network details shared by every DICOM listener."""
+"""DIMSE status data sets the doors answer with."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
-
 from pydicom.dataset import Dataset
-from pynetdicom import evt
-
-
-def set_tcp_nodelay(event: evt.Event) -> None:
-    """EVT_CONN_OPEN handler: send each PDU at once instead of waiting on Nagle's algorithm.
-
-    A DIMSE message travels as a command PDU and a data set PDU; with Nagle's algorithm
-    and the peer's delayed ACK the second small write waits ~40 ms. Worklist answers
-    and print acknowledgements are latency-bound, so the listeners switch it off.
-    """
-    dul_socket = event.assoc.dul.socket
-    sock = getattr(dul_socket, "socket", None)
-    if sock is not None:
-        # OSError: the peer already closed; nothing to tune.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def failure_status(status: int, comment: str) -> Dataset:

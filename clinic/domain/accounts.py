@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from clinic.db import transaction
-from clinic.models import ApiToken, User, UserRole, utcnow
-from clinic.scheduling import NotFound, ValidationError, audit
+from clinic.domain.bookings import NotFound, ValidationError, audit
+from clinic.store.db import transaction
+from clinic.store.models import ApiToken, User, UserRole, utcnow
 
 ROLES = tuple(r.value for r in UserRole)
 MIN_PASSWORD_LENGTH = 8

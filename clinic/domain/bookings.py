@@ -20,16 +20,16 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic import identifiers, vr
-from clinic.db import transaction
-from clinic.models import (
+from clinic.domain import identifiers, vr
+from clinic.domain.names import name_keys
+from clinic.store.db import transaction
+from clinic.store.models import (
     AuditEntry,
     Patient,
     Procedure,
     ProcedureStatus,
     Station,
 )
-from clinic.names import name_keys
 
 #: Fields a caller may write (import files, REST API, web forms).
 WRITABLE_FIELDS = (

@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic import vr
 from clinic.config import CHARACTER_SETS
-from clinic.db import transaction
-from clinic.models import CatalogEntry, Station
-from clinic.scheduling import NotFound, ValidationError, audit
+from clinic.domain import vr
+from clinic.domain.bookings import NotFound, ValidationError, audit
+from clinic.store.db import transaction
+from clinic.store.models import CatalogEntry, Station
 
 MAX_DURATION_MINUTES = 24 * 60
 

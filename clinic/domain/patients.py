@@ -13,8 +13,8 @@ import secrets
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.models import Patient
-from clinic.names import fold_ascii, name_keys
+from clinic.domain.names import fold_ascii, name_keys
+from clinic.store.models import Patient
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y")
 _SPLIT = re.compile(r"[\s,^]+")

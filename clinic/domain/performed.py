@@ -19,15 +19,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.db import transaction
-from clinic.models import (
+from clinic.domain.bookings import TRANSITIONS, NotFound, audit, transition
+from clinic.store.db import transaction
+from clinic.store.models import (
     PerformedStep,
     PerformedStepLink,
     PerformedStepStatus,
     Procedure,
     ProcedureStatus,
 )
-from clinic.scheduling import TRANSITIONS, NotFound, audit, transition
 
 FINAL_STATUSES = (PerformedStepStatus.COMPLETED.value, PerformedStepStatus.DISCONTINUED.value)
 

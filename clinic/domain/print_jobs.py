@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.models import PrintJob
+from clinic.store.models import PrintJob
 
 
 def job_to_dict(job: PrintJob) -> dict[str, Any]:

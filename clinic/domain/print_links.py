@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.db import transaction
-from clinic.models import PrintJob, Procedure, ProcedureStatus
-from clinic.scheduling import NotFound, audit
+from clinic.domain.bookings import NotFound, audit
+from clinic.store.db import transaction
+from clinic.store.models import PrintJob, Procedure, ProcedureStatus
 
 #: How far a booking's scheduled start may lie from the print time (either side).
 LINK_WINDOW = dt.timedelta(hours=2)

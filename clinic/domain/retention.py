@@ -21,9 +21,9 @@ from pathlib import Path
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.db import transaction
-from clinic.models import ACTIVE_STATUSES, PrintJob, PrintJobStatus, Procedure, utcnow
-from clinic.scheduling import audit
+from clinic.domain.bookings import audit
+from clinic.store.db import transaction
+from clinic.store.models import ACTIVE_STATUSES, PrintJob, PrintJobStatus, Procedure, utcnow
 
 log = logging.getLogger(__name__)
 

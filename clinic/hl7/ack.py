@@ -13,7 +13,7 @@ from typing import Any
 
 import hl7
 
-from clinic.hl7.orm import ERROR_TEXTS, Header, Problem
+from clinic.hl7.orders import ERROR_TEXTS, Header, Problem
 
 #: MSH-3 of every acknowledgement: this service.
 APPLICATION = "CLINIC"

@@ -1,6 +1,6 @@
 """Order intake: one HL7 message in, the booking changed through the domain, one ACK out.
 
-Every write to bookings goes through :class:`clinic.scheduling.Scheduler` with the
+Every write to bookings goes through :class:`clinic.domain.bookings.Scheduler` with the
 actor ``hl7:<sending application>``; a message that is not accepted writes nothing.
 Accepted messages are remembered by sender and MSH-10, with their acknowledgement,
 so a retransmission gets the same answer and is not applied twice.
@@ -15,13 +15,13 @@ from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.catalog import Catalog
-from clinic.db import transaction
-from clinic.hl7 import orm
+from clinic.domain.bookings import Scheduler, TransitionError, ValidationError
+from clinic.domain.catalog import Catalog
+from clinic.hl7 import orders as orm
 from clinic.hl7.ack import build_ack
-from clinic.hl7.orm import Header, Location, MessageError, Order, Problem
-from clinic.models import ACTIVE_STATUSES, Hl7Message, Procedure, ProcedureStatus
-from clinic.scheduling import Scheduler, TransitionError, ValidationError
+from clinic.hl7.orders import Header, Location, MessageError, Order, Problem
+from clinic.store.db import transaction
+from clinic.store.models import ACTIVE_STATUSES, Hl7Message, Procedure, ProcedureStatus
 
 log = logging.getLogger(__name__)
 

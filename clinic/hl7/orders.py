@@ -205,7 +205,7 @@ class Order:
     control : str
         ORC-1: ``NW``, ``XO`` or ``CA``.
     fields : dict
-        Booking fields (see :data:`clinic.scheduling.WRITABLE_FIELDS`) as text; only
+        Booking fields (see :data:`clinic.domain.bookings.WRITABLE_FIELDS`) as text; only
         those the message carries. An empty value asks to clear the field (HL7 ``""``).
     locations : dict
         Booking field -> where in the message its value came from.
@@ -405,14 +405,14 @@ def _clean_component(text: str) -> str:
     return text.replace("^", " ").replace("=", " ").strip()
 
 
-def person_name(
+def dicom_person_name(
     family: str, given: str = "", middle: str = "", prefix: str = "", suffix: str = ""
 ) -> str:
     """Return a DICOM PN group ``FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX``, trailing empties dropped.
 
     Examples
     --------
-    >>> person_name("Doe", "John", "", "Dr", "")
+    >>> dicom_person_name("Doe", "John", "", "Dr", "")
     'Doe^John^^Dr'
     """
     parts = [_clean_component(p) for p in (family, given, middle, prefix, suffix)]
@@ -437,7 +437,7 @@ def xpn_to_pn(seg: Any, number: int) -> str:
         representation = value(seg, number, 8, repetition=rep).upper() or "A"
         if representation not in groups or groups[representation]:
             continue
-        groups[representation] = person_name(
+        groups[representation] = dicom_person_name(
             value(seg, number, 1, 1, rep),
             value(seg, number, 2, repetition=rep),
             value(seg, number, 3, repetition=rep),
@@ -453,7 +453,7 @@ def xcn_to_pn(seg: Any, number: int) -> str:
 
     XCN components: 1 ID, 2 family, 3 given, 4 further given, 5 suffix, 6 prefix.
     """
-    return person_name(
+    return dicom_person_name(
         value(seg, number, 2, 1),
         value(seg, number, 3),
         value(seg, number, 4),
@@ -530,7 +530,7 @@ def read_order(parsed: ParsedMessage, catalog: CatalogLookup) -> Order:
     Order
         The order control, the identifiers that find an existing booking and the
         fields to book or change. Values are not validated here beyond their HL7
-        form; :func:`clinic.scheduling.clean_procedure` does that.
+        form; :func:`clinic.domain.bookings.clean_procedure` does that.
 
     Raises
     ------
@@ -735,7 +735,7 @@ def problems_for(errors: Mapping[str, str], locations: Mapping[str, Location]) -
     Parameters
     ----------
     errors : Mapping
-        :attr:`clinic.scheduling.ValidationError.errors`.
+        :attr:`clinic.domain.bookings.ValidationError.errors`.
     locations : Mapping
         :attr:`Order.locations`: where each value came from.
     """

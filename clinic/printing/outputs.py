@@ -20,7 +20,7 @@ class OutputError(Exception):
 def pdf_target(profile: PrinterProfile, job_id: int, stem: str = "") -> Path:
     """The absolute path of a job's PDF in the printer's PDF folder (server-made name).
 
-    ``stem`` (from :func:`clinic.print_links.pdf_stem`, already file-name safe) replaces
+    ``stem`` (from :func:`clinic.domain.print_links.pdf_stem`, already file-name safe) replaces
     the plain ``job-NNNNNN`` name of an unlinked job.
     """
     return (profile.pdf_dir / f"{stem or f'job-{job_id:06d}'}.pdf").resolve()

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from clinic import vr
 from clinic.config import ConfigError, Settings
+from clinic.domain import vr
 from clinic.printing.layout import FILM_SIZES
 
 DISPLAY_FORMATS = ("STANDARD", "ROW", "COL")

@@ -170,7 +170,7 @@ class PageOptions:
     header: bool = True
     printer_name: str = ""
     calling_ae_title: str = ""
-    # The linked booking (clinic.print_links), written to the PDF's metadata only.
+    # The linked booking (clinic.domain.print_links), written to the PDF's metadata only.
     patient_name: str = ""
     patient_id: str = ""
     accession_number: str = ""

@@ -23,14 +23,14 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from clinic import __version__
 from clinic.config import Settings
-from clinic.identifiers import new_study_instance_uid
-from clinic.models import PrintJobStatus
-from clinic.netutil import failure_status
+from clinic.dicom.status import failure_status
+from clinic.domain.identifiers import new_study_instance_uid
 from clinic.printing import session as s
 from clinic.printing.outputs import queue_state
 from clinic.printing.profiles import PrinterProfile
 from clinic.printing.session import Outcome, PrintError, PrintRequest, PrintSession
 from clinic.printing.spool import Spool
+from clinic.store.models import PrintJobStatus
 
 log = logging.getLogger(__name__)
 

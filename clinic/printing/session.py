@@ -19,7 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from clinic import vr
+from clinic.dicom.decoding import first_undecodable
+from clinic.domain import vr
 from clinic.printing.layout import (
     Rect,
     film_dimensions,
@@ -30,7 +31,6 @@ from clinic.printing.layout import (
 )
 from clinic.printing.profiles import MAGNIFICATIONS, MEDIUM_TYPES, PrinterProfile
 from clinic.printing.render import HEADER_MM, FilmSpec, ImageSpec, LutSpec
-from clinic.received import first_undecodable
 
 # SOP classes of PS3.4 Annex H.
 FILM_SESSION = "1.2.840.10008.5.1.1.1"

@@ -29,14 +29,14 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.db import transaction
-from clinic.identifiers import new_study_instance_uid
-from clinic.models import PrintJob, PrintJobStatus, utcnow
-from clinic.print_links import link_new_job, pdf_stem, readable_name
+from clinic.domain.identifiers import new_study_instance_uid
+from clinic.domain.print_links import link_new_job, pdf_stem, readable_name
 from clinic.printing.outputs import pdf_target, send_to_cups
 from clinic.printing.profiles import PrinterProfile
 from clinic.printing.render import FilmSpec, ImageSpec, PageOptions, render_pdf
 from clinic.printing.session import PrintRequest
+from clinic.store.db import transaction
+from clinic.store.models import PrintJob, PrintJobStatus, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import BinaryIO
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from clinic import migrate
-from clinic.db import make_engine
+from clinic.store import migrate
+from clinic.store.db import make_engine
 
 #: Held (shared) by every running ``clinic serve`` of a data folder.
 SERVICE_LOCK = ".serve.lock"

@@ -253,7 +253,7 @@ class PrintJob(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     printed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    # The booking (and so the patient) the films belong to; see clinic.print_links.
+    # The booking (and so the patient) the films belong to; see clinic.domain.print_links.
     procedure_id: Mapped[int | None] = mapped_column(
         ForeignKey("procedures.id"), nullable=True, index=True, default=None
     )

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from collections.abc import Callable
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, url_for
@@ -13,11 +12,11 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from clinic.accounts import Accounts
-from clinic.catalog import Catalog
 from clinic.config import Settings
-from clinic.scheduling import Scheduler
-from clinic.web.names import person_name
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import Scheduler
+from clinic.domain.catalog import Catalog
+from clinic.web.display import readable_name
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
 
 STATUS_LABELS = {
@@ -30,11 +29,12 @@ STATUS_LABELS = {
 
 
 def templates_folder() -> str:
-    """Where the Jinja templates are: the source tree's, or the installed copy."""
-    source = Path(__file__).resolve().parents[2] / "templates"
-    if source.is_dir():
-        return str(source)
-    return str(Path(sys.prefix) / "share" / "clinic" / "templates")
+    """Where the Jinja templates are: the ``clinic.templates`` package's folder.
+
+    The project keeps them in the top-level ``templates/`` folder, which the package
+    maps onto ``clinic.templates``, so the same lookup works installed or editable.
+    """
+    return str(resources.files("clinic.templates"))
 
 
 def is_api_request() -> bool:
@@ -98,8 +98,8 @@ def create_app(
     app.config["CLINIC_SETTINGS"] = settings
     session_factory = scheduler.session_factory
     app.extensions["clinic.scheduler"] = scheduler
-    app.extensions["clinic.accounts"] = Accounts(session_factory)
-    app.extensions["clinic.catalog"] = Catalog(session_factory)
+    app.extensions["clinic.domain.accounts"] = Accounts(session_factory)
+    app.extensions["clinic.domain.catalog"] = Catalog(session_factory)
     app.extensions["clinic.sessions"] = session_factory
     app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
     app.extensions["clinic.reprint"] = reprint
@@ -113,7 +113,7 @@ def create_app(
 
     def load_user(user_id: str) -> WebUser | None:
         try:
-            user = app.extensions["clinic.accounts"].get_user(int(user_id))
+            user = app.extensions["clinic.domain.accounts"].get_user(int(user_id))
         except ValueError:
             return None
         if user is None or not user.active:
@@ -137,7 +137,7 @@ def create_app(
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
 
-    app.jinja_env.filters["pn"] = person_name
+    app.jinja_env.filters["pn"] = readable_name
     app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS
 
     @app.context_processor

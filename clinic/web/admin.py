@@ -21,11 +21,11 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.accounts import Accounts
-from clinic.catalog import Catalog
-from clinic.models import AuditEntry, WorklistQueryLog
-from clinic.scheduling import NotFound, ValidationError
-from clinic.vr import parse_date
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import NotFound, ValidationError
+from clinic.domain.catalog import Catalog
+from clinic.domain.vr import parse_date
+from clinic.store.models import AuditEntry, WorklistQueryLog
 from clinic.web.forms import (
     CatalogForm,
     EmptyForm,
@@ -42,12 +42,12 @@ AUDIT_PAGE_SIZE = 50
 
 
 def _catalog() -> Catalog:
-    catalog: Catalog = current_app.extensions["clinic.catalog"]
+    catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
     return catalog
 
 
 def _accounts() -> Accounts:
-    accounts: Accounts = current_app.extensions["clinic.accounts"]
+    accounts: Accounts = current_app.extensions["clinic.domain.accounts"]
     return accounts
 
 

@@ -1,6 +1,6 @@
 """The REST API of INTERFACE.md: JSON in and out, bearer token or sign-in session.
 
-Writes go through the domain (:class:`clinic.scheduling.Scheduler`), which audits
+Writes go through the domain (:class:`clinic.domain.bookings.Scheduler`), which audits
 them with the user's name (``api:NAME`` for a token, ``web:NAME`` for a session).
 Bad input answers 400 (not JSON, bad query parameters) or 422 (bad fields), with
 ``errors`` naming each offending field; nothing is written then.
@@ -14,14 +14,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 
-from clinic.scheduling import (
+from clinic.domain.bookings import (
     NotFound,
     Scheduler,
     TransitionError,
     ValidationError,
     procedure_to_dict,
 )
-from clinic.vr import parse_date
+from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -78,7 +78,7 @@ def authenticate() -> None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
-        user = current_app.extensions["clinic.accounts"].user_for_token(token.strip())
+        user = current_app.extensions["clinic.domain.accounts"].user_for_token(token.strip())
         if user is None:
             raise ApiError(401, "the token is not valid")
         g.api_actor = f"api:{user.name}"

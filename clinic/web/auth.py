@@ -50,7 +50,7 @@ def login() -> Any:
             )
             status = 429
         else:
-            user = current_app.extensions["clinic.accounts"].authenticate(
+            user = current_app.extensions["clinic.domain.accounts"].authenticate(
                 name, form.password.data or ""
             )
             if user is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def person_name(value: str | None) -> str:
+def readable_name(value: str | None) -> str:
     """Show a DICOM person name as people write it: ``DOE^JOHN`` -> ``DOE, JOHN``."""
     if not value:
         return ""

@@ -21,15 +21,15 @@ from flask import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic import patients as patient_search
-from clinic.catalog import Catalog
-from clinic.models import CatalogEntry, PerformedStep, Procedure, ProcedureStatus
-from clinic.performed import PerformedSteps
-from clinic.print_links import PrintLinks
-from clinic.scheduling import NotFound, Scheduler, TransitionError, ValidationError
-from clinic.vr import parse_date
+from clinic.domain import patients as patient_search
+from clinic.domain.bookings import NotFound, Scheduler, TransitionError, ValidationError
+from clinic.domain.catalog import Catalog
+from clinic.domain.performed import PerformedSteps
+from clinic.domain.print_links import PrintLinks
+from clinic.domain.vr import parse_date
+from clinic.store.models import CatalogEntry, PerformedStep, Procedure, ProcedureStatus
+from clinic.web.display import readable_name
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
-from clinic.web.names import person_name
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
 
@@ -74,7 +74,7 @@ def _scheduler() -> Scheduler:
 
 
 def _catalog() -> Catalog:
-    catalog: Catalog = current_app.extensions["clinic.catalog"]
+    catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
     return catalog
 
 
@@ -355,7 +355,7 @@ def _render_procedure(
         reschedule.station.data = proc.station_ae_title
         reschedule.date.data = proc.scheduled_start.date()
         reschedule.time.data = proc.scheduled_start.time()
-        reschedule.referring_physician.data = person_name(proc.referring_physician)
+        reschedule.referring_physician.data = readable_name(proc.referring_physician)
         reschedule.priority.data = proc.priority
         reschedule.notes.data = proc.notes
     return (

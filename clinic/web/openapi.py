@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from clinic import __version__
-from clinic.models import PrintJobStatus
+from clinic.store.models import PrintJobStatus
 
 _TEXT = {"type": "string"}
 

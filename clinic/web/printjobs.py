@@ -1,6 +1,6 @@
 """Print jobs: the list with page previews, the PDF, reprint; and their REST API routes.
 
-The pages only read :class:`clinic.models.PrintJob` rows. Reprinting goes through a
+The pages only read :class:`clinic.store.models.PrintJob` rows. Reprinting goes through a
 callable the composition root hands to :func:`clinic.web.create_app` (the print
 spool's requeue), so this door never reaches into the print service itself.
 """
@@ -30,11 +30,11 @@ from flask import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.db import transaction
-from clinic.models import PrintJob, Procedure
-from clinic.print_jobs import job_to_dict, list_jobs
-from clinic.print_links import PrintLinks
-from clinic.scheduling import NotFound, audit
+from clinic.domain.bookings import NotFound, audit
+from clinic.domain.print_jobs import job_to_dict, list_jobs
+from clinic.domain.print_links import PrintLinks
+from clinic.store.db import transaction
+from clinic.store.models import PrintJob, Procedure
 from clinic.web.api import ApiError, int_arg, page_links
 from clinic.web.api import bp as api_bp
 from clinic.web.forms import EmptyForm

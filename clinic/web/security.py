@@ -16,7 +16,7 @@ from flask import Flask, abort, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import UserMixin, current_user
 
-from clinic.models import User, UserRole
+from clinic.store.models import User, UserRole
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,8 +12,8 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
-from clinic.models import Procedure, Station
-from clinic.web.names import person_name
+from clinic.store.models import Procedure, Station
+from clinic.web.display import readable_name
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 _fonts: tuple[str, str] | None = None
@@ -67,13 +67,13 @@ def appointment_slip(proc: Procedure, station: Station | None = None) -> bytes:
         if extra:
             where = f"{extra} ({station.ae_title})"
     rows = [
-        ("Patient", person_name(patient.name)),
+        ("Patient", readable_name(patient.name)),
         ("Date of birth", birth),
         ("Patient ID", patient.patient_id),
         ("Exam", proc.procedure_description or proc.modality),
         ("When", proc.scheduled_start.strftime("%A %d %B %Y, %H:%M")),
         ("Where", where),
-        ("Referred by", person_name(proc.referring_physician)),
+        ("Referred by", readable_name(proc.referring_physician)),
     ]
     for label, value in rows:
         pdf.setFont(regular, 10)

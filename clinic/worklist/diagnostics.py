@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.db import transaction
-from clinic.models import WorklistQueryLog
+from clinic.store.db import transaction
+from clinic.store.models import WorklistQueryLog
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from pydicom.tag import Tag
 from sqlalchemy import ColumnElement, Select, and_, false, select
 from sqlalchemy.orm import InstrumentedAttribute, contains_eager
 
-from clinic.models import ACTIVE_STATUSES, Patient, Procedure, ProcedureStatus, Station
-from clinic.names import fold, fold_ascii, trim_name
-from clinic.received import first_undecodable
+from clinic.dicom.decoding import first_undecodable
+from clinic.domain.names import fold, fold_ascii, trim_name
+from clinic.store.models import ACTIVE_STATUSES, Patient, Procedure, ProcedureStatus, Station
 
 SPS_SEQUENCE = "ScheduledProcedureStepSequence"
 SPS_DATE = "ScheduledProcedureStepStartDate"

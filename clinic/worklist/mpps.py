@@ -2,7 +2,7 @@
 
 The handlers check what the standard requires of each request and answer its
 failure status (changing nothing) when a check fails; the accepted report goes to
-:class:`clinic.performed.PerformedSteps`, which links and moves the bookings.
+:class:`clinic.domain.performed.PerformedSteps`, which links and moves the bookings.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pynetdicom import evt
 from pynetdicom.dimse_primitives import N_CREATE, N_SET
 from pynetdicom.events import EventHandlerType
 
-from clinic import vr
-from clinic.performed import (
+from clinic.dicom.decoding import first_undecodable
+from clinic.domain import vr
+from clinic.domain.performed import (
     FINAL_STATUSES,
     DuplicateStep,
     PerformedSteps,
@@ -28,7 +29,6 @@ from clinic.performed import (
     StepReport,
     UnknownStep,
 )
-from clinic.received import first_undecodable
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from unidecode import unidecode
 
 from clinic.config import Settings
-from clinic.models import Station, utcnow
-from clinic.netutil import failure_status
+from clinic.dicom.status import failure_status
+from clinic.store.models import Station, utcnow
 from clinic.worklist.answers import AnswerPlan, PendingStream, reference_encode
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
 from clinic.worklist.matching import (

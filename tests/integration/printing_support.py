@@ -21,8 +21,8 @@ from pynetdicom import AE, evt
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.models import PrintJob
 from clinic.printing import session as s
+from clinic.store.models import PrintJob
 from tests.conftest import require_tool
 
 FILM_SESSION = s.FILM_SESSION

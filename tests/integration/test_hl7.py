@@ -25,10 +25,10 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 from sqlalchemy import func, select
 
-from clinic.catalog import Catalog
+from clinic.domain.catalog import Catalog
 from clinic.hl7.mllp import MllpListener
-from clinic.models import AuditEntry, Hl7Message, Patient, Procedure, Station
 from clinic.server import ClinicServer
+from clinic.store.models import AuditEntry, Hl7Message, Patient, Procedure, Station
 
 DEADLINE = 10.0  # seconds any one answer may take
 START, END = b"\x0b", b"\x1c\r"

@@ -16,9 +16,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from sqlalchemy import func, select
 
-from clinic.models import AuditEntry, PerformedStep, Procedure
-from clinic.performed import PerformedSteps
+from clinic.domain.performed import PerformedSteps
 from clinic.server import ClinicServer
+from clinic.store.models import AuditEntry, PerformedStep, Procedure
 
 BOOKING = {
     "patient_id": "MP1",

@@ -1,4 +1,4 @@
-"""A film printed by a station is filed with the patient of its exam (clinic.print_links).
+"""A film printed by a station is filed with the patient of its exam (clinic.domain.print_links).
 
 Real listeners on port 0: MPPS from a pynetdicom SCU to the worklist port, then a
 pynetdicom print SCU with the station's AE title as calling AE title.
@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from clinic.cli import main
 from clinic.config import Settings
-from clinic.models import AuditEntry, PrintJob
-from clinic.print_links import PrintLinks
+from clinic.domain.print_links import PrintLinks
 from clinic.server import ClinicServer
+from clinic.store.models import AuditEntry, PrintJob
 from tests.conftest import require_tool
 from tests.integration.printing_support import (
     FILM_BOX,

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
-from clinic.models import PrintJob
 from clinic.printing import session as s
 from clinic.printing.layout import Rect, film_dimensions, image_boxes, parse_display_format
 from clinic.printing.render import HEADER_MM
+from clinic.store.models import PrintJob
 from tests.integration.printing_support import (
     FILM_BOX,
     PrintScu,
@@ -49,7 +49,7 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(
     finally:
         serve.kill()
 
-    engine = create_engine(database_url or f"sqlite:///{data_dir / 'clinic.db'}")
+    engine = create_engine(database_url or f"sqlite:///{data_dir / 'clinic.store.db'}")
     factory = sessionmaker(engine)
     try:
         with factory() as session:

@@ -11,8 +11,8 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from clinic import reactors
-from clinic.reactors import TIMER_CHECK_S, WakingAssociation, WakingDUL, WakingQueue
+from clinic.dicom import reactors
+from clinic.dicom.reactors import TIMER_CHECK_S, WakingAssociation, WakingDUL, WakingQueue
 from clinic.server import ClinicServer
 
 

@@ -26,7 +26,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from clinic.migrate import alembic_config
+from clinic.store.migrate import alembic_config
 from tests.conftest import require_tool
 
 LISTENING = re.compile(
@@ -239,7 +239,7 @@ def test_open_association_finishes_before_exit(service: Service) -> None:
 
 
 def test_fresh_data_dir_gets_a_migrated_database(service: Service, tmp_path: Path) -> None:
-    database = tmp_path / "fresh" / "data" / "clinic.db"
+    database = tmp_path / "fresh" / "data" / "clinic.store.db"
     assert database.is_file()
     with sqlite3.connect(database) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

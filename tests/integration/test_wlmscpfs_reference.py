@@ -30,7 +30,7 @@ How the example entries become bookings (``booking_from``):
 * The start time keeps its seconds (``085607`` -> ``08:56:07``) so time ranges
   compare at full precision.
 * No example value fails clinic's value representation checks
-  (``clinic.scheduling.clean_procedure``); a test below asserts that.
+  (``clinic.domain.bookings.clean_procedure``); a test below asserts that.
 
 Where the two differ, an explicit test states each server's behaviour and the
 PS3.4 rule clinic follows: later values of a multi-valued station AE title; case-
@@ -65,9 +65,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from clinic.models import Station
-from clinic.scheduling import clean_procedure
+from clinic.domain.bookings import clean_procedure
 from clinic.server import ClinicServer
+from clinic.store.models import Station
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.dcmtk

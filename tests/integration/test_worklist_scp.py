@@ -33,9 +33,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from sqlalchemy import select, update
 
 from clinic.config import Settings
-from clinic.models import Station, WorklistQueryLog
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
+from clinic.store.models import Station, WorklistQueryLog
 from clinic.worklist import scp as worklist_scp
 
 TODAY = dt.date.today()

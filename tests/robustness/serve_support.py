@@ -15,9 +15,9 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from clinic.accounts import Accounts
-from clinic.db import make_engine, make_session_factory
-from clinic.migrate import upgrade
+from clinic.domain.accounts import Accounts
+from clinic.store.db import make_engine, make_session_factory
+from clinic.store.migrate import upgrade
 from tests.integration.printing_support import ServeProcess, wait_for
 
 _PORT = {

@@ -212,7 +212,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         assert any(p.acknowledged for p in printers), serve.log()
 
     # The service's own database: the SQLite file, or the test's PostgreSQL database.
-    url = os.environ.get("CLINIC_DATABASE_URL") or f"sqlite:///{data_dir / 'clinic.db'}"
+    url = os.environ.get("CLINIC_DATABASE_URL") or f"sqlite:///{data_dir / 'clinic.store.db'}"
     engine = create_engine(url)
     with engine.connect() as database:
         if url.startswith("sqlite"):

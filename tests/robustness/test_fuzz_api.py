@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from clinic.accounts import Accounts
 from clinic.config import Settings
-from clinic.scheduling import Scheduler
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import Scheduler
 from clinic.web import create_app
 from tests.robustness.dicom_bytes import fuzz_settings
 from tests.robustness.test_fuzz_import import GOOD, counts, rows

@@ -18,11 +18,11 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from clinic.catalog import Catalog
+from clinic.domain.bookings import Scheduler
+from clinic.domain.catalog import Catalog
 from clinic.hl7.intake import OrderIntake
-from clinic.models import AuditEntry, Hl7Message, Patient, Procedure, Station
-from clinic.scheduling import Scheduler
 from clinic.server import ClinicServer
+from clinic.store.models import AuditEntry, Hl7Message, Patient, Procedure, Station
 from tests.integration.test_hl7 import (
     ZDS,
     MllpClient,

@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from clinic.cli import main, read_rows
-from clinic.models import AuditEntry, Patient, Procedure
-from clinic.scheduling import (
+from clinic.domain.bookings import (
     READ_ONLY_FIELDS,
     WRITABLE_FIELDS,
     Scheduler,
     ValidationError,
     clean_procedure,
 )
+from clinic.store.models import AuditEntry, Patient, Procedure
 from tests.robustness.dicom_bytes import fuzz_settings
 
 FUZZ = fuzz_settings(150)

@@ -19,9 +19,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
-from clinic.models import AuditEntry, PerformedStep, Procedure
-from clinic.performed import PerformedSteps
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
+from clinic.domain.performed import PerformedSteps
+from clinic.store.models import AuditEntry, PerformedStep, Procedure
 from clinic.worklist.mpps import MPPS_SOP_CLASS, MppsService
 from tests.robustness.dicom_bytes import (
     VRS,

@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from clinic.config import Settings
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
 from clinic.worklist.answers import SYNTAXES, AnswerPlan, reference_encode
 from clinic.worklist.matching import (

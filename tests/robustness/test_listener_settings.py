@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clinic.config import ConfigError, Settings, load_settings
-from clinic.netguard import ListenerPolicy, parse_hosts, policy_from_settings
+from clinic.dicom.listener import ListenerPolicy, parse_hosts, policy_from_settings
 from tests.robustness.guard_support import make_pki
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from clinic.catalog import Catalog
+from clinic.domain.bookings import Scheduler, ValidationError
+from clinic.domain.catalog import Catalog
 from clinic.hl7.intake import OrderIntake
-from clinic.models import Procedure
-from clinic.scheduling import Scheduler, ValidationError
+from clinic.store.models import Procedure
 from tests.integration.test_hl7 import ZDS, ack_code, message, msh, new_order, obr, orc, pid
 
 BOOKING = {

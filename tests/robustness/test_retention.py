@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from clinic.cli import main
 from clinic.config import Settings
-from clinic.models import AuditEntry, PrintJob, utcnow
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
+from clinic.store.models import AuditEntry, PrintJob, utcnow
 from tests.integration.printing_support import wait_for
 
 OLD = dt.timedelta(days=45)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from clinic.db import make_engine, make_session_factory
-from clinic.models import PrintJob
+from clinic.store.db import make_engine, make_session_factory
+from clinic.store.models import PrintJob
 from tests.conftest import postgresql_only
 from tests.integration.printing_support import FILM_BOX, PrintScu, gray_image, wait_for
 from tests.robustness.serve_support import (

@@ -29,12 +29,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from sqlalchemy import delete, select, text, update
 
-from clinic.accounts import Accounts
 from clinic.config import Settings
-from clinic.models import AuditEntry, AuditLogIsAppendOnly
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import Scheduler
 from clinic.printing.render import FilmSpec, ImageSpec, PageOptions, render_pdf
-from clinic.scheduling import Scheduler
 from clinic.server import ClinicServer
+from clinic.store.models import AuditEntry, AuditLogIsAppendOnly
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
 from clinic.web.slip import appointment_slip
@@ -321,7 +321,7 @@ def test_audit_log_is_append_only(scheduler: Scheduler, settings: Settings) -> N
             session.execute(text("DELETE FROM audit_log"))
     # And for another program on the same file (SQLite; on PostgreSQL the trigger above).
     if not settings.database_url:
-        connection = sqlite3.connect(settings.data_dir / "clinic.db")
+        connection = sqlite3.connect(settings.data_dir / "clinic.store.db")
         try:
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 connection.execute("UPDATE audit_log SET actor = 'x'")

@@ -22,7 +22,7 @@ from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import decode
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from clinic.models import ProcedureStatus
+from clinic.store.models import ProcedureStatus
 from clinic.worklist.answers import (
     SYNTAXES,
     AnswerPlan,

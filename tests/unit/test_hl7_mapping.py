@@ -11,15 +11,15 @@ import hl7
 import pytest
 
 from clinic.hl7.ack import build_ack
-from clinic.hl7.orm import (
+from clinic.hl7.orders import (
     Location,
     MessageError,
     Order,
     Problem,
+    dicom_person_name,
     hl7_datetime,
     parse_message,
     peek_header,
-    person_name,
     problems_for,
     read_order,
 )
@@ -272,9 +272,9 @@ def test_datetime_forms() -> None:
 
 
 def test_person_name_drops_trailing_empty_components() -> None:
-    assert person_name("Doe", "", "", "", "") == "Doe"
-    assert person_name("Doe", "Jo", "", "Dr", "") == "Doe^Jo^^Dr"
-    assert person_name("A^B", "C=D") == "A B^C D"
+    assert dicom_person_name("Doe", "", "", "", "") == "Doe"
+    assert dicom_person_name("Doe", "Jo", "", "Dr", "") == "Doe^Jo^^Dr"
+    assert dicom_person_name("A^B", "C=D") == "A B^C D"
 
 
 # -- header and decoding -----------------------------------------------------------------

@@ -23,11 +23,11 @@ from pydicom.sequence import Sequence as DicomSequence
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.db import make_engine, make_session_factory
-from clinic.migrate import upgrade
-from clinic.models import Procedure, ProcedureStatus, Station
-from clinic.names import fold, fold_ascii, trim_name
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
+from clinic.domain.names import fold, fold_ascii, trim_name
+from clinic.store.db import make_engine, make_session_factory
+from clinic.store.migrate import upgrade
+from clinic.store.models import Procedure, ProcedureStatus, Station
 from clinic.worklist.matching import (
     DEFAULT_SPS_RETURN,
     STATUS_IDENTIFIER_MISMATCH,
@@ -139,7 +139,7 @@ def _store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Engi
         if ON_POSTGRESQL:
             url = stack.enter_context(fresh_postgresql_database())
         else:
-            url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'clinic.db'}"
+            url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'clinic.store.db'}"
         eng = make_engine(url)
         upgrade(eng)
         try:

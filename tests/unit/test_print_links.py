@@ -1,17 +1,17 @@
-"""The linking rule of clinic.print_links on the store, without listeners."""
+"""The linking rule of clinic.domain.print_links on the store, without listeners."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from clinic.print_links import (
+from clinic.domain.bookings import Scheduler
+from clinic.domain.print_links import (
     RULE_IN_PROGRESS,
     RULE_ONLY_BOOKING,
     booking_for_station,
     pdf_stem,
     safe_part,
 )
-from clinic.scheduling import Scheduler
 
 NOW = dt.datetime(2026, 11, 26, 10, 0)
 

@@ -11,9 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DatabaseError
 
-from clinic.db import transaction
-from clinic.models import AuditEntry, AuditLogIsAppendOnly, Patient, Procedure, Station
-from clinic.scheduling import (
+from clinic.domain.bookings import (
     REQUIRED_FIELDS,
     NotFound,
     Scheduler,
@@ -22,6 +20,8 @@ from clinic.scheduling import (
     clean_procedure,
     procedure_to_dict,
 )
+from clinic.store.db import transaction
+from clinic.store.models import AuditEntry, AuditLogIsAppendOnly, Patient, Procedure, Station
 
 BASE: dict[str, Any] = {
     "patient_id": "P1",
@@ -566,7 +566,7 @@ def test_list_procedures_by_day(scheduler: Scheduler) -> None:
 
 def test_station_created_by_a_concurrent_booking(scheduler: Scheduler) -> None:
     """Two first bookings for one new station at once: the second uses the first's row."""
-    from clinic.scheduling import _Lookups
+    from clinic.domain.bookings import _Lookups
 
     booking = {
         "patient_id": "RACE1",

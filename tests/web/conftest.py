@@ -11,10 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from clinic.accounts import Accounts
 from clinic.config import Settings
-from clinic.models import AuditEntry
-from clinic.scheduling import Scheduler
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import Scheduler
+from clinic.store.models import AuditEntry
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
 

@@ -10,12 +10,12 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.accounts import Accounts
-from clinic.catalog import Catalog
 from clinic.config import Settings
-from clinic.db import transaction
-from clinic.models import WorklistQueryLog
-from clinic.scheduling import Scheduler
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import Scheduler
+from clinic.domain.catalog import Catalog
+from clinic.store.db import transaction
+from clinic.store.models import WorklistQueryLog
 from clinic.web import create_app
 from tests.web.conftest import BOOKING, PASSWORD, csrf_token, login, post_form
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from clinic.accounts import Accounts
-from clinic.models import PrintJob
-from clinic.print_jobs import job_to_dict
-from clinic.scheduling import Scheduler
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import Scheduler
+from clinic.domain.print_jobs import job_to_dict
+from clinic.store.models import PrintJob
 from tests.web.conftest import BOOKING
 
 

@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from clinic.accounts import Accounts
 from clinic.config import Settings
-from clinic.scheduling import Scheduler, ValidationError
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import Scheduler, ValidationError
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle, load_secret_key
 from tests.web.conftest import PASSWORD, csrf_token, login, post_form

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clinic.accounts import Accounts
 from clinic.cli import main
 from clinic.config import Settings
-from clinic.db import make_engine, make_session_factory
-from clinic.migrate import upgrade
-from clinic.scheduling import Scheduler
+from clinic.domain.accounts import Accounts
+from clinic.domain.bookings import Scheduler
+from clinic.store.db import make_engine, make_session_factory
+from clinic.store.migrate import upgrade
 from clinic.web import create_app
 
 

@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 from flask.testing import FlaskClient
 
-from clinic import patients
-from clinic.catalog import Catalog, clean_catalog_entry, clean_station
-from clinic.scheduling import Scheduler, ValidationError
+from clinic.domain import patients
+from clinic.domain.bookings import Scheduler, ValidationError
+from clinic.domain.catalog import Catalog, clean_catalog_entry, clean_station
+from clinic.web.display import readable_name
 from clinic.web.frontdesk import person_name_from_input
-from clinic.web.names import person_name
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_station_checks(scheduler: Scheduler) -> None:
 )
 def test_person_names(typed: str, stored: str, shown: str) -> None:
     assert person_name_from_input(typed) == stored
-    assert person_name(stored) == shown
+    assert readable_name(stored) == shown
 
 
 def test_healthz(client: FlaskClient) -> None:

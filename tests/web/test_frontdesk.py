@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from clinic.catalog import Catalog
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
+from clinic.domain.catalog import Catalog
 from tests.web.conftest import BOOKING, post_form
 
 TODAY = dt.date.today()

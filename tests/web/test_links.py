@@ -11,10 +11,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from clinic.config import Settings
-from clinic.db import transaction
-from clinic.models import AuditEntry, PrintJob
-from clinic.performed import PerformedSteps, StepReference, StepReport
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
+from clinic.domain.performed import PerformedSteps, StepReference, StepReport
+from clinic.store.db import transaction
+from clinic.store.models import AuditEntry, PrintJob
 from clinic.web import create_app
 from tests.web.conftest import login, post_form
 

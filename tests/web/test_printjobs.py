@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from reportlab.pdfgen import canvas
 
 from clinic.config import Settings
-from clinic.db import transaction
-from clinic.models import PrintJob
-from clinic.scheduling import Scheduler
+from clinic.domain.bookings import Scheduler
+from clinic.store.db import transaction
+from clinic.store.models import PrintJob
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
 from tests.web.conftest import csrf_token, login, post_form

@@ -1,0 +1,1 @@
+"""Where the domain keeps its records: SQLAlchemy models, engines, migrations, backups."""
