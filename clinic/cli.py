@@ -17,7 +17,9 @@ import click
 from tqdm import tqdm
 
 from clinic.config import ConfigError, Settings, load_settings
-from clinic.domain.bookings import Scheduler, ValidationError, procedure_to_dict
+from clinic.domain.bookings import Scheduler
+from clinic.domain.errors import NotFound, ValidationError
+from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.store import migrate
 from clinic.store.db import make_engine, make_session_factory
@@ -242,12 +244,10 @@ def users() -> None:
 @click.pass_context
 def users_create(ctx: click.Context, name: str, role: str) -> None:
     """Create user NAME; the password is read from standard input."""
-    from clinic.domain.bookings import ValidationError as InvalidInput
-
     password = _read_password()
     try:
         _accounts(_settings(ctx)).create_user(name, role, password, actor="cli")
-    except InvalidInput as exc:
+    except ValidationError as exc:
         for field_name, message in exc.errors.items():
             click.echo(f"error: {field_name} {message}", err=True)
         ctx.exit(1)
@@ -264,11 +264,9 @@ def tokens() -> None:
 @click.pass_context
 def tokens_create(ctx: click.Context, name: str) -> None:
     """Create an API token for user NAME and print it on the last line (shown once)."""
-    from clinic.domain.bookings import NotFound as NoSuchUser
-
     try:
         token = _accounts(_settings(ctx)).create_token(name, actor="cli")
-    except NoSuchUser:
+    except NotFound:
         click.echo(f"error: there is no user called {name}", err=True)
         ctx.exit(1)
     click.echo(f"API token for {name} (shown only once; send it as Authorization: Bearer TOKEN):")

@@ -1,16 +1,14 @@
-"""The domain: book, update, cancel and move bookings through their life cycle.
+"""The booking service: book, update, cancel and move bookings through their life cycle.
 
 Every door (worklist, web, REST API, import, HL7) goes through :class:`Scheduler`;
-it validates by DICOM value representation, generates missing identifiers, keeps
-patients and stations in step with the bookings and audits every change. It knows
-nothing of Flask or of the DICOM network.
+it validates with the field table of :mod:`clinic.domain.fields`, generates missing
+identifiers, keeps patients and stations in step with the bookings and audits every
+change (:mod:`clinic.domain.audit`). It knows nothing of Flask or of the DICOM network.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,43 +18,13 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain import identifiers, vr
+from clinic.domain import identifiers
+from clinic.domain.audit import audit
+from clinic.domain.errors import NotFound, TransitionError, ValidationError
+from clinic.domain.fields import clean_procedure
 from clinic.domain.names import name_keys
 from clinic.store.db import transaction
-from clinic.store.models import (
-    AuditEntry,
-    Patient,
-    Procedure,
-    ProcedureStatus,
-    Station,
-)
-
-#: Fields a caller may write (import files, REST API, web forms).
-WRITABLE_FIELDS = (
-    "patient_id",
-    "patient_name",
-    "patient_birth_date",
-    "patient_sex",
-    "accession_number",
-    "modality",
-    "station_ae_title",
-    "scheduled_start",
-    "procedure_description",
-    "referring_physician",
-    "requested_procedure_id",
-    "step_id",
-    "study_instance_uid",
-    "performing_physician",
-    "priority",
-    "notes",
-    "placer_order_number",
-    "filler_order_number",
-)
-#: Fields that are only ever read back; ignored when they come in.
-READ_ONLY_FIELDS = ("id", "status")
-REQUIRED_FIELDS = ("patient_id", "patient_name", "modality", "scheduled_start")
-PRIORITIES = ("STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW")
-SEXES = ("M", "F", "O")
+from clinic.store.models import Patient, Procedure, ProcedureStatus, Station
 
 #: Allowed status transitions.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -74,225 +42,12 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 _CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
 
 
-class ValidationError(Exception):
-    """Input that cannot be accepted: ``errors`` maps each field to its problem.
-
-    Parameters
-    ----------
-    errors : dict
-        Field name to a message in plain words.
-    row : int, optional
-        The 1-based row of an import file the errors belong to.
-    """
-
-    def __init__(self, errors: Mapping[str, str], row: int | None = None) -> None:
-        self.errors = dict(errors)
-        self.row = row
-        where = f"row {row}: " if row is not None else ""
-        super().__init__(where + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
-
-
-class NotFound(Exception):
-    """No booking has the given id."""
-
-
-class TransitionError(Exception):
-    """The booking's status does not allow the requested change."""
-
-
 @dataclass(frozen=True)
 class ImportResult:
     """How many bookings an import created and updated."""
 
     created: int
     updated: int
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, bool | int | float):
-        return str(value)
-    raise TypeError
-
-
-def clean_procedure(raw: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-    """Validate one booking's fields and return them in typed, normalised form.
-
-    Parameters
-    ----------
-    raw : Mapping
-        Field name to value, as read from JSON, CSV or a form. Empty values count
-        as absent. ``id`` and ``status`` are ignored.
-    partial : bool
-        When true (an update), required fields may be absent.
-
-    Returns
-    -------
-    dict
-        Only the fields present, converted: dates to :class:`datetime.date`,
-        ``scheduled_start`` to :class:`datetime.datetime`, codes upper-cased.
-
-    Raises
-    ------
-    ValidationError
-        Naming every offending field.
-    """
-    errors: dict[str, str] = {}
-    cleaned: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in READ_ONLY_FIELDS:
-            continue
-        if key not in WRITABLE_FIELDS:
-            errors[str(key)] = "is not a known field"
-            continue
-        try:
-            text = _text(value)
-        except TypeError:
-            errors[key] = "must be text"
-            continue
-        if _SURROGATE.search(text):  # a JSON "\ud800" escape: no store can encode it
-            errors[key] = "is not valid Unicode text"
-            continue
-        if "\x00" in text:  # PostgreSQL text cannot hold it, and no field needs it
-            errors[key] = "must not contain the NUL control character"
-            continue
-        if text == "" and not (partial and key in _CLEARABLE):
-            continue
-        problem = _check_field(key, text, cleaned)
-        if problem:
-            errors[key] = problem
-    if not partial:
-        for key in REQUIRED_FIELDS:
-            if key not in cleaned and key not in errors:
-                errors[key] = "is required"
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
-
-
-# Optional text fields an update may set back to empty.
-_CLEARABLE = (
-    "patient_birth_date",
-    "patient_sex",
-    "procedure_description",
-    "referring_physician",
-    "performing_physician",
-    "priority",
-    "notes",
-)
-
-
-def _check_field(key: str, text: str, cleaned: dict[str, Any]) -> str | None:
-    """Check one field; on success store its typed value in ``cleaned``."""
-    problem: str | None = None
-    value: Any = text
-    if key in ("patient_name", "referring_physician", "performing_physician"):
-        problem = vr.check_pn(text)
-        if not problem and key == "patient_name" and not text.strip("^= "):
-            problem = "must not be empty"
-    elif key in (
-        "patient_id",
-        "procedure_description",
-        "placer_order_number",
-        "filler_order_number",
-    ):
-        problem = vr.check_lo(text)
-    elif key in ("accession_number", "requested_procedure_id", "step_id"):
-        problem = vr.check_sh(text)
-    elif key == "station_ae_title":
-        problem = vr.check_ae(text)
-        value = text.strip()
-    elif key == "modality":
-        value = text.upper()
-        problem = vr.check_cs(value) or (None if value else "must not be empty")
-    elif key == "patient_sex":
-        value = text.upper()
-        if value and value not in SEXES:
-            problem = "must be M, F or O"
-    elif key == "priority":
-        value = text.upper()
-        if value and value not in PRIORITIES:
-            problem = f"must be one of {', '.join(PRIORITIES)}"
-    elif key == "study_instance_uid":
-        problem = vr.check_uid(text)
-    elif key == "patient_birth_date":
-        if text:
-            try:
-                value = vr.parse_date(text)
-            except ValueError as exc:
-                problem = str(exc)
-            else:
-                if value > dt.date.today():
-                    problem = "must not be in the future"
-        else:
-            value = None
-    elif key == "scheduled_start":
-        try:
-            value = vr.parse_local_datetime(text)
-        except ValueError as exc:
-            problem = str(exc)
-    elif key == "notes":
-        problem = "must be at most 10240 characters" if len(text) > 10240 else None
-    if problem is None:
-        cleaned[key] = value
-    return problem
-
-
-def procedure_to_dict(proc: Procedure) -> dict[str, Any]:
-    """Return a booking as the outside contract's JSON fields."""
-    patient = proc.patient
-    return {
-        "id": proc.id,
-        "status": proc.status,
-        "patient_id": patient.patient_id,
-        "patient_name": patient.name,
-        "patient_birth_date": patient.birth_date.isoformat() if patient.birth_date else "",
-        "patient_sex": patient.sex,
-        "accession_number": proc.accession_number,
-        "modality": proc.modality,
-        "station_ae_title": proc.station_ae_title,
-        "scheduled_start": proc.scheduled_start.strftime("%Y-%m-%dT%H:%M"),
-        "procedure_description": proc.procedure_description,
-        "referring_physician": proc.referring_physician,
-        "requested_procedure_id": proc.requested_procedure_id,
-        "step_id": proc.step_id,
-        "study_instance_uid": proc.study_instance_uid,
-        "performing_physician": proc.performing_physician,
-        "priority": proc.priority,
-        "notes": proc.notes,
-        "cancel_reason": proc.cancel_reason,
-        "placer_order_number": proc.placer_order_number,
-        "filler_order_number": proc.filler_order_number,
-    }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%dT%H:%M")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def audit(
-    session: Session, actor: str, action: str, entity: str, entity_id: object, detail: Any
-) -> None:
-    """Append one row to the audit log in the caller's transaction."""
-    session.add(
-        AuditEntry(
-            actor=actor[:64],
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id),
-            detail=json.dumps(detail, default=_json_value, ensure_ascii=False, sort_keys=True),
-        )
-    )
 
 
 def transition(

@@ -15,8 +15,9 @@ from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain.bookings import Scheduler, TransitionError, ValidationError
+from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
+from clinic.domain.errors import TransitionError, ValidationError
 from clinic.hl7 import orders as orm
 from clinic.hl7.ack import build_ack
 from clinic.hl7.orders import Header, Location, MessageError, Order, Problem

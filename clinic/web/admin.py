@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain.accounts import Accounts
-from clinic.domain.bookings import NotFound, ValidationError
 from clinic.domain.catalog import Catalog
+from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.vr import parse_date
 from clinic.store.models import AuditEntry, WorklistQueryLog
 from clinic.web.forms import (

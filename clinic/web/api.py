@@ -14,13 +14,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 
-from clinic.domain.bookings import (
-    NotFound,
-    Scheduler,
-    TransitionError,
-    ValidationError,
-    procedure_to_dict,
-)
+from clinic.domain.bookings import Scheduler
+from clinic.domain.errors import NotFound, TransitionError, ValidationError
+from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
 

@@ -22,8 +22,9 @@ from flask import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patients as patient_search
-from clinic.domain.bookings import NotFound, Scheduler, TransitionError, ValidationError
+from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
+from clinic.domain.errors import NotFound, TransitionError, ValidationError
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
 from clinic.domain.vr import parse_date

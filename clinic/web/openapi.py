@@ -5,42 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from clinic import __version__
+from clinic.domain.fields import procedure_schema
 from clinic.store.models import PrintJobStatus
 
 _TEXT = {"type": "string"}
-
-
-def _procedure_schema() -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "id": {"type": "integer", "readOnly": True},
-        "status": {
-            "type": "string",
-            "readOnly": True,
-            "enum": ["SCHEDULED", "IN_PROGRESS", "COMPLETED", "DISCONTINUED", "CANCELLED"],
-        },
-        "patient_id": {"type": "string", "maxLength": 64},
-        "patient_name": {"type": "string", "description": "DICOM PN: FAMILY^GIVEN"},
-        "patient_birth_date": {"type": "string", "format": "date"},
-        "patient_sex": {"type": "string", "enum": ["M", "F", "O", ""]},
-        "accession_number": {"type": "string", "maxLength": 16},
-        "modality": {"type": "string", "maxLength": 16, "examples": ["CR", "IO", "PX", "US"]},
-        "station_ae_title": {"type": "string", "maxLength": 16},
-        "scheduled_start": {
-            "type": "string",
-            "description": "local time, YYYY-MM-DDTHH:MM",
-            "examples": ["2026-11-26T09:30"],
-        },
-        "procedure_description": {"type": "string", "maxLength": 64},
-        "referring_physician": {"type": "string"},
-        "requested_procedure_id": {"type": "string", "maxLength": 16},
-        "step_id": {"type": "string", "maxLength": 16},
-        "study_instance_uid": {"type": "string", "maxLength": 64},
-        "performing_physician": _TEXT,
-        "priority": {"type": "string", "enum": ["STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW", ""]},
-        "notes": _TEXT,
-        "cancel_reason": {"type": "string", "readOnly": True},
-    }
-    return {"type": "object", "properties": props}
 
 
 def _print_job_schema() -> dict[str, Any]:
@@ -92,7 +60,7 @@ def openapi_document() -> dict[str, Any]:
                 "session": {"type": "apiKey", "in": "cookie", "name": "clinic_session"},
             },
             "schemas": {
-                "Procedure": _procedure_schema(),
+                "Procedure": procedure_schema(),
                 "PrintJob": _print_job_schema(),
                 "Error": {
                     "type": "object",

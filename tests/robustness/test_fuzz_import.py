@@ -20,13 +20,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from clinic.cli import main, read_rows
-from clinic.domain.bookings import (
-    READ_ONLY_FIELDS,
-    WRITABLE_FIELDS,
-    Scheduler,
-    ValidationError,
-    clean_procedure,
-)
+from clinic.domain.bookings import Scheduler
+from clinic.domain.errors import ValidationError
+from clinic.domain.fields import READ_ONLY_FIELDS, WRITABLE_FIELDS, clean_procedure
 from clinic.store.models import AuditEntry, Patient, Procedure
 from tests.robustness.dicom_bytes import fuzz_settings
 

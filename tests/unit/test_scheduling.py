@@ -11,15 +11,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DatabaseError
 
-from clinic.domain.bookings import (
-    REQUIRED_FIELDS,
-    NotFound,
-    Scheduler,
-    TransitionError,
-    ValidationError,
-    clean_procedure,
-    procedure_to_dict,
-)
+from clinic.domain.bookings import Scheduler
+from clinic.domain.errors import NotFound, TransitionError, ValidationError
+from clinic.domain.fields import REQUIRED_FIELDS, clean_procedure, procedure_to_dict
 from clinic.store.db import transaction
 from clinic.store.models import AuditEntry, AuditLogIsAppendOnly, Patient, Procedure, Station
 

@@ -8,8 +8,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from clinic.domain import patients
-from clinic.domain.bookings import Scheduler, ValidationError
+from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog, clean_catalog_entry, clean_station
+from clinic.domain.errors import ValidationError
 from clinic.web.display import readable_name
 from clinic.web.frontdesk import person_name_from_input
 

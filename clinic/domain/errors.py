@@ -1,0 +1,35 @@
+"""The exceptions the domain raises; every door turns them into its own answer.
+
+A door maps them once: the REST API to 404/409/422, the web pages to messages beside
+the fields, HL7 to ``AE`` with ERR segments, the command line to exit status 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ValidationError(Exception):
+    """Input that cannot be accepted: ``errors`` maps each field to its problem.
+
+    Parameters
+    ----------
+    errors : Mapping
+        Field name to a message in plain words.
+    row : int, optional
+        The 1-based row of an import file the errors belong to.
+    """
+
+    def __init__(self, errors: Mapping[str, str], row: int | None = None) -> None:
+        self.errors = dict(errors)
+        self.row = row
+        where = f"row {row}: " if row is not None else ""
+        super().__init__(where + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+class NotFound(Exception):
+    """No record (booking, user, catalog entry, print job...) has the given key."""
+
+
+class TransitionError(Exception):
+    """The booking's status does not allow the requested change."""
