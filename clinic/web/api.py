@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 
 from clinic.domain.bookings import Scheduler
-from clinic.domain.errors import NotFound, TransitionError, ValidationError
+from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
 from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
@@ -52,6 +52,27 @@ def _api_error(exc: ApiError) -> Any:
 @bp.errorhandler(ValidationError)
 def _validation_error(exc: ValidationError) -> Any:
     return _api_error(ApiError(422, "invalid input", exc.errors))
+
+
+@bp.errorhandler(PatientConflict)
+def _patient_conflict(exc: PatientConflict) -> Any:
+    response = jsonify(
+        {
+            "error": "the patient ID is stored with other details; "
+            'send "update_patient": true to change them',
+            "conflicts": exc.conflicts,
+        }
+    )
+    response.status_code = 409
+    return response
+
+
+def _pop_flag(data: dict[str, Any], name: str) -> bool:
+    """Remove the request option ``name`` from a booking body and return it (422 if not bool)."""
+    value = data.pop(name, False)
+    if not isinstance(value, bool):
+        raise ApiError(422, "invalid input", {name: "must be true or false"})
+    return value
 
 
 @bp.errorhandler(TransitionError)
@@ -171,9 +192,14 @@ def list_procedures() -> Response:
 
 @bp.post("/procedures")
 def create_procedure() -> Any:
-    """Book an exam; 201 with the booking (identifiers generated where absent)."""
+    """Book an exam; 201 with the booking (identifiers generated where absent).
+
+    409 with ``conflicts`` when the patient ID is stored with another name, birth
+    date or sex, unless the body says ``"update_patient": true``.
+    """
     data = _json_object()
-    proc = _scheduler().book(data, actor=g.api_actor)
+    update_patient = _pop_flag(data, "update_patient")
+    proc = _scheduler().book(data, actor=g.api_actor, update_patient=update_patient)
     response = jsonify(procedure_to_dict(proc))
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_procedure", procedure_id=proc.id)
@@ -190,7 +216,10 @@ def get_procedure(procedure_id: int) -> Any:
 def update_procedure(procedure_id: int) -> Any:
     """Change some fields of a booking (``id`` and ``status`` are ignored)."""
     data = _json_object()
-    proc = _scheduler().update(procedure_id, data, actor=g.api_actor)
+    update_patient = _pop_flag(data, "update_patient")
+    proc = _scheduler().update(
+        procedure_id, data, actor=g.api_actor, update_patient=update_patient
+    )
     return jsonify(procedure_to_dict(proc))
 
 
