@@ -128,9 +128,7 @@ class BookingForm(FlaskForm):  # type: ignore[misc]
         validators=[Optional(), Length(max=_NOTES_MAX, message="The notes are too long.")],
     )
     confirm_new_patient = BooleanField("This is a new patient, not one of those listed")
-    update_patient = BooleanField(
-        "Change the stored patient's details to the ones typed here (same person, corrected details)"
-    )
+    update_patient = BooleanField("Same person: change the stored details to the ones typed here")
 
 
 class RescheduleForm(FlaskForm):  # type: ignore[misc]

@@ -41,6 +41,10 @@ def openapi_document() -> dict[str, Any]:
     ref = {"$ref": "#/components/schemas/Procedure"}
     err = {"$ref": "#/components/responses/Error"}
     json_body = {"content": {"application/json": {"schema": ref}}}
+    write_body = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BookingWrite"}}}
+    }
+    conflict = {"$ref": "#/components/responses/Conflict"}
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
     return {
         "openapi": "3.1.0",
@@ -62,6 +66,38 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Procedure": procedure_schema(),
                 "PrintJob": _print_job_schema(),
+                "BookingWrite": {
+                    "allOf": [
+                        ref,
+                        {
+                            "type": "object",
+                            "properties": {
+                                "update_patient": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "change the stored name, birth date or sex "
+                                    "of an existing patient_id to the ones sent (audited); "
+                                    "without it such a booking is answered 409",
+                                }
+                            },
+                        },
+                    ]
+                },
+                "Conflict": {
+                    "type": "object",
+                    "properties": {
+                        "error": _TEXT,
+                        "conflicts": {
+                            "type": "object",
+                            "description": "each patient field that differs from the stored "
+                            "patient's",
+                            "additionalProperties": {
+                                "type": "object",
+                                "properties": {"stored": _TEXT, "sent": _TEXT},
+                            },
+                        },
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "properties": {
@@ -71,12 +107,19 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
             "responses": {
+                "Conflict": {
+                    "description": "the patient_id is stored with another name, birth date "
+                    "or sex; nothing was written",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Conflict"}}
+                    },
+                },
                 "Error": {
                     "description": "error; `errors` maps each offending field to its problem",
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                     },
-                }
+                },
             },
         },
         "security": [{"bearer": []}, {"session": []}],
@@ -121,11 +164,12 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Book an exam",
-                    "requestBody": {"required": True, **json_body},
+                    "requestBody": {"required": True, **write_body},
                     "responses": {
                         "201": {"description": "booked", **json_body},
                         "400": err,
                         "401": err,
+                        "409": conflict,
                         "422": err,
                     },
                 },
@@ -139,12 +183,25 @@ def openapi_document() -> dict[str, Any]:
                 "patch": {
                     "summary": "Change some fields of a booking",
                     "parameters": [pid],
-                    "requestBody": {"required": True, **json_body},
+                    "requestBody": {"required": True, **write_body},
                     "responses": {
                         "200": {"description": "changed", **json_body},
                         "400": err,
                         "404": err,
-                        "409": err,
+                        "409": {
+                            "description": "the booking can no longer change (`errors`), or "
+                            "the patient would change (`conflicts`, see Conflict)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/Error"},
+                                            {"$ref": "#/components/schemas/Conflict"},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
                         "422": err,
                     },
                 },

@@ -131,15 +131,16 @@ def test_import_rows_that_disagree_about_one_patient_name_both_rows(
     with pytest.raises(ValidationError) as info:
         scheduler.import_procedures(rows, actor="import")
     assert info.value.row == 3
-    assert info.value.errors == {
-        "patient_birth_date": "differs from row 1 for the same patient_id"
-    }
+    assert info.value.errors == {"patient_birth_date": "differs from row 1 for the same patient_id"}
     assert bookings(scheduler) == 0
 
 
 def test_import_conflicting_with_the_store(scheduler: Scheduler) -> None:
     scheduler.book(row(accession_number="A0"), actor="desk")
-    rows = [row(patient_id="P2", accession_number="A1"), row(accession_number="A2", patient_sex="F")]
+    rows = [
+        row(patient_id="P2", accession_number="A1"),
+        row(accession_number="A2", patient_sex="F"),
+    ]
     with pytest.raises(PatientConflict) as info:
         scheduler.import_procedures(rows, actor="import")
     assert info.value.row == 2
