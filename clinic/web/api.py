@@ -17,6 +17,7 @@ from flask_login import current_user
 from clinic.domain.bookings import Scheduler
 from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
 from clinic.domain.fields import procedure_to_dict
+from clinic.domain.patients import likely_duplicates, merge_patients
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
 
@@ -99,9 +100,11 @@ def authenticate() -> None:
         if user is None:
             raise ApiError(401, "the token is not valid")
         g.api_actor = f"api:{user.name}"
+        g.api_admin = user.role == "admin"
         return
     if current_user.is_authenticated:
         g.api_actor = f"web:{current_user.name}"
+        g.api_admin = bool(getattr(current_user, "is_admin", False))
         return
     raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
 
@@ -217,9 +220,7 @@ def update_procedure(procedure_id: int) -> Any:
     """Change some fields of a booking (``id`` and ``status`` are ignored)."""
     data = _json_object()
     update_patient = _pop_flag(data, "update_patient")
-    proc = _scheduler().update(
-        procedure_id, data, actor=g.api_actor, update_patient=update_patient
-    )
+    proc = _scheduler().update(procedure_id, data, actor=g.api_actor, update_patient=update_patient)
     return jsonify(procedure_to_dict(proc))
 
 
@@ -240,6 +241,62 @@ def cancel_procedure(procedure_id: int) -> Any:
         reason = raw
     proc = _scheduler().cancel(procedure_id, reason, actor=g.api_actor)
     return jsonify(procedure_to_dict(proc))
+
+
+@bp.get("/patients/similar")
+def similar_patients() -> Any:
+    """Stored patients who are probably the person described (before booking a new one).
+
+    ``patient_name`` (DICOM PN) is required, ``patient_birth_date`` (YYYY-MM-DD) optional.
+    """
+    name = request.args.get("patient_name", "").strip()
+    errors: dict[str, str] = {}
+    if not name.strip("^= "):
+        errors["patient_name"] = "is required"
+    born_text = request.args.get("patient_birth_date", "").strip()
+    born = None
+    if born_text:
+        try:
+            born = parse_date(born_text)
+        except ValueError as exc:
+            errors["patient_birth_date"] = str(exc)
+    if errors:
+        raise ApiError(400, "bad query parameter", errors)
+    found = likely_duplicates(_scheduler().session_factory, name, born)
+    return jsonify(
+        [
+            {
+                "patient_id": d.patient_id,
+                "patient_name": d.name,
+                "patient_birth_date": d.birth_date.isoformat() if d.birth_date else "",
+                "patient_sex": d.sex,
+                "reasons": list(d.reasons),
+            }
+            for d in found
+        ]
+    )
+
+
+@bp.post("/patients/<patient_id>/merge")
+def merge_patient(patient_id: str) -> Any:
+    """Merge the patient named in the body (``{"patient_id": ...}``) into ``patient_id``.
+
+    Administrators only (403 otherwise). 200 with the ids of the bookings that moved;
+    404 when either patient is unknown.
+    """
+    if not g.get("api_admin"):
+        raise ApiError(403, "only an administrator may merge patients")
+    data = _json_object()
+    other = data.get("patient_id")
+    unknown = sorted(set(data) - {"patient_id"})
+    errors = {k: "is not a known field" for k in unknown}
+    if not isinstance(other, str) or not other.strip():
+        errors["patient_id"] = "is required: the patient ID to merge into this one"
+    if errors or not isinstance(other, str):
+        raise ApiError(422, "invalid input", errors)
+    merged = other.strip()
+    moved = merge_patients(_scheduler().session_factory, patient_id, merged, g.api_actor)
+    return jsonify({"patient_id": patient_id, "merged_patient_id": merged, "procedures": moved})
 
 
 @bp.get("/openapi.json")

@@ -208,6 +208,21 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
     active = BooleanField("Offered for booking", default=True)
 
 
+class MergeForm(FlaskForm):  # type: ignore[misc]
+    """Merge one patient record into another (administrators)."""
+
+    keep_patient_id = StringField(
+        "Patient ID to keep",
+        validators=[DataRequired("Please enter the patient ID that stays."), Length(max=64)],
+    )
+    merge_patient_id = StringField(
+        "Patient ID to merge into it",
+        validators=[DataRequired("Please enter the patient ID to merge."), Length(max=64)],
+        description="Its bookings, performed steps and print jobs move; the record goes.",
+    )
+    confirm = BooleanField("These two records are the same person: merge them")
+
+
 class TokenForm(FlaskForm):  # type: ignore[misc]
     """Create an API token (no fields but the CSRF token)."""
 

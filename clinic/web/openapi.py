@@ -206,6 +206,109 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/patients/similar": {
+                "get": {
+                    "summary": "Stored patients who are probably this person (likely duplicates)",
+                    "description": "Names match however they are written (accents, umlauts "
+                    "spelt out, ß, case), also with given and family names swapped; birth "
+                    "dates exactly, with day and month swapped, or one digit off.",
+                    "parameters": [
+                        {
+                            "name": "patient_name",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "DICOM PN: FAMILY^GIVEN",
+                        },
+                        {
+                            "name": "patient_birth_date",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the likely duplicates, each with its reasons",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "patient_id": _TEXT,
+                                                "patient_name": _TEXT,
+                                                "patient_birth_date": _TEXT,
+                                                "patient_sex": _TEXT,
+                                                "reasons": {"type": "array", "items": _TEXT},
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": err,
+                        "401": err,
+                    },
+                }
+            },
+            "/api/patients/{patient_id}/merge": {
+                "post": {
+                    "summary": "Merge another patient record into this one (administrators)",
+                    "description": "The other record's bookings (with their performed steps "
+                    "and print jobs) move to this patient; the other record is removed and "
+                    "its details stay in the audit log.",
+                    "parameters": [
+                        {
+                            "name": "patient_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["patient_id"],
+                                    "properties": {
+                                        "patient_id": {
+                                            **_TEXT,
+                                            "description": "the record to merge into this one",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "merged; `procedures` lists the bookings that moved",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "patient_id": _TEXT,
+                                            "merged_patient_id": _TEXT,
+                                            "procedures": {
+                                                "type": "array",
+                                                "items": {"type": "integer"},
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "401": err,
+                        "403": err,
+                        "404": err,
+                        "422": err,
+                    },
+                }
+            },
             "/api/procedures/{id}/cancel": {
                 "post": {
                     "summary": 'Cancel a booking (optional body: {"reason": ...})',

@@ -101,3 +101,85 @@ def test_form_same_details_books_without_a_question(
     answer = post_form(desk, "/book", "/book", _form(birth_date="1970-05-01"))
     assert answer.status_code == 302
     assert len(scheduler.list_procedures()) == 2
+
+
+def test_similar_patients_api(api: FlaskClient, scheduler: Scheduler) -> None:
+    scheduler.book(BOOKING, actor="t")  # MÜLLER^HANS, 1970-05-01
+    answer = api.get(
+        "/api/patients/similar?patient_name=Mueller^Hans&patient_birth_date=1970-01-05"
+    )
+    assert answer.status_code == 200
+    assert answer.get_json() == [
+        {
+            "patient_id": "P100",
+            "patient_name": "MÜLLER^HANS",
+            "patient_birth_date": "1970-05-01",
+            "patient_sex": "M",
+            "reasons": ["same name, birth date with day and month swapped"],
+        }
+    ]
+    assert api.get("/api/patients/similar?patient_name=Other^Person").get_json() == []
+    bad = api.get("/api/patients/similar?patient_birth_date=1970-13-01")
+    assert bad.status_code == 400
+    assert set(bad.get_json()["errors"]) == {"patient_name", "patient_birth_date"}
+
+
+def test_merge_moves_bookings_keeps_details_in_the_audit_log(
+    admin: FlaskClient, scheduler: Scheduler, audit_rows: Any
+) -> None:
+    scheduler.book(BOOKING, actor="t")
+    twin = scheduler.book(
+        {
+            **BOOKING,
+            "patient_id": "P200",
+            "patient_name": "MUELLER^HANS",
+            "scheduled_start": "2026-11-27T09:30",
+        },
+        actor="t",
+    )
+    page = admin.get("/admin/patients/merge?keep=P100&merge=P200")
+    assert page.status_code == 200
+    shown = post_form(
+        admin,
+        "/admin/patients/merge",
+        "/admin/patients/merge",
+        {"keep_patient_id": "P100", "merge_patient_id": "P200"},
+    )
+    text = shown.get_data(as_text=True)
+    assert "MUELLER, HANS" in text and "MÜLLER, HANS" in text
+    assert scheduler.get(twin.id).patient.patient_id == "P200"  # not merged without confirming
+    done = post_form(
+        admin,
+        "/admin/patients/merge",
+        "/admin/patients/merge",
+        {"keep_patient_id": "P100", "merge_patient_id": "P200", "confirm": "y"},
+    )
+    assert done.status_code == 302
+    assert scheduler.get(twin.id).patient.patient_id == "P100"
+    gone = [a for a in audit_rows("patient") if a.entity_id == "P200" and a.action == "delete"]
+    assert gone and "MUELLER^HANS" in gone[0].detail and gone[0].actor == "web:root"
+
+
+def test_merge_api_is_for_administrators(
+    api: FlaskClient, app: Any, accounts: Any, scheduler: Scheduler
+) -> None:
+    scheduler.book(BOOKING, actor="t")
+    twin = scheduler.book(
+        {**BOOKING, "patient_id": "P200", "scheduled_start": "2026-11-27T09:30"}, actor="t"
+    )
+    assert api.post("/api/patients/P100/merge", json={"patient_id": "P200"}).status_code == 403
+    admin_api = app.test_client()
+    admin_api.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + accounts.create_token(
+        "root", actor="test"
+    )
+    answer = admin_api.post("/api/patients/P100/merge", json={"patient_id": "P200"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json() == {
+        "patient_id": "P100",
+        "merged_patient_id": "P200",
+        "procedures": [twin.id],
+    }
+    assert scheduler.get(twin.id).patient.patient_id == "P100"
+    missing = admin_api.post("/api/patients/P100/merge", json={"patient_id": "NOPE"})
+    assert missing.status_code == 404
+    assert admin_api.post("/api/patients/P100/merge", json={}).status_code == 422
