@@ -16,7 +16,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 from pynetdicom.association import Association
 from pynetdicom.events import EventHandlerType
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -33,10 +33,6 @@ from clinic.printing.spool import Spool
 from clinic.store.models import PrintJobStatus
 
 log = logging.getLogger(__name__)
-
-# Image pixels are patient data: pynetdicom must not log datasets.
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
 
 STATUS_UNRECOGNISED_OPERATION = 0x0211
 STATUS_NO_SUCH_SOP_CLASS = 0x0118

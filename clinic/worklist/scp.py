@@ -10,7 +10,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 from pynetdicom.events import EventHandlerType
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from unidecode import unidecode
 
 from clinic.config import Settings
+from clinic.dicom.pending import PendingStream
 from clinic.dicom.status import failure_status
 from clinic.store.models import Station, utcnow
-from clinic.worklist.answers import AnswerPlan, PendingStream, reference_encode
+from clinic.worklist.answers import AnswerPlan, reference_encode
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
 from clinic.worklist.matching import (
     STATUS_UNABLE_TO_PROCESS,
@@ -37,10 +38,6 @@ from clinic.worklist.matching import (
 )
 
 log = logging.getLogger(__name__)
-
-# Identifiers carry patient data: pynetdicom must not log them.
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
 
 UTF8 = "ISO_IR 192"
 LATIN1 = "ISO_IR 100"
