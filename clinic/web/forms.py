@@ -192,9 +192,5 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
     active = BooleanField("Offered for booking", default=True)
 
 
-class TokenForm(FlaskForm):  # type: ignore[misc]
-    """Create an API token (no fields but the CSRF token)."""
-
-
 class EmptyForm(FlaskForm):  # type: ignore[misc]
     """A button-only form (sign out, revoke): just the CSRF token."""
