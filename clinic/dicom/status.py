@@ -114,14 +114,6 @@ class DimseFailure(Exception):
         return ds
 
 
-def failure_status(status: int, comment: str) -> Dataset:
-    """A failure status dataset with an Error Comment (at most 64 characters).
-
-    The comment names the attribute and the problem, never a value.
-    """
-    return DimseFailure(status, comment).as_status()
-
-
 def status_of(exc: BaseException, unexpected: int) -> int:
     """The status :func:`dimse_handler` answers for ``exc``.
 
@@ -204,7 +196,7 @@ def dimse_handler(
             type(exc).__name__,
             scrubbed_traceback(exc),
         )
-        return failure_status(unexpected, f"cannot process request: {type(exc).__name__}")
+        return DimseFailure(unexpected, f"cannot process request: {type(exc).__name__}").as_status()
 
     def decorate(handler: HandlerT) -> HandlerT:
         # Log lines name the door's module, as its own lines do.

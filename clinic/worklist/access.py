@@ -18,14 +18,14 @@ from pynetdicom import evt
 from pynetdicom.events import EventHandlerType
 
 from clinic.dicom.listener import Admit
-from clinic.dicom.status import NOT_AUTHORISED, failure_status
+from clinic.dicom.status import NOT_AUTHORISED, DimseFailure
 
 log = logging.getLogger(__name__)
 
 
 def not_authorised(operation: str) -> Dataset:
     """The status dataset refusing ``operation`` to a calling AE (0x0124)."""
-    return failure_status(NOT_AUTHORISED, f"calling AE title may not {operation}")
+    return DimseFailure(NOT_AUTHORISED, f"calling AE title may not {operation}").as_status()
 
 
 def allow_find(
