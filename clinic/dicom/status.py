@@ -18,7 +18,7 @@ import inspect
 import logging
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
@@ -151,7 +151,7 @@ HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 
 
 def dimse_handler(
-    what: str, unexpected: int, *, answer: str = "pair"
+    what: str, unexpected: int, *, answer: Literal["pair", "status", "stream"] = "pair"
 ) -> Callable[[HandlerT], HandlerT]:
     """Wrap a pynetdicom event handler so that it fails one way.
 
