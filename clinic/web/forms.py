@@ -223,9 +223,5 @@ class MergeForm(FlaskForm):  # type: ignore[misc]
     confirm = BooleanField("These two records are the same person: merge them")
 
 
-class TokenForm(FlaskForm):  # type: ignore[misc]
-    """Create an API token (no fields but the CSRF token)."""
-
-
 class EmptyForm(FlaskForm):  # type: ignore[misc]
     """A button-only form (sign out, revoke): just the CSRF token."""
