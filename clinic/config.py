@@ -45,6 +45,8 @@ class Settings:
     accept_any_called_ae_title: bool = False
     print_port: int = 11113
     printer_ae_title: str = "PDFPRINT"
+    # AE@host:port of a Storage SCP archiving the default printer's jobs; empty: off.
+    print_archive: str = ""
     hl7_port: int = 2575
     # Guards of the two DICOM listeners (clinic.dicom.listener); see config/clinic.toml [dicom].
     association_timeout: float = 3600.0
@@ -122,6 +124,7 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("identifiers", "uid_root", "uid_root", "CLINIC_UID_ROOT"),
     ("print", "port", "print_port", "CLINIC_PRINT_PORT"),
     ("print", "printer_ae_title", "printer_ae_title", "CLINIC_PRINTER_AE_TITLE"),
+    ("print", "archive", "print_archive", "CLINIC_PRINT_ARCHIVE"),
     ("dicom", "association_timeout", "association_timeout", None),
     ("dicom", "pdu_timeout", "pdu_timeout", None),
     ("dicom", "idle_timeout", "idle_timeout", None),

@@ -19,6 +19,50 @@ DISPLAY_FORMATS = ("STANDARD", "ROW", "COL")
 MAGNIFICATIONS = ("REPLICATE", "BILINEAR", "CUBIC", "NONE")
 MEDIUM_TYPES = ("PAPER", "CLEAR FILM", "BLUE FILM", "MAMMO CLEAR FILM", "MAMMO BLUE FILM")
 FIT_MODES = ("scale", "true")
+#: What a job can be archived as: its PDF (Encapsulated PDF), each film (Secondary Capture).
+ARCHIVE_FORMS = ("pdf", "sc")
+
+
+@dataclass(frozen=True)
+class ArchiveTarget:
+    """A Storage SCP that receives the printed jobs: ``AE@host:port``."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def parse_archive(value: str, where: str) -> ArchiveTarget | None:
+    """Parse ``AE@host:port`` (empty: no archive).
+
+    Parameters
+    ----------
+    value : str
+        The setting as written.
+    where : str
+        Names the setting in the error message.
+
+    Raises
+    ------
+    ConfigError
+        When the value is not ``AE@host:port`` with a valid AE title and port.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    ae_title, at, address = text.rpartition("@")
+    host, colon, port_text = address.rpartition(":")
+    if not at or not colon or not host:
+        raise ConfigError(f"{where}: {value!r} must be AE@host:port")
+    problem = vr.check_ae(ae_title)
+    if problem:
+        raise ConfigError(f"{where}: AE title {ae_title!r} {problem}")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{where}: port {port_text!r} must be a number from 1 to 65535")
+    return ArchiveTarget(ae_title.strip(), host.strip("[]"), int(port_text))
 
 
 @dataclass(frozen=True)
@@ -59,6 +103,15 @@ class PrinterProfile:
         Printer resolution used for Magnification Type NONE and for interpolation.
     hold_seconds : float
         How long a job waits in the queue before it prints (0: at once).
+    hold : bool
+        Keep every job at the front desk until someone releases (or discards) it.
+    archive : ArchiveTarget or None
+        Storage SCP that receives every printed job, filed under its booking.
+    archive_as : tuple of str
+        ``pdf`` (the job's PDF as Encapsulated PDF) and/or ``sc`` (each film as a
+        Secondary Capture image).
+    archive_retry_max_seconds : float
+        Longest wait between two attempts while the archive cannot be reached.
     """
 
     ae_title: str
@@ -81,6 +134,10 @@ class PrinterProfile:
     header: bool = True
     resolution_dpi: int = 300
     hold_seconds: float = 0.0
+    hold: bool = False
+    archive: ArchiveTarget | None = None
+    archive_as: tuple[str, ...] = ("pdf",)
+    archive_retry_max_seconds: float = 300.0
 
     def allows(self, calling_ae_title: str) -> bool:
         """Whether ``calling_ae_title`` may print on this printer."""
@@ -95,6 +152,7 @@ def default_profile(settings: Settings) -> PrinterProfile:
         ae_title=settings.printer_ae_title,
         name=settings.printer_ae_title,
         pdf_dir=(settings.data_dir / "pdf").resolve(),
+        archive=parse_archive(settings.print_archive, "CLINIC_PRINT_ARCHIVE"),
     )
 
 
@@ -162,9 +220,20 @@ def _profile(ae_title: str, table: dict[str, Any], base: PrinterProfile) -> Prin
             changes[key] = value.upper()
         elif key in ("max_rows", "max_columns", "max_copies", "max_density", "resolution_dpi"):
             changes[key] = int(_number(value, at, 1))
-        elif key == "hold_seconds":
-            changes[key] = _number(value, at, 0)
-        elif key == "header":
+        elif key in ("hold_seconds", "archive_retry_max_seconds"):
+            changes[key] = _number(value, at, 0 if key == "hold_seconds" else 1)
+        elif key == "archive":
+            if not isinstance(value, str):
+                raise ConfigError(f"{at} must be text: AE@host:port")
+            changes[key] = parse_archive(value, at)
+        elif key == "archive_as":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{at} must be a list of strings")
+            forms = tuple(dict.fromkeys(v.strip().lower() for v in value))
+            if not forms or any(f not in ARCHIVE_FORMS for f in forms):
+                raise ConfigError(f"{at}: each must be one of {', '.join(ARCHIVE_FORMS)}")
+            changes[key] = forms
+        elif key in ("header", "hold"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{at} must be true or false")
             changes[key] = value
