@@ -103,7 +103,8 @@ def _unicode(*values: Any) -> bool:
     return True
 
 
-def _json_object() -> dict[str, Any]:
+def json_object() -> dict[str, Any]:
+    """The request's JSON object body; :class:`ApiError` 400/422 when it is not one."""
     try:
         data = request.get_json(silent=True)
     except RecursionError:  # arrays or objects nested thousands deep
@@ -176,7 +177,7 @@ def list_procedures() -> Response:
 @bp.post("/procedures")
 def create_procedure() -> Any:
     """Book an exam; 201 with the booking (identifiers generated where absent)."""
-    data = _json_object()
+    data = json_object()
     proc = _scheduler().book(data, actor=g.api_actor)
     response = jsonify(procedure_to_dict(proc))
     response.status_code = 201
@@ -193,7 +194,7 @@ def get_procedure(procedure_id: int) -> Any:
 @bp.patch("/procedures/<int:procedure_id>")
 def update_procedure(procedure_id: int) -> Any:
     """Change some fields of a booking (``id`` and ``status`` are ignored)."""
-    data = _json_object()
+    data = json_object()
     proc = _scheduler().update(procedure_id, data, actor=g.api_actor)
     return jsonify(procedure_to_dict(proc))
 
@@ -203,7 +204,7 @@ def cancel_procedure(procedure_id: int) -> Any:
     """Cancel a booking; an optional JSON body may give ``reason``."""
     reason = ""
     if request.get_data(cache=True):
-        data = _json_object()
+        data = json_object()
         unknown = sorted(set(data) - {"reason"})
         if unknown:
             raise ApiError(422, "invalid input", {k: "is not a known field" for k in unknown})
