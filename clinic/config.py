@@ -99,6 +99,48 @@ class Settings:
         return shown
 
 
+@dataclass(frozen=True)
+class ArchiveTarget:
+    """A Storage SCP that receives the printed jobs: ``AE@host:port``."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def parse_archive(value: str, where: str) -> ArchiveTarget | None:
+    """Parse ``AE@host:port`` (empty: no archive).
+
+    Parameters
+    ----------
+    value : str
+        The setting as written.
+    where : str
+        Names the setting in the error message.
+
+    Raises
+    ------
+    ConfigError
+        When the value is not ``AE@host:port`` with a valid AE title and port.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    ae_title, at, address = text.rpartition("@")
+    host, colon, port_text = address.rpartition(":")
+    if not at or not colon or not host:
+        raise ConfigError(f"{where}: {value!r} must be AE@host:port")
+    problem = vr.check_ae(ae_title)
+    if problem:
+        raise ConfigError(f"{where}: AE title {ae_title!r} {problem}")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{where}: port {port_text!r} must be a number from 1 to 65535")
+    return ArchiveTarget(ae_title.strip(), host.strip("[]"), int(port_text))
+
+
 def _mask_url(url: str) -> str:
     """Hide a password in a database URL (``user:***@host``)."""
     scheme, sep, rest = url.partition("://")
@@ -357,6 +399,7 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{where('database_url')}: {settings.database_url!r} is not a URL")
     _validate_listener_guards(settings, where)
+    parse_archive(settings.print_archive, where("print_archive"))
     nonzero = [getattr(settings, p) for p in _PORTS if getattr(settings, p) != 0]
     if len(nonzero) != len(set(nonzero)):
         raise ConfigError("two listeners are configured on the same port")

@@ -33,6 +33,7 @@ from pydicom.uid import (
 from pynetdicom import AE
 
 from clinic import __version__
+from clinic.config import ArchiveTarget
 from clinic.printing.layout import (
     Rect,
     film_dimensions,
@@ -42,7 +43,6 @@ from clinic.printing.layout import (
     parse_display_format,
     shrink_to,
 )
-from clinic.printing.profiles import ArchiveTarget
 from clinic.printing.render import FilmSpec, density_to_gray, image_to_pil, named_density
 
 ENCAPSULATED_PDF = UID("1.2.840.10008.5.1.4.1.1.104.1")

@@ -23,12 +23,13 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from clinic.config import ArchiveTarget, parse_archive
 from clinic.domain.bookings import audit
 from clinic.domain.print_links import pdf_stem
 from clinic.printing.archive import ArchiveError, Filing, JobInfo, build_instances
 from clinic.printing.archive import store_instances as _store_instances
 from clinic.printing.outputs import pdf_target
-from clinic.printing.profiles import ArchiveTarget, PrinterProfile, parse_archive
+from clinic.printing.profiles import PrinterProfile
 from clinic.printing.render import FilmSpec
 from clinic.printing.spool import JOB_FILE, read_films
 from clinic.store.db import transaction

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from clinic.config import ConfigError, Settings
+from clinic.config import ArchiveTarget, ConfigError, Settings, parse_archive
 from clinic.domain import vr
 from clinic.printing.layout import FILM_SIZES
 
@@ -21,48 +21,6 @@ MEDIUM_TYPES = ("PAPER", "CLEAR FILM", "BLUE FILM", "MAMMO CLEAR FILM", "MAMMO B
 FIT_MODES = ("scale", "true")
 #: What a job can be archived as: its PDF (Encapsulated PDF), each film (Secondary Capture).
 ARCHIVE_FORMS = ("pdf", "sc")
-
-
-@dataclass(frozen=True)
-class ArchiveTarget:
-    """A Storage SCP that receives the printed jobs: ``AE@host:port``."""
-
-    ae_title: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
-
-
-def parse_archive(value: str, where: str) -> ArchiveTarget | None:
-    """Parse ``AE@host:port`` (empty: no archive).
-
-    Parameters
-    ----------
-    value : str
-        The setting as written.
-    where : str
-        Names the setting in the error message.
-
-    Raises
-    ------
-    ConfigError
-        When the value is not ``AE@host:port`` with a valid AE title and port.
-    """
-    text = value.strip()
-    if not text:
-        return None
-    ae_title, at, address = text.rpartition("@")
-    host, colon, port_text = address.rpartition(":")
-    if not at or not colon or not host:
-        raise ConfigError(f"{where}: {value!r} must be AE@host:port")
-    problem = vr.check_ae(ae_title)
-    if problem:
-        raise ConfigError(f"{where}: AE title {ae_title!r} {problem}")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{where}: port {port_text!r} must be a number from 1 to 65535")
-    return ArchiveTarget(ae_title.strip(), host.strip("[]"), int(port_text))
 
 
 @dataclass(frozen=True)
@@ -152,7 +110,7 @@ def default_profile(settings: Settings) -> PrinterProfile:
         ae_title=settings.printer_ae_title,
         name=settings.printer_ae_title,
         pdf_dir=(settings.data_dir / "pdf").resolve(),
-        archive=parse_archive(settings.print_archive, "CLINIC_PRINT_ARCHIVE"),
+        archive=parse_archive(settings.print_archive, "[print] archive"),
     )
 
 
