@@ -109,7 +109,13 @@ class ClinicServer:
         self.spool = Spool(self.session_factory, settings.data_dir, profiles, settings.uid_root)
         self.spool.start()
         # Its own thread: a PACS that is down never holds up printing.
-        self.archiver = Archiver(self.session_factory, self.spool.root, profiles, settings.uid_root)
+        self.archiver = Archiver(
+            self.session_factory,
+            self.spool.root,
+            profiles,
+            settings.uid_root,
+            refile=self.spool.refile,
+        )
         self.archiver.start()
         spool, archiver = self.spool, self.archiver
 

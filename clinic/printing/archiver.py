@@ -18,6 +18,8 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import func, or_, select
@@ -51,6 +53,8 @@ FIRST_RETRY_S = 2.0
 #: A job the PACS has not taken for this long is marked failed (send again to retry).
 GIVE_UP = dt.timedelta(hours=24)
 ACTOR = "archive"
+#: A job whose PDF still names an earlier link has its refile asked for again after this.
+REFILE_AGAIN_S = 30.0
 
 
 def filing_of(proc: Procedure) -> Filing:
@@ -84,6 +88,9 @@ class Archiver:
         AE title -> printer profile (archive destination, forms, retry pause).
     uid_root : str
         The clinic's UID root.
+    refile : callable, optional
+        Asks the print spool to file a job's PDF again under its current link; used when
+        a job waits for that (its link changed and the request was lost with a restart).
     """
 
     def __init__(
@@ -92,8 +99,12 @@ class Archiver:
         spool_root: Path,
         profiles: dict[str, PrinterProfile],
         uid_root: str,
+        refile: Callable[[int], object] | None = None,
     ) -> None:
         self.factory = factory
+        self._refile = refile
+        # Job id -> when its refile was last asked for (monotonic seconds).
+        self._refiles_asked: dict[int, float] = {}
         self.spool_root = spool_root
         self.profiles = profiles
         self.uid_root = uid_root
@@ -199,11 +210,24 @@ class Archiver:
                     )
                     .with_for_update(skip_locked=True, of=PrintJob)
                 )
-                if job is None or job.procedure is None or not self._filed_under_link(job):
+                if job is None or job.procedure is None:
                     continue
+                if not self._filed_under_link(job):
+                    self._ask_refile(job.id)
+                    continue
+                self._refiles_asked.pop(job.id, None)
                 self._send(session, job, job.procedure)
             return True
         return False
+
+    def _ask_refile(self, job_id: int) -> None:
+        """Ask the spool to refile a job's PDF, at most every :data:`REFILE_AGAIN_S` seconds."""
+        now = time.monotonic()
+        last = self._refiles_asked.get(job_id)
+        if self._refile is None or (last is not None and now - last < REFILE_AGAIN_S):
+            return
+        self._refiles_asked[job_id] = now
+        self._refile(job_id)
 
     def _target(self, job: PrintJob) -> ArchiveTarget | None:
         profile = self.profiles.get(job.printer_ae_title)
