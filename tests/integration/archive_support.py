@@ -35,12 +35,24 @@ def listening(port: int) -> bool:
 
 
 @contextmanager
-def storescp(out: Path, port: int | None = None) -> Iterator[int]:
-    """DCMTK's storescp as the PACS (AE title ``PACS``), every instance into ``out``."""
+def storescp(out: Path, port: int | None = None, transfer_syntaxes: str = "+xa") -> Iterator[int]:
+    """DCMTK's storescp as the PACS (AE title ``PACS``), every instance into ``out``.
+
+    ``transfer_syntaxes`` is storescp's option: ``+xa`` all it knows, ``+xi`` Implicit VR
+    Little Endian only.
+    """
     port = port or free_port()
     out.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [require_tool("storescp"), "-aet", PACS_AE, "-od", str(out), "+xa", str(port)],
+        [
+            require_tool("storescp"),
+            "-aet",
+            PACS_AE,
+            "-od",
+            str(out),
+            transfer_syntaxes,
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import SecondaryCaptureImageStorage  # type: ignore[attr-defined]
 from sqlalchemy import select
 
 from clinic.cli import main
@@ -312,3 +315,44 @@ def test_hold_queue_release_prints_and_archives_discard_does_neither(
         assert ("discard", str(dropped), "web:alice") in actions
     finally:
         server.stop()
+
+
+def test_instances_go_in_the_transfer_syntax_the_pacs_accepts(
+    settings: Settings, pacs_port: int, tmp_path: Path
+) -> None:
+    server = archive_server(settings, pacs_port)
+    out = tmp_path / "pacs"
+    try:
+        proc = book(server, 1, dt.datetime.now())
+        with storescp(out, pacs_port, transfer_syntaxes="+xi"):  # Implicit VR only
+            job_id = print_films(server)
+            wait_archive(server, job_id, "sent")
+            datasets = received(out, 2)
+    finally:
+        server.stop()
+    for ds in datasets:
+        assert ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        assert_filed_under(ds, proc)
+
+
+def test_pacs_that_refuses_the_pdf_fails_the_job_with_the_reason(
+    settings: Settings, pacs_port: int
+) -> None:
+    # A Storage SCP for Secondary Capture only: no presentation context for the PDF.
+    pacs = AE(ae_title=PACS_AE)
+    pacs.add_supported_context(SecondaryCaptureImageStorage)
+    scp = pacs.start_server(
+        ("127.0.0.1", pacs_port),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)],
+    )
+    server = archive_server(settings, pacs_port)
+    try:
+        book(server, 1, dt.datetime.now())
+        job_id = print_films(server)
+        job = wait_archive(server, job_id, "failed")
+    finally:
+        server.stop()
+        scp.shutdown()
+    assert "does not accept Encapsulated PDF Storage" in job.archive_error
+    assert job.status == "done"  # the print itself is fine
