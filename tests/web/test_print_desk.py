@@ -73,7 +73,13 @@ def app(
         lambda: woken.append(1),
     )
     return create_app(
-        settings, scheduler, secret_key="s", login_throttle=throttle, print_desk=desk, testing=True
+        settings,
+        scheduler,
+        secret_key="s",
+        login_throttle=throttle,
+        print_desk=desk,
+        reprint=lambda job_id: True,
+        testing=True,
     )
 
 
@@ -87,6 +93,8 @@ def job(scheduler: Scheduler, job_id: int) -> PrintJob:
 def test_page_shows_the_hold_queue_and_the_archive(desk: FlaskClient, jobs: dict[str, int]) -> None:
     html = desk.get("/print-jobs").get_data(as_text=True)
     assert "Held at the front desk" in html
+    assert f"/print-jobs/{jobs['held']}/reprint" not in html  # released, not reprinted
+    assert f"/print-jobs/{jobs['refused']}/reprint" in html
     assert f"/print-jobs/{jobs['held']}/release" in html
     assert f"/print-jobs/{jobs['held']}/discard" in html
     assert f"/print-jobs/{jobs['refused']}/release" not in html
