@@ -55,6 +55,8 @@ GIVE_UP = dt.timedelta(hours=24)
 ACTOR = "archive"
 #: A job whose PDF still names an earlier link has its refile asked for again after this.
 REFILE_AGAIN_S = 30.0
+#: How often the worker looks for sent jobs whose link changed (a safety net).
+SWEEP_S = 60.0
 
 
 def filing_of(proc: Procedure) -> Filing:
@@ -105,6 +107,7 @@ class Archiver:
         self._refile = refile
         # Job id -> when its refile was last asked for (monotonic seconds).
         self._refiles_asked: dict[int, float] = {}
+        self._last_sweep: float | None = None
         self.spool_root = spool_root
         self.profiles = profiles
         self.uid_root = uid_root
@@ -198,8 +201,16 @@ class Archiver:
         return Path(job.pdf_path) == pdf_target(profile, job.id, pdf_stem(job.id, job.procedure))
 
     def run_once(self) -> bool:
-        """Queue corrections, then send the next due job, if any; returns whether one was."""
-        self.mark_corrections()
+        """Send the next due job, if any; returns whether one was.
+
+        Corrections are queued by the link change itself; every :data:`SWEEP_S` seconds
+        (and at start) a sweep also finds any sent job whose link differs from the one it
+        was sent under.
+        """
+        now = time.monotonic()
+        if self._last_sweep is None or now - self._last_sweep >= SWEEP_S:
+            self._last_sweep = now
+            self.mark_corrections()
         for job_id in self._candidates():
             with self.factory() as session, session.begin():
                 job = session.scalar(

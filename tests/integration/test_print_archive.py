@@ -27,6 +27,7 @@ from clinic.config import Settings
 from clinic.domain.print_jobs import DeskRefusal, PrintDesk
 from clinic.domain.print_links import PrintLinks
 from clinic.server import ClinicServer
+from clinic.store.db import transaction
 from clinic.store.models import AuditEntry, PrintArchiveSend, PrintJob
 from tests.integration.archive_support import (
     PACS_AE,
@@ -264,6 +265,15 @@ def test_moving_a_sent_job_to_another_booking_sends_a_correction(
     detail = json.loads(entry.detail)
     assert sorted(detail["replaces"]) == sorted(str(d.SOPInstanceUID) for d in old)
     assert detail["replaces_procedure"] == wrong.id and detail["procedure"] == right.id
+
+    # A link changed behind the domain's back (e.g. restored data) is found by the sweep.
+    assert archiving.archiver is not None
+    with transaction(factory) as session:
+        row = session.get(PrintJob, job_id)
+        assert row is not None
+        row.procedure_id = wrong.id
+    assert archiving.archiver.mark_corrections() == [job_id]
+    assert job_row(archiving, job_id).archive_status == "pending"
 
 
 def test_hold_queue_release_prints_and_archives_discard_does_neither(
