@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
+from clinic.cli import main
 from clinic.config import Settings
 from clinic.domain.bookings import Scheduler
 from clinic.domain.print_jobs import PrintDesk
@@ -176,3 +178,18 @@ def test_api_hold_queue_and_send_again(api: FlaskClient, jobs: dict[str, int]) -
     assert body["held"] is False and body["copies"] == 2 and body["printer_ae_title"] == "PANOPRN"
     assert api.post(f"/api/print-jobs/{jobs['held']}/discard").status_code == 409
     assert api.post(f"/api/print-jobs/{jobs['refused']}/release", json={}).status_code == 409
+
+
+def test_cli_sends_a_job_to_its_archive_again(
+    settings: Settings, scheduler: Scheduler, jobs: dict[str, int], tmp_path: Path
+) -> None:
+    env = {"CLINIC_DATA_DIR": str(settings.data_dir), "CLINIC_CONFIG": str(tmp_path / "c.toml")}
+    (tmp_path / "c.toml").write_text("", encoding="utf-8")
+    runner = CliRunner()
+    done = runner.invoke(main, ["print-jobs", "archive", str(jobs["refused"])], env=env)
+    assert done.exit_code == 0, done.output
+    assert job(scheduler, jobs["refused"]).archive_status == "pending"
+    plain = runner.invoke(main, ["print-jobs", "archive", str(jobs["plain"])], env=env)
+    assert plain.exit_code == 1 and "does not archive" in plain.output
+    missing = runner.invoke(main, ["print-jobs", "archive", "999"], env=env)
+    assert missing.exit_code == 1 and "no print job 999" in missing.output
