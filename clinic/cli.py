@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,13 @@ def procedures() -> None:
     """Bookings: import and list."""
 
 
+def _consume(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Hand out ``rows`` front to back, letting each go once handed out (bounded memory)."""
+    rows.reverse()
+    while rows:
+        yield rows.pop()
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Read an import file: a JSON list of objects, or a CSV with a header row.
 
@@ -184,7 +192,10 @@ def procedures_import(ctx: click.Context, file: Path, actor: str, update_patient
     bar = tqdm(total=len(rows), unit="row", file=sys.stderr, disable=len(rows) < PROGRESS_THRESHOLD)
     try:
         result = scheduler.import_procedures(
-            rows, actor=f"cli:{actor}", progress=bar.update, update_patients=update_patients
+            _consume(rows),
+            actor=f"cli:{actor}",
+            progress=bar.update,
+            update_patients=update_patients,
         )
     except ValidationError as exc:
         bar.close()
@@ -204,7 +215,8 @@ def procedures_import(ctx: click.Context, file: Path, actor: str, update_patient
         click.echo("nothing was imported", err=True)
         ctx.exit(1)
     bar.close()
-    click.echo(f"imported {len(rows)} row(s): {result.created} created, {result.updated} updated")
+    total = result.created + result.updated
+    click.echo(f"imported {total} row(s): {result.created} created, {result.updated} updated")
 
 
 @procedures.command("list")
