@@ -20,15 +20,30 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import identifiers
 from clinic.domain.audit import audit
-from clinic.domain.errors import NotFound, TransitionError, ValidationError
+from clinic.domain.calendar import DEFAULT_DURATION_MINUTES, clashes
+from clinic.domain.errors import NotFound, OverlapError, TransitionError, ValidationError
 from clinic.domain.fields import clean_procedure
 from clinic.domain.names import name_keys
 from clinic.store.db import transaction
-from clinic.store.models import Patient, Procedure, ProcedureStatus, Station
+from clinic.store.models import (
+    ACTIVE_STATUSES,
+    CatalogEntry,
+    Patient,
+    Procedure,
+    ProcedureStatus,
+    Station,
+)
 
-#: Allowed status transitions.
+#: Allowed status transitions. ARRIVED (checked in at the front desk) moves on as
+#: SCHEDULED does.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     ProcedureStatus.SCHEDULED: (
+        ProcedureStatus.ARRIVED,
+        ProcedureStatus.IN_PROGRESS,
+        ProcedureStatus.CANCELLED,
+        ProcedureStatus.DISCONTINUED,
+    ),
+    ProcedureStatus.ARRIVED: (
         ProcedureStatus.IN_PROGRESS,
         ProcedureStatus.CANCELLED,
         ProcedureStatus.DISCONTINUED,
@@ -81,6 +96,20 @@ class _Lookups:
         self.stations_by_modality: dict[str, list[str]] | None = None
         # Patient IDs a preload found absent from the store: new patients, no query needed.
         self.absent: set[str] = set()
+        self.durations: dict[tuple[str, str], int] | None = None
+
+    def catalog_duration(self, description: str, modality: str) -> int | None:
+        """The duration of the catalog entry with this description and modality."""
+        if self.durations is None:
+            self.durations = {}
+            rows = self.session.execute(
+                select(
+                    CatalogEntry.description, CatalogEntry.modality, CatalogEntry.duration_minutes
+                ).order_by(CatalogEntry.active, CatalogEntry.id)
+            )
+            for desc, mod, minutes in rows:  # active entries last: they win
+                self.durations[(desc, mod)] = minutes
+        return self.durations.get((description, modality))
 
     def preload(self, rows: Sequence[Mapping[str, Any]]) -> None:
         pids = {r["patient_id"] for r in rows if "patient_id" in r} - self.patients.keys()
@@ -162,11 +191,20 @@ class Scheduler:
         Where bookings are stored.
     uid_root : str
         Organisation root for generated Study Instance UIDs; empty for ``2.25``.
+    default_duration_minutes : int
+        How long a booking occupies its station when neither the caller nor the
+        catalog says (``[scheduling] default_duration_minutes``).
     """
 
-    def __init__(self, session_factory: sessionmaker[Session], uid_root: str = "") -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        uid_root: str = "",
+        default_duration_minutes: int = DEFAULT_DURATION_MINUTES,
+    ) -> None:
         self.session_factory = session_factory
         self.uid_root = uid_root
+        self.default_duration_minutes = default_duration_minutes
 
     # -- reading ---------------------------------------------------------------------
 
@@ -197,7 +235,9 @@ class Scheduler:
 
     # -- writing ---------------------------------------------------------------------
 
-    def book(self, raw: Mapping[str, Any], actor: str) -> Procedure:
+    def book(
+        self, raw: Mapping[str, Any], actor: str, *, refuse_overlaps: bool = False
+    ) -> Procedure:
         """Validate and store a new booking.
 
         Parameters
@@ -206,6 +246,10 @@ class Scheduler:
             The booking's fields (see :data:`WRITABLE_FIELDS`).
         actor : str
             Who books it, for the audit log.
+        refuse_overlaps : bool
+            Refuse a booking that overlaps another active booking on its station
+            (the web and REST doors, unless the user confirmed); HL7 and import
+            leave it false: the sender owns its schedule.
 
         Returns
         -------
@@ -216,6 +260,9 @@ class Scheduler:
         ------
         ValidationError
             When a field is invalid or an identifier is already in use.
+        OverlapError
+            With ``refuse_overlaps``, naming the bookings it would overlap; nothing
+            is written.
         """
         cleaned = clean_procedure(raw)
         with transaction(self.session_factory) as session:
@@ -231,15 +278,28 @@ class Scheduler:
             self._check_uid_free(session, cleaned, None)
             proc = self._create(session, lookups, cleaned, actor)
             self._finish_creates(session)
+            if refuse_overlaps:
+                _refuse_overlaps(session, proc)
             session.refresh(proc)
             return proc
 
-    def update(self, procedure_id: int, raw: Mapping[str, Any], actor: str) -> Procedure:
+    def update(
+        self,
+        procedure_id: int,
+        raw: Mapping[str, Any],
+        actor: str,
+        *,
+        refuse_overlaps: bool = False,
+    ) -> Procedure:
         """Change some fields of a booking that is not finished or cancelled.
+
+        With ``refuse_overlaps``, a change of station, start or duration that makes
+        the booking overlap another active one on its station raises
+        :class:`OverlapError` and writes nothing.
 
         Raises
         ------
-        NotFound, ValidationError, TransitionError
+        NotFound, ValidationError, TransitionError, OverlapError
         """
         cleaned = clean_procedure(raw, partial=True)
         with transaction(self.session_factory) as session:
@@ -257,10 +317,23 @@ class Scheduler:
                 if taken is not None:
                     raise ValidationError({"accession_number": "is already used by a booking"})
             self._check_uid_free(session, cleaned, proc.id)
+            slot = (proc.station_ae_title, proc.scheduled_start, proc.duration_minutes)
             self._apply(session, _Lookups(session), proc, cleaned, actor)
             session.flush()
+            moved = slot != (proc.station_ae_title, proc.scheduled_start, proc.duration_minutes)
+            if refuse_overlaps and moved:
+                _refuse_overlaps(session, proc)
             session.refresh(proc)
             return proc
+
+    def arrive(self, procedure_id: int, actor: str) -> Procedure:
+        """Check a patient in: the booking becomes ``ARRIVED`` (still on the worklist).
+
+        Raises
+        ------
+        NotFound, TransitionError
+        """
+        return self.set_status(procedure_id, ProcedureStatus.ARRIVED, actor)
 
     def cancel(self, procedure_id: int, reason: str, actor: str) -> Procedure:
         """Cancel a scheduled booking, keeping the reason; it leaves the worklist."""
@@ -444,6 +517,13 @@ class Scheduler:
         lookups.ensure_station(station, cleaned["modality"], actor)
         patient = self._patient_for(session, lookups, cleaned, actor)
         start: dt.datetime = cleaned["scheduled_start"]
+        duration = (
+            cleaned.get("duration_minutes")
+            or lookups.catalog_duration(
+                cleaned.get("procedure_description", ""), cleaned["modality"]
+            )
+            or self.default_duration_minutes
+        )
         proc = Procedure(
             patient=patient,
             accession_number=cleaned.get("accession_number")
@@ -457,6 +537,7 @@ class Scheduler:
             station_ae_title=station,
             scheduled_start=start,
             scheduled_seconds=start.hour * 3600 + start.minute * 60 + start.second,
+            duration_minutes=duration,
             procedure_description=cleaned.get("procedure_description", ""),
             priority=cleaned.get("priority", ""),
             notes=cleaned.get("notes", ""),
@@ -509,7 +590,7 @@ class Scheduler:
         cleaned: Mapping[str, Any],
         actor: str,
     ) -> None:
-        if proc.status not in (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS):
+        if proc.status not in ACTIVE_STATUSES:
             raise TransitionError(f"the booking is {proc.status} and can no longer change")
         before = _procedure_fields(proc)
         if "patient_id" in cleaned and cleaned["patient_id"] != proc.patient.patient_id:
@@ -526,6 +607,7 @@ class Scheduler:
             proc.scheduled_start = start
             proc.scheduled_seconds = start.hour * 3600 + start.minute * 60 + start.second
         for key in (
+            "duration_minutes",
             "accession_number",
             "requested_procedure_id",
             "step_id",
@@ -543,6 +625,24 @@ class Scheduler:
         changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
         if changes:
             audit(session, actor, "update", "procedure", proc.id, changes)
+
+
+def _refuse_overlaps(session: Session, proc: Procedure) -> None:
+    """Raise :class:`OverlapError` when ``proc`` (flushed) overlaps an active booking.
+
+    The station's row is locked first, so two bookings of one slot at once are
+    checked one after the other (PostgreSQL); SQLite writes one at a time anyway.
+    """
+    if proc.status not in ACTIVE_STATUSES:
+        return
+    session.execute(
+        select(Station.id).where(Station.ae_title == proc.station_ae_title).with_for_update()
+    )
+    found = clashes(
+        session, proc.station_ae_title, proc.scheduled_start, proc.duration_minutes, proc.id
+    )
+    if found:
+        raise OverlapError(found)
 
 
 def _set_physicians(proc: Procedure, cleaned: Mapping[str, Any]) -> None:
@@ -572,6 +672,7 @@ def _procedure_fields(proc: Procedure) -> dict[str, Any]:
         "modality": proc.modality,
         "station_ae_title": proc.station_ae_title,
         "scheduled_start": proc.scheduled_start,
+        "duration_minutes": proc.duration_minutes,
         "procedure_description": proc.procedure_description,
         "referring_physician": proc.referring_physician,
         "performing_physician": proc.performing_physician,
