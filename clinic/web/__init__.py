@@ -15,12 +15,14 @@ from werkzeug.exceptions import HTTPException
 from clinic.config import Settings
 from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
+from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.web.display import readable_name
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
 
 STATUS_LABELS = {
     "SCHEDULED": "Booked",
+    "ARRIVED": "Arrived",
     "IN_PROGRESS": "In progress",
     "COMPLETED": "Done",
     "DISCONTINUED": "Stopped",
@@ -100,6 +102,9 @@ def create_app(
     app.extensions["clinic.scheduler"] = scheduler
     app.extensions["clinic.domain.accounts"] = Accounts(session_factory)
     app.extensions["clinic.domain.catalog"] = Catalog(session_factory)
+    app.extensions["clinic.domain.calendar"] = Calendar(
+        session_factory, settings.opening, settings.default_duration_minutes
+    )
     app.extensions["clinic.sessions"] = session_factory
     app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
     app.extensions["clinic.reprint"] = reprint

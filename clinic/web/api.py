@@ -14,9 +14,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 
+from clinic.domain import patient_record
 from clinic.domain.bookings import Scheduler
-from clinic.domain.errors import NotFound, TransitionError, ValidationError
-from clinic.domain.fields import procedure_to_dict
+from clinic.domain.calendar import Calendar
+from clinic.domain.errors import NotFound, OverlapError, TransitionError, ValidationError
+from clinic.domain.fields import MAX_DURATION_MINUTES, procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
 
@@ -59,6 +61,19 @@ def _transition_error(exc: TransitionError) -> Any:
     return _api_error(ApiError(409, str(exc), {"status": str(exc)}))
 
 
+@bp.errorhandler(OverlapError)
+def _overlap_error(exc: OverlapError) -> Any:
+    response = jsonify(
+        {
+            "error": 'the station is taken at that time; send "allow_overlap": true to book '
+            "it anyway",
+            "overlaps": exc.procedure_ids,
+        }
+    )
+    response.status_code = 409
+    return response
+
+
 @bp.errorhandler(NotFound)
 def _not_found(exc: NotFound) -> Any:
     return _api_error(ApiError(404, "not found"))
@@ -88,6 +103,21 @@ def authenticate() -> None:
 def _scheduler() -> Scheduler:
     scheduler: Scheduler = current_app.extensions["clinic.scheduler"]
     return scheduler
+
+
+def _calendar() -> Calendar:
+    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
+    return calendar
+
+
+def _allow_overlap(data: dict[str, Any]) -> bool:
+    """Take ``allow_overlap`` out of a booking body (true: book over other bookings)."""
+    value = data.pop("allow_overlap", False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ApiError(422, "invalid input", {"allow_overlap": "must be true or false"})
+    return value
 
 
 def _unicode(*values: Any) -> bool:
@@ -173,7 +203,8 @@ def list_procedures() -> Response:
 def create_procedure() -> Any:
     """Book an exam; 201 with the booking (identifiers generated where absent)."""
     data = _json_object()
-    proc = _scheduler().book(data, actor=g.api_actor)
+    allow = _allow_overlap(data)
+    proc = _scheduler().book(data, actor=g.api_actor, refuse_overlaps=not allow)
     response = jsonify(procedure_to_dict(proc))
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_procedure", procedure_id=proc.id)
@@ -190,8 +221,59 @@ def get_procedure(procedure_id: int) -> Any:
 def update_procedure(procedure_id: int) -> Any:
     """Change some fields of a booking (``id`` and ``status`` are ignored)."""
     data = _json_object()
-    proc = _scheduler().update(procedure_id, data, actor=g.api_actor)
+    allow = _allow_overlap(data)
+    proc = _scheduler().update(procedure_id, data, actor=g.api_actor, refuse_overlaps=not allow)
     return jsonify(procedure_to_dict(proc))
+
+
+@bp.post("/procedures/<int:procedure_id>/arrive")
+def arrive_procedure(procedure_id: int) -> Any:
+    """Check the patient in: the booking becomes ``ARRIVED`` (409 unless it is booked)."""
+    proc = _scheduler().arrive(procedure_id, actor=g.api_actor)
+    return jsonify(procedure_to_dict(proc))
+
+
+@bp.get("/free-slots")
+def free_slots() -> Any:
+    """Free time of a station on a day: ``[{"start", "end"}]`` intervals at least
+    ``duration`` minutes long, inside opening hours, minus active bookings."""
+    errors: dict[str, str] = {}
+    station = request.args.get("station", "").strip()
+    if not station:
+        errors["station"] = "is required"
+    day_text = request.args.get("date", "").strip()
+    day = None
+    if not day_text:
+        errors["date"] = "is required (YYYY-MM-DD)"
+    else:
+        try:
+            day = parse_date(day_text)
+        except ValueError as exc:
+            errors["date"] = str(exc)
+    minutes = _calendar().default_duration_minutes
+    try:
+        minutes = int_arg("duration", minutes, 1, MAX_DURATION_MINUTES)
+    except ApiError as exc:
+        errors.update(exc.errors or {})
+    if errors or day is None:
+        raise ApiError(400, "bad query parameter", errors)
+    try:
+        slots = _calendar().free_slots(station, day, minutes)
+    except NotFound:
+        raise ApiError(404, "no such station", {"station": "is not a known station"}) from None
+    return jsonify(
+        [
+            {"start": a.strftime("%Y-%m-%dT%H:%M"), "end": b.strftime("%Y-%m-%dT%H:%M")}
+            for a, b in slots
+        ]
+    )
+
+
+@bp.get("/patients/<path:patient_id>")
+def get_patient(patient_id: str) -> Any:
+    """A patient's details, contact, bookings (past and upcoming) and print jobs."""
+    rec = patient_record.record(current_app.extensions["clinic.sessions"], patient_id)
+    return jsonify(patient_record.record_to_dict(rec))
 
 
 @bp.post("/procedures/<int:procedure_id>/cancel")

@@ -36,12 +36,70 @@ def _print_job_schema() -> dict[str, Any]:
     return {"type": "object", "properties": props}
 
 
+def _booking_request_schema() -> dict[str, Any]:
+    """What POST and PATCH take: a booking's fields and the overlap confirmation."""
+    return {
+        "allOf": [
+            {"$ref": "#/components/schemas/Procedure"},
+            {
+                "type": "object",
+                "properties": {
+                    "allow_overlap": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "book even though the station is taken at that "
+                        "time (otherwise 409 with `overlaps`)",
+                    }
+                },
+            },
+        ]
+    }
+
+
+def _patient_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "patient_id": _TEXT,
+            "patient_name": {**_TEXT, "description": "DICOM PN: FAMILY^GIVEN"},
+            "patient_birth_date": {"type": "string", "description": "YYYY-MM-DD or empty"},
+            "patient_sex": {"type": "string", "enum": ["M", "F", "O", ""]},
+            "phone": _TEXT,
+            "email": _TEXT,
+            "bookings": {
+                "type": "array",
+                "description": "every booking of the patient, past and upcoming, by start",
+                "items": {"$ref": "#/components/schemas/Procedure"},
+            },
+            "print_jobs": {
+                "type": "array",
+                "description": "print jobs filed with the patient's bookings, newest first",
+                "items": {"$ref": "#/components/schemas/PrintJob"},
+            },
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI document as a dict."""
     ref = {"$ref": "#/components/schemas/Procedure"}
     err = {"$ref": "#/components/responses/Error"}
+    conflict = {"$ref": "#/components/responses/Conflict"}
     json_body = {"content": {"application/json": {"schema": ref}}}
+    request_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/BookingRequest"}}
+        },
+    }
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    slot = {
+        "type": "object",
+        "properties": {
+            "start": {"type": "string", "examples": ["2026-11-26T08:00"]},
+            "end": {"type": "string", "examples": ["2026-11-26T10:00"]},
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -61,12 +119,31 @@ def openapi_document() -> dict[str, Any]:
             },
             "schemas": {
                 "Procedure": procedure_schema(),
+                "BookingRequest": _booking_request_schema(),
+                "Patient": _patient_schema(),
                 "PrintJob": _print_job_schema(),
                 "Error": {
                     "type": "object",
                     "properties": {
                         "error": _TEXT,
                         "errors": {"type": "object", "additionalProperties": _TEXT},
+                    },
+                },
+                "Conflict": {
+                    "type": "object",
+                    "properties": {
+                        "error": _TEXT,
+                        "overlaps": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": "ids of the active bookings on the station that "
+                            "the booking would overlap; send `allow_overlap: true` to book anyway",
+                        },
+                        "errors": {
+                            "type": "object",
+                            "additionalProperties": _TEXT,
+                            "description": "`status` when the booking's status forbids the change",
+                        },
                     },
                 },
             },
@@ -76,7 +153,14 @@ def openapi_document() -> dict[str, Any]:
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                     },
-                }
+                },
+                "Conflict": {
+                    "description": "conflict: the station is taken (`overlaps`), or the "
+                    "booking's status does not allow it; nothing is written",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Conflict"}}
+                    },
+                },
             },
         },
         "security": [{"bearer": []}, {"session": []}],
@@ -121,11 +205,12 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Book an exam",
-                    "requestBody": {"required": True, **json_body},
+                    "requestBody": request_body,
                     "responses": {
                         "201": {"description": "booked", **json_body},
                         "400": err,
                         "401": err,
+                        "409": conflict,
                         "422": err,
                     },
                 },
@@ -139,12 +224,12 @@ def openapi_document() -> dict[str, Any]:
                 "patch": {
                     "summary": "Change some fields of a booking",
                     "parameters": [pid],
-                    "requestBody": {"required": True, **json_body},
+                    "requestBody": request_body,
                     "responses": {
                         "200": {"description": "changed", **json_body},
                         "400": err,
                         "404": err,
-                        "409": err,
+                        "409": conflict,
                         "422": err,
                     },
                 },
@@ -156,7 +241,84 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "cancelled", **json_body},
                         "404": err,
-                        "409": err,
+                        "409": conflict,
+                    },
+                }
+            },
+            "/api/procedures/{id}/arrive": {
+                "post": {
+                    "summary": "Check the patient in: the booking becomes ARRIVED (answered "
+                    "on the worklist as SPS Status ARRIVED)",
+                    "parameters": [pid],
+                    "responses": {
+                        "200": {"description": "checked in", **json_body},
+                        "401": err,
+                        "404": err,
+                        "409": conflict,
+                    },
+                }
+            },
+            "/api/free-slots": {
+                "get": {
+                    "summary": "Free time of a station on one day: intervals inside its "
+                    "opening hours minus its active bookings, each at least `duration` long; "
+                    "[] on a closed day",
+                    "parameters": [
+                        {
+                            "name": "station",
+                            "in": "query",
+                            "required": True,
+                            "description": "the station's AE title",
+                            "schema": _TEXT,
+                        },
+                        {
+                            "name": "date",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                        {
+                            "name": "duration",
+                            "in": "query",
+                            "description": "minutes; default [scheduling] default_duration_minutes",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1440},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "free intervals by start",
+                            "content": {
+                                "application/json": {"schema": {"type": "array", "items": slot}}
+                            },
+                        },
+                        "400": err,
+                        "401": err,
+                        "404": err,
+                    },
+                }
+            },
+            "/api/patients/{patient_id}": {
+                "get": {
+                    "summary": "A patient: details, contact, bookings and print jobs",
+                    "parameters": [
+                        {
+                            "name": "patient_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": _TEXT,
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the patient",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Patient"}
+                                }
+                            },
+                        },
+                        "401": err,
+                        "404": err,
                     },
                 }
             },

@@ -164,9 +164,7 @@ def test_overlap_is_refused_only_when_asked_and_nothing_is_written(
     assert len(scheduler.list_procedures(THURSDAY)) == 1
     # Adjacent (10:00 + 30 min, 10:30) and another station are fine.
     scheduler.book(booking("2026-11-26T10:30"), "t", refuse_overlaps=True)
-    scheduler.book(
-        booking("2026-11-26T10:15", station_ae_title="XRAY2"), "t", refuse_overlaps=True
-    )
+    scheduler.book(booking("2026-11-26T10:15", station_ae_title="XRAY2"), "t", refuse_overlaps=True)
     # Confirmed (or from HL7 / import): accepted.
     scheduler.book(booking("2026-11-26T10:15"), "t")
     assert len(scheduler.list_procedures(THURSDAY)) == 4
