@@ -133,10 +133,11 @@ def create_app(
     login.user_loader(load_user)
     login.unauthorized_handler(unauthorized)
 
-    from clinic.web import admin, api, auth, frontdesk, printjobs
+    from clinic.web import admin, api, auth, calendar, frontdesk, printjobs
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(frontdesk.bp)
+    app.register_blueprint(calendar.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(printjobs.bp)
     app.register_blueprint(api.bp)
