@@ -278,3 +278,16 @@ def test_week_plan_and_next_free_times(scheduler: Scheduler) -> None:
     assert calendar.next_free("XRAY1", friday_evening, 15, count=1) == [
         at(dt.date(2026, 11, 30), "08:00")
     ]
+
+
+def test_import_books_overlaps_as_sent(scheduler: Scheduler) -> None:
+    result = scheduler.import_procedures(
+        [
+            booking("2026-11-26T10:00", accession_number="IMP1", duration_minutes="30"),
+            booking("2026-11-26T10:10", accession_number="IMP2"),
+        ],
+        "import",
+    )
+    assert result.created == 2
+    durations = [p.duration_minutes for p in scheduler.list_procedures(THURSDAY)]
+    assert durations == [30, 15]
