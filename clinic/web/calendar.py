@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from importlib import resources
 from typing import Any
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -78,6 +80,15 @@ def week() -> Any:
         next_week=monday + dt.timedelta(days=7),
         hours=_calendar().hours(station),
     )
+
+
+@bp.get("/week.js")
+def week_script() -> Response:
+    """The week view's drag-and-drop script (the page works without it)."""
+    script = resources.files("clinic.templates").joinpath("week.js").read_text(encoding="utf-8")
+    response = Response(script, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 def _render_patient(patient_id: str, form: ContactForm | None = None, status: int = 200) -> Any:

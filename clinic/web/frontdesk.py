@@ -355,7 +355,7 @@ def book() -> Any:
 
     ``station``, ``date``, ``time`` and ``procedure`` pre-fill the form (the week
     view's free time links here). The form offers the next free times of the chosen
-    station for the procedure's duration; "Show free times" and picking one re-show
+    station for the procedure's duration; "Show free slots" and picking one re-show
     the form with what was typed, booking nothing.
     """
     g.patient_data = True

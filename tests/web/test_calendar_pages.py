@@ -195,7 +195,7 @@ def test_booking_form_offers_next_free_times(
 ) -> None:
     scheduler.book({**BOOKING, "scheduled_start": at("08:00"), "duration_minutes": 30}, "t")
     page = text(desk.get(f"/book?station=XRAY1&procedure=CXR&date={DAY.isoformat()}"))
-    assert "Next free times" in page and "(20 min)" in page
+    assert "Next free slots" in page and "(20 min)" in page
     picks = re.findall(r'name="pick" value="([^"]+)"', page)
     assert picks[:3] == [at("08:30"), at("08:50"), at("09:10")]
     # Picking one keeps what was typed and fills date and time; nothing is booked.
@@ -206,7 +206,7 @@ def test_booking_form_offers_next_free_times(
     body = text(picked)
     assert 'value="Typed"' in body and 'value="08:50"' in body
     assert len(scheduler.list_procedures(DAY)) == 1
-    # "Show free times" for the procedure's usual station.
+    # "Show free slots" for the procedure's usual station.
     shown = post_form(desk, "/book", "/book", booking_form(action="slots"))
     assert shown.status_code == 200
     assert at("08:30") in text(shown)
@@ -311,3 +311,30 @@ def test_admin_sets_a_stations_own_hours(
         {"start": at("08:00"), "end": at("17:00")}
     ]
     assert desk.post(f"{url}/hours", data=data).status_code in (400, 403)
+
+
+def test_week_view_drag_and_drop_is_an_enhancement(
+    desk: FlaskClient, client: FlaskClient, scheduler: Scheduler, catalog: Catalog
+) -> None:
+    proc = scheduler.book({**BOOKING, "scheduled_start": at("09:30")}, "t")
+    body = text(desk.get(f"/week?station=XRAY1&date={DAY.isoformat()}"))
+    assert f'data-booking="{proc.id}" data-movable="1"' in body
+    assert f'data-start="{at("09:50")}"' in body
+    assert '<script src="/week.js" defer></script>' in body
+    assert 'data-csrf="' in body
+    # Every booking still links to its page, where the reschedule form works without script.
+    assert f'href="/procedures/{proc.id}"' in body
+    script = client.get("/week.js")
+    assert script.status_code == 200
+    assert script.mimetype == "text/javascript"
+    assert "/api/procedures/" in script.get_data(as_text=True)
+    # What the script sends: a PATCH with the session and the CSRF header.
+    token = re.search(r'data-csrf="([^"]+)"', body)
+    assert token
+    moved = desk.patch(
+        f"/api/procedures/{proc.id}",
+        json={"scheduled_start": at("13:00")},
+        headers={"X-CSRFToken": token.group(1)},
+    )
+    assert moved.status_code == 200
+    assert scheduler.get(proc.id).scheduled_start.strftime("%H:%M") == "13:00"
