@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
 
 from clinic.domain.bookings import Scheduler
@@ -189,3 +192,28 @@ def test_openapi_describes_the_calendar(client: FlaskClient) -> None:
     assert request["allow_overlap"]["type"] == "boolean"
     body = paths["/api/procedures"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/BookingRequest"}
+
+
+def test_one_slot_booked_at_once_by_many_goes_to_one(
+    app: Flask, token: str, scheduler: Scheduler
+) -> None:
+    statuses: list[int] = []
+    start = threading.Barrier(6)
+
+    def attempt(number: int) -> None:
+        caller = app.test_client()
+        caller.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        start.wait(timeout=30)
+        answer = caller.post(
+            "/api/procedures",
+            json={**BOOKING, "patient_id": f"C{number}", "patient_name": f"CALLER^{number}"},
+        )
+        statuses.append(answer.status_code)
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [201] + [409] * 5
+    assert len(scheduler.list_procedures(dt.date(2026, 11, 26))) == 1
