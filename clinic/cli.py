@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from clinic.config import ConfigError, Settings, load_settings
 from clinic.domain.bookings import Scheduler
-from clinic.domain.errors import NotFound, ValidationError
+from clinic.domain.errors import NotFound, PatientConflict, ValidationError
 from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.store import migrate
@@ -173,18 +173,36 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 @procedures.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--actor", default="import", show_default=True, help="Name in the audit log.")
+@click.option(
+    "--update-patients",
+    is_flag=True,
+    help="Let rows change the stored name, birth date or sex of an existing patient ID.",
+)
 @click.pass_context
-def procedures_import(ctx: click.Context, file: Path, actor: str) -> None:
+def procedures_import(ctx: click.Context, file: Path, actor: str, update_patients: bool) -> None:
     """Import bookings from FILE (JSON list or CSV): all rows, or none."""
     rows = read_rows(file)
     scheduler = _scheduler(_settings(ctx))
     bar = tqdm(total=len(rows), unit="row", file=sys.stderr, disable=len(rows) < PROGRESS_THRESHOLD)
     try:
-        result = scheduler.import_procedures(rows, actor=f"cli:{actor}", progress=bar.update)
+        result = scheduler.import_procedures(
+            rows, actor=f"cli:{actor}", progress=bar.update, update_patients=update_patients
+        )
     except ValidationError as exc:
         bar.close()
         for field_name, message in exc.errors.items():
             click.echo(f"error: row {exc.row}, field {field_name}: {message}", err=True)
+        click.echo("nothing was imported", err=True)
+        ctx.exit(1)
+    except PatientConflict as exc:
+        bar.close()
+        for field_name, values in exc.conflicts.items():
+            click.echo(
+                f"error: row {exc.row}, field {field_name}: the patient ID is stored with "
+                f"{values['stored']!r}, the row has {values['sent']!r} "
+                "(--update-patients changes the stored patient)",
+                err=True,
+            )
         click.echo("nothing was imported", err=True)
         ctx.exit(1)
     bar.close()

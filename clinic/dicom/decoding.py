@@ -8,8 +8,35 @@ with the status its service defines instead of failing somewhere inside the hand
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
+
+from clinic.dicom.status import DimseFailure
+
+
+def received(read: Callable[[], Dataset], what: str, status: int) -> Dataset:
+    """Decode a request's data set (``lambda: event.identifier`` and the like).
+
+    Parameters
+    ----------
+    read : callable
+        Returns the data set; pynetdicom decodes it on this first access.
+    what : str
+        Its name in the Error Comment (``identifier``, ``attribute list``).
+    status : int
+        The service's status for a data set that cannot be read.
+
+    Raises
+    ------
+    DimseFailure
+        ``status``, "<what> cannot be decoded", when pydicom cannot read it.
+    """
+    try:
+        return read()
+    except Exception:  # pydicom raises many types for bytes it cannot read
+        raise DimseFailure(status, f"{what} cannot be decoded") from None
 
 
 def first_undecodable(ds: Dataset) -> BaseTag | None:

@@ -21,9 +21,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from clinic.domain import identifiers
 from clinic.domain.audit import audit
 from clinic.domain.calendar import DEFAULT_DURATION_MINUTES, clashes
-from clinic.domain.errors import NotFound, OverlapError, TransitionError, ValidationError
+from clinic.domain.errors import (
+    NotFound,
+    OverlapError,
+    PatientConflict,
+    TransitionError,
+    ValidationError,
+)
 from clinic.domain.fields import clean_procedure
-from clinic.domain.names import name_keys
+from clinic.domain.names import name_keys, same_name
 from clinic.store.db import transaction
 from clinic.store.models import (
     ACTIVE_STATUSES,
@@ -236,16 +242,24 @@ class Scheduler:
     # -- writing ---------------------------------------------------------------------
 
     def book(
-        self, raw: Mapping[str, Any], actor: str, *, refuse_overlaps: bool = False
+        self,
+        raw: Mapping[str, Any],
+        actor: str,
+        *,
+        update_patient: bool = False,
+        refuse_overlaps: bool = False,
     ) -> Procedure:
         """Validate and store a new booking.
 
         Parameters
         ----------
         raw : Mapping
-            The booking's fields (see :data:`WRITABLE_FIELDS`).
+            The booking's fields (see :data:`clinic.domain.fields.FIELDS`).
         actor : str
             Who books it, for the audit log.
+        update_patient : bool
+            The caller says on purpose that an existing patient ID's stored name,
+            birth date or sex are to change to the ones sent (audited).
         refuse_overlaps : bool
             Refuse a booking that overlaps another active booking on its station
             (the web and REST doors, unless the user confirmed); HL7 and import
@@ -260,6 +274,9 @@ class Scheduler:
         ------
         ValidationError
             When a field is invalid or an identifier is already in use.
+        PatientConflict
+            When the patient ID exists with another name, birth date or sex and
+            ``update_patient`` is false; nothing is written.
         OverlapError
             With ``refuse_overlaps``, naming the bookings it would overlap; nothing
             is written.
@@ -276,7 +293,7 @@ class Scheduler:
                 if taken is not None:
                     raise ValidationError({"accession_number": "is already used by a booking"})
             self._check_uid_free(session, cleaned, None)
-            proc = self._create(session, lookups, cleaned, actor)
+            proc = self._create(session, lookups, cleaned, actor, update_patient)
             self._finish_creates(session)
             if refuse_overlaps:
                 _refuse_overlaps(session, proc)
@@ -289,17 +306,20 @@ class Scheduler:
         raw: Mapping[str, Any],
         actor: str,
         *,
+        update_patient: bool = False,
         refuse_overlaps: bool = False,
     ) -> Procedure:
         """Change some fields of a booking that is not finished or cancelled.
 
-        With ``refuse_overlaps``, a change of station, start or duration that makes
-        the booking overlap another active one on its station raises
+        ``update_patient`` as for :meth:`book`: without it, patient fields that differ
+        from the stored patient's raise :class:`PatientConflict`. With
+        ``refuse_overlaps``, a change of station, start or duration that makes the
+        booking overlap another active one on its station raises
         :class:`OverlapError` and writes nothing.
 
         Raises
         ------
-        NotFound, ValidationError, TransitionError, OverlapError
+        NotFound, ValidationError, TransitionError, PatientConflict, OverlapError
         """
         cleaned = clean_procedure(raw, partial=True)
         with transaction(self.session_factory) as session:
@@ -318,7 +338,7 @@ class Scheduler:
                     raise ValidationError({"accession_number": "is already used by a booking"})
             self._check_uid_free(session, cleaned, proc.id)
             slot = (proc.station_ae_title, proc.scheduled_start, proc.duration_minutes)
-            self._apply(session, _Lookups(session), proc, cleaned, actor)
+            self._apply(session, _Lookups(session), proc, cleaned, actor, update_patient)
             session.flush()
             moved = slot != (proc.station_ae_title, proc.scheduled_start, proc.duration_minutes)
             if refuse_overlaps and moved:
@@ -366,11 +386,14 @@ class Scheduler:
         rows: Sequence[Mapping[str, Any]],
         actor: str,
         progress: Callable[[int], None] | None = None,
+        *,
+        update_patients: bool = False,
     ) -> ImportResult:
         """Book or update many procedures at once: all of them, or none.
 
         Rows are matched to existing bookings by accession number; a row without
-        one is a new booking.
+        one is a new booking. Rows that name one patient ID must agree on its name,
+        birth date and sex.
 
         Parameters
         ----------
@@ -380,20 +403,28 @@ class Scheduler:
             Who imports, for the audit log.
         progress : callable, optional
             Called with the number of rows just processed.
+        update_patients : bool
+            Rows may change the stored name, birth date or sex of an existing
+            patient ID (audited); otherwise such a row is an error.
 
         Raises
         ------
         ValidationError
-            For the first invalid row; its ``row`` attribute is the 1-based row number.
+            For the first invalid row, or a row that disagrees with an earlier row
+            about a patient; its ``row`` attribute is the 1-based row number.
+        PatientConflict
+            For the first row whose patient ID is stored with other demographics.
         """
         cleaned_rows: list[dict[str, Any]] = []
         seen_accessions: dict[str, int] = {}
         seen_uids: dict[str, int] = {}
+        seen_patients: dict[str, tuple[int, dict[str, Any]]] = {}
         for number, raw in enumerate(rows, start=1):
             try:
                 cleaned = clean_procedure(raw)
             except ValidationError as exc:
                 raise ValidationError(exc.errors, row=number) from None
+            _check_same_patient(seen_patients, cleaned, number)
             for key, seen in (
                 ("accession_number", seen_accessions),
                 ("study_instance_uid", seen_uids),
@@ -434,11 +465,13 @@ class Scheduler:
                 current = existing.get(cleaned.get("accession_number", ""))
                 try:
                     if current is None:
-                        self._create(session, lookups, cleaned, actor)
+                        self._create(session, lookups, cleaned, actor, update_patients)
                         created += 1
                     else:
-                        self._apply(session, lookups, current, cleaned, actor)
+                        self._apply(session, lookups, current, cleaned, actor, update_patients)
                         updated += 1
+                except PatientConflict as exc:
+                    raise PatientConflict(exc.patient_id, exc.conflicts, row=number) from None
                 except (ValidationError, TransitionError) as exc:
                     errors = (
                         exc.errors
@@ -466,36 +499,81 @@ class Scheduler:
                 raise ValidationError({"study_instance_uid": "is already used by another booking"})
 
     def _patient_for(
-        self, session: Session, lookups: _Lookups, cleaned: Mapping[str, Any], actor: str
+        self,
+        session: Session,
+        lookups: _Lookups,
+        cleaned: Mapping[str, Any],
+        actor: str,
+        update_patient: bool,
     ) -> Patient:
         pid = cleaned["patient_id"]
         patient = lookups.patient(pid)
         if patient is None:
             if "patient_name" not in cleaned:  # an update naming a patient not yet known
                 raise ValidationError({"patient_name": "is required for a new patient"})
-            fold, ascii_ = name_keys(cleaned["patient_name"])
-            patient = Patient(
-                patient_id=pid,
-                name=cleaned["patient_name"],
-                name_fold=fold,
-                name_ascii=ascii_,
-                birth_date=cleaned.get("patient_birth_date"),
-                sex=cleaned.get("patient_sex", ""),
-            )
-            session.add(patient)
+            patient, created = self._insert_patient(session, cleaned)
             lookups.patients[pid] = patient
-            audit(session, actor, "create", "patient", pid, _patient_fields(patient))
-            return patient
-        self._update_patient(session, patient, cleaned, actor)
+            if created:
+                audit(session, actor, "create", "patient", pid, _patient_fields(patient))
+                return patient
+        self._update_patient(session, patient, cleaned, actor, update_patient)
         return patient
 
+    def _insert_patient(self, session: Session, cleaned: Mapping[str, Any]) -> tuple[Patient, bool]:
+        """Insert a new patient unless a concurrent booking just did; return it and whether new.
+
+        Several bookings for one new patient may arrive at once (REST clients, HL7 and
+        the front desk): INSERT ... ON CONFLICT DO NOTHING lets the later ones find the
+        first one's row, whose demographics they are then checked against, instead of
+        failing on the unique patient ID.
+        """
+        fold_key, ascii_key = name_keys(cleaned["patient_name"])
+        values = {
+            "patient_id": cleaned["patient_id"],
+            "name": cleaned["patient_name"],
+            "name_fold": fold_key,
+            "name_ascii": ascii_key,
+            "birth_date": cleaned.get("patient_birth_date"),
+            "sex": cleaned.get("patient_sex", ""),
+        }
+        dialect = session.get_bind().dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            patient = Patient(**values)
+            session.add(patient)
+            return patient, True
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = (
+            insert(Patient).values(**values).on_conflict_do_nothing(index_elements=["patient_id"])
+        )
+        created = session.execute(statement.returning(Patient.id)).first() is not None
+        patient = session.scalars(
+            select(Patient).where(Patient.patient_id == cleaned["patient_id"])
+        ).one()
+        return patient, created
+
     def _update_patient(
-        self, session: Session, patient: Patient, cleaned: Mapping[str, Any], actor: str
+        self,
+        session: Session,
+        patient: Patient,
+        cleaned: Mapping[str, Any],
+        actor: str,
+        update_patient: bool,
     ) -> None:
+        """Bring the stored patient in line with a booking's patient fields.
+
+        A value the store lacks is filled in; a value that differs is a
+        :class:`PatientConflict` unless ``update_patient`` says the change is meant.
+        Every change is audited with the values before and after.
+        """
+        if not update_patient:
+            conflicts = patient_conflicts(patient, cleaned)
+            if conflicts:
+                raise PatientConflict(patient.patient_id, conflicts)
         changes: dict[str, list[Any]] = {}
-        if "patient_name" in cleaned and cleaned["patient_name"] != patient.name:
-            changes["patient_name"] = [patient.name, cleaned["patient_name"]]
-            patient.name = cleaned["patient_name"]
+        name = cleaned.get("patient_name")
+        if name is not None and name != patient.name and (update_patient or not patient.name):
+            changes["patient_name"] = [patient.name, name]
+            patient.name = name
             patient.name_fold, patient.name_ascii = name_keys(patient.name)
         if "patient_birth_date" in cleaned and cleaned["patient_birth_date"] != patient.birth_date:
             changes["patient_birth_date"] = [patient.birth_date, cleaned["patient_birth_date"]]
@@ -507,7 +585,12 @@ class Scheduler:
             audit(session, actor, "update", "patient", patient.patient_id, changes)
 
     def _create(
-        self, session: Session, lookups: _Lookups, cleaned: dict[str, Any], actor: str
+        self,
+        session: Session,
+        lookups: _Lookups,
+        cleaned: dict[str, Any],
+        actor: str,
+        update_patient: bool,
     ) -> Procedure:
         station = cleaned.get("station_ae_title") or lookups.station_for(cleaned["modality"])
         if not station:
@@ -515,7 +598,7 @@ class Scheduler:
                 {"station_ae_title": "is required (no single station does this modality)"}
             )
         lookups.ensure_station(station, cleaned["modality"], actor)
-        patient = self._patient_for(session, lookups, cleaned, actor)
+        patient = self._patient_for(session, lookups, cleaned, actor, update_patient)
         start: dt.datetime = cleaned["scheduled_start"]
         duration = (
             cleaned.get("duration_minutes")
@@ -589,14 +672,15 @@ class Scheduler:
         proc: Procedure,
         cleaned: Mapping[str, Any],
         actor: str,
+        update_patient: bool,
     ) -> None:
         if proc.status not in ACTIVE_STATUSES:
             raise TransitionError(f"the booking is {proc.status} and can no longer change")
         before = _procedure_fields(proc)
         if "patient_id" in cleaned and cleaned["patient_id"] != proc.patient.patient_id:
-            proc.patient = self._patient_for(session, lookups, cleaned, actor)
+            proc.patient = self._patient_for(session, lookups, cleaned, actor, update_patient)
         else:
-            self._update_patient(session, proc.patient, cleaned, actor)
+            self._update_patient(session, proc.patient, cleaned, actor, update_patient)
         if "modality" in cleaned:
             proc.modality = cleaned["modality"]
         if "station_ae_title" in cleaned:
@@ -643,6 +727,78 @@ def _refuse_overlaps(session: Session, proc: Procedure) -> None:
     )
     if found:
         raise OverlapError(found)
+
+
+def _api_value(value: Any) -> str:
+    """A patient field as the API writes it (dates ISO, absent values empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def patient_conflicts(patient: Patient, cleaned: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Return the patient fields of ``cleaned`` that would make ``patient`` another person.
+
+    A field not sent, or one the store does not have yet, is no conflict; a name that
+    differs only in case or in how its given names are split is the same name
+    (:func:`clinic.domain.names.same_name`).
+
+    Parameters
+    ----------
+    patient : Patient
+        The stored patient.
+    cleaned : Mapping
+        A booking's validated fields (:func:`clinic.domain.fields.clean_procedure`).
+
+    Returns
+    -------
+    dict
+        Field name to ``{"stored": ..., "sent": ...}``; empty when nothing differs.
+    """
+    out: dict[str, dict[str, str]] = {}
+    name = cleaned.get("patient_name")
+    if name is not None and patient.name and not same_name(name, patient.name):
+        out["patient_name"] = {"stored": patient.name, "sent": name}
+    sent_birth = cleaned.get("patient_birth_date", patient.birth_date)
+    if patient.birth_date is not None and sent_birth != patient.birth_date:
+        out["patient_birth_date"] = {
+            "stored": _api_value(patient.birth_date),
+            "sent": _api_value(sent_birth),
+        }
+    if "patient_sex" in cleaned and patient.sex and cleaned["patient_sex"] != patient.sex:
+        out["patient_sex"] = {"stored": patient.sex, "sent": cleaned["patient_sex"]}
+    return out
+
+
+_PATIENT_KEYS = ("patient_name", "patient_birth_date", "patient_sex")
+
+
+def _check_same_patient(
+    seen: dict[str, tuple[int, dict[str, Any]]], cleaned: Mapping[str, Any], number: int
+) -> None:
+    """Refuse an import row that disagrees with an earlier row about the same patient ID."""
+    pid = cleaned.get("patient_id")
+    if not pid:
+        return
+    if pid not in seen:
+        seen[pid] = (number, {k: cleaned[k] for k in _PATIENT_KEYS if k in cleaned})
+        return
+    first_row, first = seen[pid]
+    for key in _PATIENT_KEYS:
+        if key in cleaned and key in first:
+            same = (
+                same_name(cleaned[key], first[key])
+                if key == "patient_name"
+                else cleaned[key] == first[key]
+            )
+            if not same:
+                raise ValidationError(
+                    {key: f"differs from row {first_row} for the same patient_id"}, row=number
+                )
+        elif key in cleaned:
+            first[key] = cleaned[key]
 
 
 def _set_physicians(proc: Procedure, cleaned: Mapping[str, Any]) -> None:

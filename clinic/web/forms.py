@@ -142,6 +142,7 @@ class BookingForm(FlaskForm):  # type: ignore[misc]
     )
     confirm_new_patient = BooleanField("This is a new patient, not one of those listed")
     allow_overlap = BooleanField("Book anyway, at the same time as the bookings listed")
+    update_patient = BooleanField("Same person: change the stored details to the ones typed here")
 
 
 class RescheduleForm(FlaskForm):  # type: ignore[misc]
@@ -271,8 +272,19 @@ for _day in WEEKDAYS:
     )
 
 
-class TokenForm(FlaskForm):  # type: ignore[misc]
-    """Create an API token (no fields but the CSRF token)."""
+class MergeForm(FlaskForm):  # type: ignore[misc]
+    """Merge one patient record into another (administrators)."""
+
+    keep_patient_id = StringField(
+        "Patient ID to keep",
+        validators=[DataRequired("Please enter the patient ID that stays."), Length(max=64)],
+    )
+    merge_patient_id = StringField(
+        "Patient ID to merge into it",
+        validators=[DataRequired("Please enter the patient ID to merge."), Length(max=64)],
+        description="Its bookings, performed steps and print jobs move; the record goes.",
+    )
+    confirm = BooleanField("These two records are the same person: merge them")
 
 
 class EmptyForm(FlaskForm):  # type: ignore[misc]

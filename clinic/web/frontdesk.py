@@ -26,7 +26,13 @@ from clinic.domain import patients as patient_search
 from clinic.domain.bookings import Scheduler
 from clinic.domain.calendar import Calendar, booking_end, overlapping_ids
 from clinic.domain.catalog import Catalog
-from clinic.domain.errors import NotFound, OverlapError, TransitionError, ValidationError
+from clinic.domain.errors import (
+    NotFound,
+    OverlapError,
+    PatientConflict,
+    TransitionError,
+    ValidationError,
+)
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
 from clinic.domain.vr import parse_date
@@ -325,6 +331,7 @@ def _render_book(
     duplicates: list[Any] | None = None,
     problems: list[str] | None = None,
     clash: bool = False,
+    conflicts: dict[str, dict[str, str]] | None = None,
     status: int = 200,
 ) -> Any:
     code = form.procedure.data or ""
@@ -340,6 +347,7 @@ def _render_book(
             duplicates=duplicates or [],
             problems=problems or [],
             clash=clash,
+            conflicts=conflicts or {},
             suggestions=suggestions,
             suggestion_station=station,
             suggestion_minutes=minutes,
@@ -451,10 +459,26 @@ def book() -> Any:
         "notes": form.notes.data or "",
     }
     try:
-        proc = _scheduler().book(raw, actor=actor(), refuse_overlaps=not form.allow_overlap.data)
+        proc = _scheduler().book(
+            raw,
+            actor=actor(),
+            update_patient=bool(form.update_patient.data),
+            refuse_overlaps=not form.allow_overlap.data,
+        )
     except ValidationError as exc:
         problems = _add_errors(form, exc.errors, BOOKING_FIELDS)
         return _render_book(form, entries, duplicates=duplicates, problems=problems, status=422)
+    except PatientConflict as exc:
+        # One patient ID is one person: show stored and typed details side by side and
+        # let the user say whether the stored ones are to change.
+        return _render_book(
+            form,
+            entries,
+            duplicates=duplicates,
+            problems=["This patient ID is stored with other details: see below."],
+            conflicts=exc.conflicts,
+            status=409,
+        )
     except OverlapError as exc:
         return _render_book(
             form,

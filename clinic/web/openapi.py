@@ -36,26 +36,6 @@ def _print_job_schema() -> dict[str, Any]:
     return {"type": "object", "properties": props}
 
 
-def _booking_request_schema() -> dict[str, Any]:
-    """What POST and PATCH take: a booking's fields and the overlap confirmation."""
-    return {
-        "allOf": [
-            {"$ref": "#/components/schemas/Procedure"},
-            {
-                "type": "object",
-                "properties": {
-                    "allow_overlap": {
-                        "type": "boolean",
-                        "default": False,
-                        "description": "book even though the station is taken at that "
-                        "time (otherwise 409 with `overlaps`)",
-                    }
-                },
-            },
-        ]
-    }
-
-
 def _patient_schema() -> dict[str, Any]:
     return {
         "type": "object",
@@ -84,14 +64,11 @@ def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI document as a dict."""
     ref = {"$ref": "#/components/schemas/Procedure"}
     err = {"$ref": "#/components/responses/Error"}
-    conflict = {"$ref": "#/components/responses/Conflict"}
     json_body = {"content": {"application/json": {"schema": ref}}}
-    request_body = {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/BookingRequest"}}
-        },
+    write_body = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BookingWrite"}}}
     }
+    conflict = {"$ref": "#/components/responses/Conflict"}
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
     slot = {
         "type": "object",
@@ -119,9 +96,53 @@ def openapi_document() -> dict[str, Any]:
             },
             "schemas": {
                 "Procedure": procedure_schema(),
-                "BookingRequest": _booking_request_schema(),
-                "Patient": _patient_schema(),
                 "PrintJob": _print_job_schema(),
+                "Patient": _patient_schema(),
+                "BookingWrite": {
+                    "allOf": [
+                        ref,
+                        {
+                            "type": "object",
+                            "properties": {
+                                "update_patient": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "change the stored name, birth date or sex "
+                                    "of an existing patient_id to the ones sent (audited); "
+                                    "without it such a booking is answered 409",
+                                },
+                                "allow_overlap": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "book (or move) it even though the station "
+                                    "is taken for part of that time; without it such a booking "
+                                    "is answered 409 with `overlaps`",
+                                },
+                            },
+                        },
+                    ]
+                },
+                "Conflict": {
+                    "type": "object",
+                    "properties": {
+                        "error": _TEXT,
+                        "conflicts": {
+                            "type": "object",
+                            "description": "each patient field that differs from the stored "
+                            "patient's",
+                            "additionalProperties": {
+                                "type": "object",
+                                "properties": {"stored": _TEXT, "sent": _TEXT},
+                            },
+                        },
+                        "overlaps": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": "ids of the active bookings on the station that the "
+                            "booking would overlap; send `allow_overlap: true` to book anyway",
+                        },
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "properties": {
@@ -129,36 +150,20 @@ def openapi_document() -> dict[str, Any]:
                         "errors": {"type": "object", "additionalProperties": _TEXT},
                     },
                 },
-                "Conflict": {
-                    "type": "object",
-                    "properties": {
-                        "error": _TEXT,
-                        "overlaps": {
-                            "type": "array",
-                            "items": {"type": "integer"},
-                            "description": "ids of the active bookings on the station that "
-                            "the booking would overlap; send `allow_overlap: true` to book anyway",
-                        },
-                        "errors": {
-                            "type": "object",
-                            "additionalProperties": _TEXT,
-                            "description": "`status` when the booking's status forbids the change",
-                        },
-                    },
-                },
             },
             "responses": {
+                "Conflict": {
+                    "description": "the patient_id is stored with another name, birth date "
+                    "or sex (`conflicts`), or the station is taken at that time (`overlaps`); "
+                    "nothing was written",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Conflict"}}
+                    },
+                },
                 "Error": {
                     "description": "error; `errors` maps each offending field to its problem",
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                },
-                "Conflict": {
-                    "description": "conflict: the station is taken (`overlaps`), or the "
-                    "booking's status does not allow it; nothing is written",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Conflict"}}
                     },
                 },
             },
@@ -205,7 +210,7 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Book an exam",
-                    "requestBody": request_body,
+                    "requestBody": {"required": True, **write_body},
                     "responses": {
                         "201": {"description": "booked", **json_body},
                         "400": err,
@@ -224,15 +229,132 @@ def openapi_document() -> dict[str, Any]:
                 "patch": {
                     "summary": "Change some fields of a booking",
                     "parameters": [pid],
-                    "requestBody": request_body,
+                    "requestBody": {"required": True, **write_body},
                     "responses": {
                         "200": {"description": "changed", **json_body},
                         "400": err,
                         "404": err,
-                        "409": conflict,
+                        "409": {
+                            "description": "the booking can no longer change (`errors`), the "
+                            "patient would change (`conflicts`) or the station is taken "
+                            "(`overlaps`); see Conflict",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/Error"},
+                                            {"$ref": "#/components/schemas/Conflict"},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
                         "422": err,
                     },
                 },
+            },
+            "/api/patients/similar": {
+                "get": {
+                    "summary": "Stored patients who are probably this person (likely duplicates)",
+                    "description": "Names match however they are written (accents, umlauts "
+                    "spelt out, ß, case), also with given and family names swapped; birth "
+                    "dates exactly, with day and month swapped, or one digit off.",
+                    "parameters": [
+                        {
+                            "name": "patient_name",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "DICOM PN: FAMILY^GIVEN",
+                        },
+                        {
+                            "name": "patient_birth_date",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the likely duplicates, each with its reasons",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "patient_id": _TEXT,
+                                                "patient_name": _TEXT,
+                                                "patient_birth_date": _TEXT,
+                                                "patient_sex": _TEXT,
+                                                "reasons": {"type": "array", "items": _TEXT},
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": err,
+                        "401": err,
+                    },
+                }
+            },
+            "/api/patients/{patient_id}/merge": {
+                "post": {
+                    "summary": "Merge another patient record into this one (administrators)",
+                    "description": "The other record's bookings (with their performed steps "
+                    "and print jobs) move to this patient; the other record is removed and "
+                    "its details stay in the audit log.",
+                    "parameters": [
+                        {
+                            "name": "patient_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["patient_id"],
+                                    "properties": {
+                                        "patient_id": {
+                                            **_TEXT,
+                                            "description": "the record to merge into this one",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "merged; `procedures` lists the bookings that moved",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "patient_id": _TEXT,
+                                            "merged_patient_id": _TEXT,
+                                            "procedures": {
+                                                "type": "array",
+                                                "items": {"type": "integer"},
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "401": err,
+                        "403": err,
+                        "404": err,
+                        "422": err,
+                    },
+                }
             },
             "/api/procedures/{id}/cancel": {
                 "post": {
@@ -241,7 +363,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "cancelled", **json_body},
                         "404": err,
-                        "409": conflict,
+                        "409": err,
                     },
                 }
             },
@@ -254,7 +376,7 @@ def openapi_document() -> dict[str, Any]:
                         "200": {"description": "checked in", **json_body},
                         "401": err,
                         "404": err,
-                        "409": conflict,
+                        "409": err,
                     },
                 }
             },
@@ -301,12 +423,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "A patient: details, contact, bookings and print jobs",
                     "parameters": [
-                        {
-                            "name": "patient_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": _TEXT,
-                        }
+                        {"name": "patient_id", "in": "path", "required": True, "schema": _TEXT}
                     ],
                     "responses": {
                         "200": {

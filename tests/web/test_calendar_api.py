@@ -188,10 +188,12 @@ def test_openapi_describes_the_calendar(client: FlaskClient) -> None:
     schema = doc["components"]["schemas"]["Procedure"]["properties"]
     assert "ARRIVED" in schema["status"]["enum"]
     assert schema["duration_minutes"]["type"] == "integer"
-    request = doc["components"]["schemas"]["BookingRequest"]["allOf"][1]["properties"]
+    request = doc["components"]["schemas"]["BookingWrite"]["allOf"][1]["properties"]
     assert request["allow_overlap"]["type"] == "boolean"
     body = paths["/api/procedures"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["schema"] == {"$ref": "#/components/schemas/BookingRequest"}
+    assert body["schema"] == {"$ref": "#/components/schemas/BookingWrite"}
+    conflict = doc["components"]["schemas"]["Conflict"]["properties"]
+    assert conflict["overlaps"]["items"] == {"type": "integer"}
 
 
 def test_one_slot_booked_at_once_by_many_goes_to_one(
