@@ -72,7 +72,9 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 def _scheduler(settings: Settings) -> Scheduler:
     engine = make_engine(settings.resolved_database_url)
     migrate.upgrade(engine)
-    return Scheduler(make_session_factory(engine), settings.uid_root)
+    return Scheduler(
+        make_session_factory(engine), settings.uid_root, settings.default_duration_minutes
+    )
 
 
 @main.command()

@@ -75,7 +75,9 @@ class ClinicServer:
         self.engine = make_engine(settings.resolved_database_url)
         migrate.upgrade(self.engine)
         self.session_factory = make_session_factory(self.engine)
-        self.scheduler = Scheduler(self.session_factory, settings.uid_root)
+        self.scheduler = Scheduler(
+            self.session_factory, settings.uid_root, settings.default_duration_minutes
+        )
         self._query_log = QueryLogWriter(self.session_factory)
 
         service = WorklistService(self.session_factory, settings, self._query_log)
