@@ -155,6 +155,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         raise click.ClickException(
             f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
         ) from None
+    del data  # a large file's bytes need not stay beside its text while it is parsed
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
         try:
             rows = json.loads(text)
