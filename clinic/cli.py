@@ -344,7 +344,7 @@ def print_jobs_reprint(ctx: click.Context, job_id: int) -> None:
     """Queue print job JOB_ID again (a reprint, or a retry after a failure)."""
     from clinic.printing.spool import requeue
 
-    if requeue(_print_store(_settings(ctx)), job_id) is None:
+    if requeue(_print_store(_settings(ctx)), job_id, actor="cli") is None:
         click.echo(f"error: there is no print job {job_id}", err=True)
         ctx.exit(1)
     click.echo(f"print job {job_id} queued again; the running service prints it")
