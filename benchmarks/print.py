@@ -186,10 +186,10 @@ def main() -> None:
             times: dict[str, list[float]] = {"clinic": [], "dcmprscp": []}
             ready: list[float] = []
             for _ in range(args.runs):
-                before = job_count(data / "clinic.store.db")
+                before = job_count(data / "clinic.db")
                 seconds, acted = send_session(ports["print"], "PDFPRINT", pixels)
                 times["clinic"].append(seconds)
-                ready.append(pdf_ready_after(data / "clinic.store.db", before, acted))
+                ready.append(pdf_ready_after(data / "clinic.db", before, acted))
                 seconds, _ = send_session(dport, "IHEFULL", pixels)
                 times["dcmprscp"].append(seconds)
             peak = peak_memory_mib(clinic.pid)

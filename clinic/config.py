@@ -133,7 +133,7 @@ class Settings:
         """The SQLAlchemy URL in use: the configured one or SQLite under ``data_dir``."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'clinic.store.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'clinic.db').resolve()}"
 
     @property
     def worklist_listener(self) -> ListenerSettings:

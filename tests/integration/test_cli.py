@@ -241,7 +241,7 @@ def test_db_upgrade(clinic: Clinic, database_url: str) -> None:
     result = clinic("db", "upgrade")
     assert result.exit_code == 0, result.output
     assert "database is up to date" in result.stdout
-    database = clinic.data_dir / "clinic.store.db"
+    database = clinic.data_dir / "clinic.db"
     if not database_url:  # the embedded database, made where the data folder says
         assert database.is_file()
     engine = create_engine(database_url or f"sqlite:///{database}")

@@ -26,7 +26,7 @@ def test_job_printed_while_the_pacs_was_down_arrives_after_a_kill_and_restart(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data_dir = tmp_path / "var"
-    engine = make_engine(database_url or f"sqlite:///{data_dir / 'clinic.store.db'}")
+    engine = make_engine(database_url or f"sqlite:///{data_dir / 'clinic.db'}")
     upgrade(engine)
     factory = make_session_factory(engine)
     proc = Scheduler(factory).book(

@@ -155,7 +155,7 @@ def test_dcmpsprt_and_dcmprscu_print_on_clinic_serve(
     assert sent.returncode == 0, sent.stderr
     assert "error" not in sent.stderr.lower(), sent.stderr
 
-    engine = create_engine(database_url or f"sqlite:///{tmp_path / 'var' / 'clinic.store.db'}")
+    engine = create_engine(database_url or f"sqlite:///{tmp_path / 'var' / 'clinic.db'}")
     try:
         job = wait_for_job(sessionmaker(engine))
     finally:

@@ -49,7 +49,7 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(
     finally:
         serve.kill()
 
-    engine = create_engine(database_url or f"sqlite:///{data_dir / 'clinic.store.db'}")
+    engine = create_engine(database_url or f"sqlite:///{data_dir / 'clinic.db'}")
     factory = sessionmaker(engine)
     try:
         with factory() as session:

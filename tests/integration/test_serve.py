@@ -239,7 +239,7 @@ def test_open_association_finishes_before_exit(service: Service) -> None:
 
 
 def test_fresh_data_dir_gets_a_migrated_database(service: Service, tmp_path: Path) -> None:
-    database = tmp_path / "fresh" / "data" / "clinic.store.db"
+    database = tmp_path / "fresh" / "data" / "clinic.db"
     assert database.is_file()
     with sqlite3.connect(database) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

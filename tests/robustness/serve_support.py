@@ -70,9 +70,10 @@ def post_json(port: int, path: str, token: str, body: dict[str, Any]) -> tuple[i
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def booking(n: int, station: str = "XRAY1") -> dict[str, str]:
-    """A valid booking for the REST API, numbered ``n``."""
+def booking(n: int, station: str = "XRAY1") -> dict[str, Any]:
+    """A valid booking for the REST API, numbered ``n``, all at one time (overlaps confirmed)."""
     return {
+        "allow_overlap": True,
         "patient_id": f"SC{n:05d}",
         "patient_name": f"SCALE^PATIENT{n}",
         "patient_birth_date": "1970-01-01",

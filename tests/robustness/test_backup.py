@@ -85,7 +85,7 @@ def test_backup_while_writing_then_restore_into_a_fresh_data_dir(
     service = Service(live, config, tmp_path)
     service.start()
     try:
-        token = api_token(database_url or f"sqlite:///{live / 'clinic.store.db'}")
+        token = api_token(database_url or f"sqlite:///{live / 'clinic.db'}")
         writer = Writer(service.ports["web"], token)
         writer.start()
         writer.wait_for(20)

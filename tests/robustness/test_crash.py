@@ -95,6 +95,7 @@ class Booker(threading.Thread):
                 "station_ae_title": "XRAY1",
                 "scheduled_start": "2026-11-26T09:30",
                 "accession_number": accession,
+                "allow_overlap": True,  # every booking takes the same slot
             }
             request = urllib.request.Request(
                 self.url,
@@ -212,7 +213,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         assert any(p.acknowledged for p in printers), serve.log()
 
     # The service's own database: the SQLite file, or the test's PostgreSQL database.
-    url = os.environ.get("CLINIC_DATABASE_URL") or f"sqlite:///{data_dir / 'clinic.store.db'}"
+    url = os.environ.get("CLINIC_DATABASE_URL") or f"sqlite:///{data_dir / 'clinic.db'}"
     engine = create_engine(url)
     with engine.connect() as database:
         if url.startswith("sqlite"):

@@ -30,7 +30,7 @@ HELD = {"PDFPRINT": {"hold_seconds": 3600}}  # nothing renders while the test lo
 def jobs_and_folders(data_dir: Path) -> tuple[list[tuple[str, str]], set[str]]:
     """The stored jobs (spool folder, status) and the folders in the spool."""
     # The service's database: the SQLite file, or the test's PostgreSQL database.
-    url = os.environ.get("CLINIC_DATABASE_URL") or f"sqlite:///{data_dir / 'clinic.store.db'}"
+    url = os.environ.get("CLINIC_DATABASE_URL") or f"sqlite:///{data_dir / 'clinic.db'}"
     engine = create_engine(url)
     try:
         with engine.connect() as connection:

@@ -321,7 +321,7 @@ def test_audit_log_is_append_only(scheduler: Scheduler, settings: Settings) -> N
             session.execute(text("DELETE FROM audit_log"))
     # And for another program on the same file (SQLite; on PostgreSQL the trigger above).
     if not settings.database_url:
-        connection = sqlite3.connect(settings.data_dir / "clinic.store.db")
+        connection = sqlite3.connect(settings.data_dir / "clinic.db")
         try:
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 connection.execute("UPDATE audit_log SET actor = 'x'")

@@ -47,7 +47,7 @@ def test_defaults(no_file: Path) -> None:
     assert settings.uid_root == ""
     assert settings.log_level == "INFO"
     assert settings.config_file is None
-    expected = (no_file / "var" / "clinic.store.db").resolve()
+    expected = (no_file / "var" / "clinic.db").resolve()
     assert settings.resolved_database_url == f"sqlite:///{expected}"
 
 
@@ -196,7 +196,7 @@ BAD_ENV = [
     ("CLINIC_UID_ROOT", "1." + "2" * 40, "at most 40"),
     ("CLINIC_LOG_LEVEL", "LOUD", "log level"),
     ("CLINIC_HOST", " ", "must not be empty"),
-    ("CLINIC_DATABASE_URL", "clinic.store.db", "is not a URL"),
+    ("CLINIC_DATABASE_URL", "clinic.db", "is not a URL"),
 ]
 
 

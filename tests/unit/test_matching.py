@@ -137,7 +137,7 @@ def _store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Engi
         if ON_POSTGRESQL:
             url = stack.enter_context(fresh_postgresql_database())
         else:
-            url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'clinic.store.db'}"
+            url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'clinic.db'}"
         eng = make_engine(url)
         upgrade(eng)
         try:
