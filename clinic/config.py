@@ -51,7 +51,10 @@ class Settings:
     pdu_timeout: float = 60.0
     idle_timeout: float = 60.0
     tls_handshake_timeout: float = 10.0
+    max_dataset_bytes: int = 1 << 20
     mwl_max_associations: int = 50
+    mwl_max_associations_per_address: int = 10
+    mwl_max_matches: int = 0
     mwl_tls_cert: str = ""
     mwl_tls_key: str = ""
     mwl_tls_ca: str = ""
@@ -60,6 +63,8 @@ class Settings:
     mwl_find_ae_titles: tuple[str, ...] = ()
     mwl_mpps_ae_titles: tuple[str, ...] = ()
     print_max_associations: int = 20
+    print_max_associations_per_address: int = 5
+    print_max_image_box_bytes: int = 200 << 20
     print_tls_cert: str = ""
     print_tls_key: str = ""
     print_tls_ca: str = ""
@@ -67,6 +72,7 @@ class Settings:
     print_allowed_hosts: tuple[str, ...] = ()
     # Guards of the HL7 MLLP listener (clinic.hl7.mllp), same names as the DICOM ones.
     hl7_max_connections: int = 32
+    hl7_max_connections_per_address: int = 4
     hl7_max_message_bytes: int = 1 << 20
     hl7_read_timeout: float = 30.0
     hl7_frame_timeout: float = 120.0
@@ -126,7 +132,10 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("dicom", "pdu_timeout", "pdu_timeout", None),
     ("dicom", "idle_timeout", "idle_timeout", None),
     ("dicom", "tls_handshake_timeout", "tls_handshake_timeout", None),
+    ("dicom", "max_dataset_bytes", "max_dataset_bytes", None),
     ("worklist", "max_associations", "mwl_max_associations", None),
+    ("worklist", "max_associations_per_address", "mwl_max_associations_per_address", None),
+    ("worklist", "max_matches", "mwl_max_matches", None),
     ("worklist", "tls_cert", "mwl_tls_cert", "CLINIC_MWL_TLS_CERT"),
     ("worklist", "tls_key", "mwl_tls_key", "CLINIC_MWL_TLS_KEY"),
     ("worklist", "tls_ca", "mwl_tls_ca", "CLINIC_MWL_TLS_CA"),
@@ -135,12 +144,15 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("worklist", "allowed_find_ae_titles", "mwl_find_ae_titles", None),
     ("worklist", "allowed_mpps_ae_titles", "mwl_mpps_ae_titles", None),
     ("print", "max_associations", "print_max_associations", None),
+    ("print", "max_associations_per_address", "print_max_associations_per_address", None),
+    ("print", "max_image_box_bytes", "print_max_image_box_bytes", None),
     ("print", "tls_cert", "print_tls_cert", "CLINIC_PRINT_TLS_CERT"),
     ("print", "tls_key", "print_tls_key", "CLINIC_PRINT_TLS_KEY"),
     ("print", "tls_ca", "print_tls_ca", "CLINIC_PRINT_TLS_CA"),
     ("print", "require_client_cert", "print_require_client_cert", None),
     ("print", "allowed_hosts", "print_allowed_hosts", None),
     ("hl7", "max_connections", "hl7_max_connections", None),
+    ("hl7", "max_connections_per_address", "hl7_max_connections_per_address", None),
     ("hl7", "max_message_bytes", "hl7_max_message_bytes", None),
     ("hl7", "read_timeout", "hl7_read_timeout", None),
     ("hl7", "frame_timeout", "hl7_frame_timeout", None),
@@ -166,11 +178,18 @@ _SECONDS = (
     "hl7_idle_timeout",
 )
 _COUNTS = (
+    "max_dataset_bytes",
     "mwl_max_associations",
+    "mwl_max_associations_per_address",
     "print_max_associations",
+    "print_max_associations_per_address",
+    "print_max_image_box_bytes",
     "hl7_max_connections",
+    "hl7_max_connections_per_address",
     "hl7_max_message_bytes",
 )
+#: Whole numbers where 0 means "no limit".
+_OPTIONAL_COUNTS = ("mwl_max_matches",)
 _LISTS = ("mwl_allowed_hosts", "mwl_find_ae_titles", "mwl_mpps_ae_titles", "print_allowed_hosts")
 
 
@@ -271,6 +290,11 @@ def _convert(attr: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {value!r} is not true or false")
     if attr == "data_dir":
         return Path(str(value))
+    if attr in _OPTIONAL_COUNTS:
+        limit = _number(value, origin, int)
+        if limit < 0:
+            raise ConfigError(f"{origin}: {value!r} must be 0 (no limit) or more")
+        return limit
     if attr in _SECONDS or attr in _COUNTS:
         number = _number(value, origin, float if attr in _SECONDS else int)
         if number <= 0:

@@ -136,6 +136,7 @@ class ClinicServer:
             idle_timeout=settings.hl7_idle_timeout,
             frame_timeout=settings.hl7_frame_timeout,
             max_connections=settings.hl7_max_connections,
+            max_connections_per_address=settings.hl7_max_connections_per_address,
         )
         self._hl7.start()
         self.hl7_port = self._hl7.port
