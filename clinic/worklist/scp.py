@@ -49,6 +49,10 @@ LATIN1_TERMS = frozenset({LATIN1, "ISO 2022 IR 100"})
 STATUS_PENDING = 0xFF00
 STATUS_PENDING_WARNING = 0xFF01  # optional keys not supported
 STATUS_CANCEL = 0xFE00
+#: Refused: Out of Resources (PS3.4 K.4.1.1.4), answered past ``[worklist] max_matches``.
+STATUS_OUT_OF_RESOURCES = 0xA700
+#: Bookings fetched from the database at a time while answering a C-FIND.
+FETCH_BATCH = 200
 
 #: Transfer syntaxes accepted on every context: implicit and explicit little endian,
 #: deflated explicit little endian, explicit big endian.
@@ -170,13 +174,33 @@ class WorklistService:
             syntax = str(event.context.transfer_syntax)
             plan = AnswerPlan.compile(query, charset, syntax, transform)
             stream = PendingStream(event, pending) if plan is not None else None
-            results = session.execute(build_select(query)).unique()
+            # Rows arrive in batches (a server-side cursor on PostgreSQL): memory holds
+            # one batch and the bounded send queue, whatever the number of matches.
+            results = session.execute(build_select(query).execution_options(yield_per=FETCH_BATCH))
             matches = 0
+            limit = self.settings.mwl_max_matches
             for procedure, station in results:
                 if event.is_cancelled:
                     record["status"] = STATUS_CANCEL
                     record["matches"] = matches
                     yield STATUS_CANCEL, None
+                    return
+                if limit and matches >= limit:
+                    results.close()
+                    record["status"] = STATUS_OUT_OF_RESOURCES
+                    record["matches"] = matches
+                    log.warning(
+                        "worklist query from %s stopped after %d matches (max_matches)",
+                        calling_ae,
+                        matches,
+                    )
+                    yield (
+                        failure_status(
+                            STATUS_OUT_OF_RESOURCES,
+                            f"more than {limit} matches; narrow the query",
+                        ),
+                        None,
+                    )
                     return
                 row = Row(procedure, station)
                 matches += 1

@@ -8,10 +8,17 @@ reads nothing it does not need: the growth measured is the server's.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
+import os
+import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from io import BytesIO
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -144,3 +151,165 @@ def test_image_boxes_have_their_own_budget(start: Start) -> None:
     assert wait_for(lambda: scu.assoc.is_aborted, timeout=5)
     assert rss.growth_mib < 16
     assert echo_ok(srv.print_port, called="PDFPRINT")
+
+
+# -- C-FIND answers stream -------------------------------------------------------------
+
+MWL_FIND = b"1.2.840.10008.5.1.4.31\x00"
+IMPLICIT_LE = b"1.2.840.10008.1.2\x00"
+
+
+def _item(kind: int, payload: bytes) -> bytes:
+    return struct.pack(">BBH", kind, 0, len(payload)) + payload
+
+
+def _recv_exactly(sock: socket.socket, count: int) -> bytes:
+    data = bytearray()
+    while len(data) < count:
+        chunk = sock.recv(min(65536, count - len(data)))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return bytes(data)
+
+
+def count_answers(port: int, query: Dataset, calling: str = "COUNTER") -> tuple[int, int]:
+    """Associate, C-FIND ``query``, count the pending answers without keeping them,
+    release: (pending answers, final status). A raw-socket SCU that holds nothing."""
+    identifier = cast(bytes, encode(query, True, True))
+    context = _item(0x20, bytes([1, 0, 0, 0]) + _item(0x30, MWL_FIND) + _item(0x40, IMPLICIT_LE))
+    user = _item(0x50, _item(0x51, struct.pack(">L", 16384)))
+    rq = (
+        struct.pack(">HH", 1, 0)
+        + b"CLINIC".ljust(16)
+        + calling.encode().ljust(16)
+        + bytes(32)
+        + _item(0x10, b"1.2.840.10008.3.1.1.1")
+        + context
+        + user
+    )
+    command = b"".join(
+        struct.pack("<HHL", 0, element, len(value)) + value
+        for element, value in (
+            (0x0002, MWL_FIND),
+            (0x0100, struct.pack("<H", 0x0020)),
+            (0x0110, struct.pack("<H", 1)),
+            (0x0700, struct.pack("<H", 0)),
+            (0x0800, struct.pack("<H", 0x0001)),
+        )
+    )
+    command = struct.pack("<HHLL", 0, 0, 4, len(command)) + command
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(struct.pack(">BBL", 0x01, 0, len(rq)) + rq)
+        kind, _, length = struct.unpack(">BBL", _recv_exactly(sock, 6))
+        _recv_exactly(sock, length)
+        assert kind == 0x02, f"association not accepted (PDU type {kind})"
+        sock.sendall(_pdv_pdu(1, 0x03, command) + _pdv_pdu(1, 0x02, identifier))
+        answers = 0
+        parts = bytearray()
+        while True:
+            kind, _, length = struct.unpack(">BBL", _recv_exactly(sock, 6))
+            body = _recv_exactly(sock, length)
+            assert kind == 0x04, f"PDU type {kind} during the C-FIND"
+            offset = 0
+            while offset < len(body):
+                (size,) = struct.unpack_from(">L", body, offset)
+                control = body[offset + 5]
+                if control & 0x01:
+                    parts += body[offset + 6 : offset + 4 + size]
+                    if control & 0x02:
+                        status = _status(bytes(parts))
+                        parts.clear()
+                        if status in (0xFF00, 0xFF01):
+                            answers += 1
+                        else:
+                            sock.sendall(struct.pack(">BBL", 0x05, 0, 4) + bytes(4))
+                            return answers, status
+                offset += 4 + size
+
+
+def _status(command: bytes) -> int:
+    offset = 0
+    while offset + 8 <= len(command):
+        group, element, length = struct.unpack_from("<HHL", command, offset)
+        offset += 8
+        if (group, element) == (0, 0x0900):
+            return int(struct.unpack_from("<H", command, offset)[0])
+        offset += length
+    raise AssertionError("response without a status")
+
+
+def _book(settings: Settings, count: int, folder: Path) -> None:
+    """Book ``count`` exams through ``clinic procedures import`` in its own process, so
+    the import's memory never enters the RSS this process measures."""
+    today = dt.date.today().isoformat()
+    rows = [
+        {
+            "accession_number": f"M{n:06d}",
+            "patient_id": f"PM{n:06d}",
+            "patient_name": f"MANY^PATIENT{n}",
+            "modality": "CR",
+            "station_ae_title": "XRAY1",
+            "scheduled_start": f"{today}T{8 + n % 9:02d}:{n % 60:02d}",
+            "procedure_description": "Chest two views",
+            "notes": "n" * 300,
+        }
+        for n in range(count)
+    ]
+    path = folder / "bookings.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    env = {**os.environ, "CLINIC_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url:
+        env["CLINIC_DATABASE_URL"] = settings.database_url
+    done = subprocess.run(
+        [sys.executable, "-c", "from clinic.cli import main; main()"]
+        + ["procedures", "import", str(path)],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _match_all() -> Dataset:
+    query = Dataset()
+    query.PatientName = "*"
+    query.PatientID = ""
+    query.AccessionNumber = ""
+    item = Dataset()
+    item.ScheduledProcedureStepDescription = ""
+    item.ScheduledStationAETitle = ""
+    query.ScheduledProcedureStepSequence = [item]
+    return query
+
+
+def test_a_match_all_query_streams_with_flat_memory(
+    start: Start, settings: Settings, tmp_path: Path
+) -> None:
+    """PatientName=* over 12,000 bookings: every booking is answered, and the process
+    grows by far less than the ~3.5 KB a booking it took when rows were all loaded."""
+    srv = start()
+    _book(settings, 12_000, tmp_path)
+    one = _match_all()
+    one.AccessionNumber = "M000001"
+    assert count_answers(srv.mwl_port, one) == (1, 0x0000)  # warm: compiled plans, caches
+    with PeakRss() as rss:
+        answers, status = count_answers(srv.mwl_port, _match_all())
+    assert (answers, status) == (12_000, 0x0000)
+    print(f"match-all over 12,000 bookings: RSS grew {rss.growth_mib:.1f} MiB")
+    assert rss.growth_mib < 12, f"grew {rss.growth_mib:.1f} MiB"
+
+
+def test_max_matches_stops_with_out_of_resources(
+    start: Start, settings: Settings, tmp_path: Path
+) -> None:
+    """[worklist] max_matches = 25: 25 pending answers, then 0xA700 (Refused: Out of
+    Resources, PS3.4 K.4.1.1.4) instead of Success, which would claim the list complete."""
+    srv = start(mwl_max_matches=25)
+    _book(settings, 40, tmp_path)
+    assert count_answers(srv.mwl_port, _match_all()) == (25, 0xA700)
+    query = _match_all()
+    query.AccessionNumber = "M000007"
+    assert count_answers(srv.mwl_port, query) == (1, 0x0000)
