@@ -65,6 +65,8 @@ class Settings:
     print_max_associations: int = 20
     print_max_associations_per_address: int = 5
     print_max_image_box_bytes: int = 200 << 20
+    print_max_association_image_bytes: int = 1 << 30
+    print_min_free_mb: int = 100
     print_tls_cert: str = ""
     print_tls_key: str = ""
     print_tls_ca: str = ""
@@ -146,6 +148,8 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("print", "max_associations", "print_max_associations", None),
     ("print", "max_associations_per_address", "print_max_associations_per_address", None),
     ("print", "max_image_box_bytes", "print_max_image_box_bytes", None),
+    ("print", "max_association_image_bytes", "print_max_association_image_bytes", None),
+    ("print", "min_free_mb", "print_min_free_mb", None),
     ("print", "tls_cert", "print_tls_cert", "CLINIC_PRINT_TLS_CERT"),
     ("print", "tls_key", "print_tls_key", "CLINIC_PRINT_TLS_KEY"),
     ("print", "tls_ca", "print_tls_ca", "CLINIC_PRINT_TLS_CA"),
@@ -184,12 +188,13 @@ _COUNTS = (
     "print_max_associations",
     "print_max_associations_per_address",
     "print_max_image_box_bytes",
+    "print_max_association_image_bytes",
     "hl7_max_connections",
     "hl7_max_connections_per_address",
     "hl7_max_message_bytes",
 )
 #: Whole numbers where 0 means "no limit".
-_OPTIONAL_COUNTS = ("mwl_max_matches",)
+_OPTIONAL_COUNTS = ("mwl_max_matches", "print_min_free_mb")
 _LISTS = ("mwl_allowed_hosts", "mwl_find_ae_titles", "mwl_mpps_ae_titles", "print_allowed_hosts")
 
 

@@ -105,7 +105,15 @@ class ClinicServer:
         profiles = load_profiles(settings)
         self.spool = Spool(self.session_factory, settings.data_dir, profiles, settings.uid_root)
         self.spool.start()
-        printing = PrintService(profiles, self.spool, settings.uid_root)
+        printing = PrintService(
+            profiles,
+            self.spool,
+            settings.uid_root,
+            incoming=settings.data_dir / "incoming",
+            max_association_image_bytes=settings.print_max_association_image_bytes,
+            min_free_mb=settings.print_min_free_mb,
+            stale_after=settings.association_timeout,
+        )
         printer = start_guarded_server(
             build_print_ae(settings),
             (settings.host, settings.print_port),

@@ -124,6 +124,8 @@ max_connections_per_address = 3
         ("[worklist]\nmax_matches = -1", "0 \\(no limit\\) or more"),
         ("[dicom]\nmax_dataset_bytes = 'lots'", "not a number"),
         ("[hl7]\nmax_connections_per_address = 0", "greater than 0"),
+        ("[print]\nmin_free_mb = -5", "0 \\(no limit\\) or more"),
+        ("[print]\nmax_association_image_bytes = 0", "greater than 0"),
     ],
 )
 def test_bad_fairness_settings_are_refused(tmp_path: Path, text: str, complaint: str) -> None:
@@ -141,6 +143,8 @@ def test_shipped_configuration_states_the_defaults() -> None:
         "mwl_max_matches",
         "print_max_associations_per_address",
         "print_max_image_box_bytes",
+        "print_max_association_image_bytes",
+        "print_min_free_mb",
         "hl7_max_connections_per_address",
     ):
         assert getattr(shipped, name) == getattr(defaults, name), name

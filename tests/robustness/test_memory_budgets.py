@@ -33,7 +33,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 
 from clinic.config import Settings
 from clinic.server import ClinicServer
-from tests.integration.printing_support import PrintScu, gray_image
+from tests.integration.printing_support import FILM_BOX, PrintScu, gray_image
 from tests.robustness.guard_support import echo_ok, rss_bytes, wait_for
 
 Start = Callable[..., ClinicServer]
@@ -313,3 +313,61 @@ def test_max_matches_stops_with_out_of_resources(
     query = _match_all()
     query.AccessionNumber = "M000007"
     assert count_answers(srv.mwl_port, query) == (1, 0x0000)
+
+
+# -- print: image boxes on disk, a quota per association ---------------------------------
+
+
+def test_many_large_image_boxes_are_held_on_disk_not_in_memory(start: Start) -> None:
+    """Twelve 2048 x 2048 16-bit images (96 MiB of pixels) in one association: each is
+    written to the association's stash as it arrives, so the process holds a few MiB
+    for them, not 96; the film session then prints from the stash."""
+    srv = start(printers={"PDFPRINT": {"hold_seconds": 3600}})
+    scu = PrintScu(srv.print_port)
+    try:
+        session = scu.session()
+        _, film, boxes = scu.film_box(session, "STANDARD\\4,3", FilmSizeID="14INX17IN")
+        held: dict[int, float] = {}
+        with PeakRss() as rss:
+            for position, box in enumerate(boxes, start=1):
+                image = gray_image(2048, 2048, 40 * position % 4096, bits=12)
+                assert scu.fill(box, position, image) == 0x0000
+                del image
+                held[position] = (rss_bytes() - rss.baseline) / MIB
+        print(
+            f"12 image boxes of 8 MiB: RSS held {held[6]:.1f} MiB after 6, {held[12]:.1f} "
+            f"after 12, peak +{rss.growth_mib:.1f} MiB"
+        )
+        # What stays is the allocator's working set for one image, not the images: the
+        # last six add less than one image's worth (they added 48 MiB held in memory).
+        assert held[12] - held[6] < 8, held
+        assert held[12] < 48, held
+        assert rss.growth_mib < 100, f"peak {rss.growth_mib:.1f} MiB"
+        stash = [p for p in (srv.settings.data_dir / "incoming").rglob("*.npy")]
+        assert len(stash) == 12
+        status, _ = scu.action(FILM_BOX, film)
+        assert status == 0x0000
+    finally:
+        scu.release()
+    # The association's stash goes with it.
+    assert wait_for(
+        lambda: not list((srv.settings.data_dir / "incoming").rglob("*.npy")), timeout=5
+    )
+
+
+def test_an_association_has_an_image_quota(start: Start) -> None:
+    """[print] max_association_image_bytes = 300,000: images past it get 0xC605
+    (insufficient memory in printer to store the image, PS3.4 H.4.3.1.2); replacing or
+    emptying a box gives its bytes back."""
+    srv = start(print_max_association_image_bytes=300_000)
+    scu = PrintScu(srv.print_port)
+    try:
+        session = scu.session()
+        _, _, boxes = scu.film_box(session, "STANDARD\\2,1")
+        assert scu.fill(boxes[0], 1, gray_image(512, 512, 100)) == 0x0000  # 262,144 bytes
+        assert scu.fill(boxes[1], 2, gray_image(256, 256, 100)) == 0xC605  # +65,536
+        assert scu.fill(boxes[0], 1, gray_image(128, 128, 100)) == 0x0000  # replaces
+        assert scu.fill(boxes[1], 2, gray_image(256, 256, 100)) == 0x0000
+        assert echo_ok(srv.print_port, called="PDFPRINT")
+    finally:
+        scu.release()
