@@ -8,6 +8,7 @@ peer is 127.0.0.1; the modality that must still be served binds 127.0.0.2 (the w
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import socket
 import threading
 import time
@@ -19,9 +20,14 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+from sqlalchemy import select
 
 from clinic.config import Settings
 from clinic.server import ClinicServer
+from clinic.store.db import make_engine, make_session_factory
+from clinic.store.migrate import upgrade
+from clinic.store.models import WorklistQueryLog
+from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
 from tests.robustness.guard_support import echo_ae, read_until_closed, rejection, wait_for
 
 Start = Callable[..., ClinicServer]
@@ -213,3 +219,37 @@ def test_real_operations_keep_an_association(start: Start) -> None:
             assert assoc.is_established
     finally:
         assoc.release()
+
+
+# -- diagnostics -----------------------------------------------------------------------
+
+
+def test_invented_calling_ae_titles_cannot_grow_the_diagnostics(settings: Settings) -> None:
+    """A peer inventing a calling AE title per query: the diagnostics keep the most
+    recent max_ae_titles of them, the station that queried last among them included."""
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    writer = QueryLogWriter(factory, max_ae_titles=50)
+    start = dt.datetime(2026, 1, 1, 8, 0)
+    try:
+        for n in range(120):
+            writer.record(
+                QueryRecord(
+                    calling_ae_title=f"FAKE{n:04d}",
+                    peer="127.0.0.1:1",
+                    at=start + dt.timedelta(seconds=n),
+                    matching_keys=(),
+                    return_keys=(),
+                    matches=0,
+                    status=0,
+                    character_set="",
+                )
+            )
+        writer.flush()
+        with factory() as session:
+            kept = set(session.scalars(select(WorklistQueryLog.calling_ae_title)))
+        assert kept == {f"FAKE{n:04d}" for n in range(70, 120)}
+    finally:
+        writer.close()
+        engine.dispose()
