@@ -17,7 +17,9 @@ import click
 from tqdm import tqdm
 
 from clinic.config import ConfigError, Settings, load_settings
-from clinic.domain.bookings import Scheduler, ValidationError, procedure_to_dict
+from clinic.domain.bookings import Scheduler
+from clinic.domain.errors import NotFound, PatientConflict, ValidationError
+from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.store import migrate
 from clinic.store.db import make_engine, make_session_factory
@@ -169,18 +171,36 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 @procedures.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--actor", default="import", show_default=True, help="Name in the audit log.")
+@click.option(
+    "--update-patients",
+    is_flag=True,
+    help="Let rows change the stored name, birth date or sex of an existing patient ID.",
+)
 @click.pass_context
-def procedures_import(ctx: click.Context, file: Path, actor: str) -> None:
+def procedures_import(ctx: click.Context, file: Path, actor: str, update_patients: bool) -> None:
     """Import bookings from FILE (JSON list or CSV): all rows, or none."""
     rows = read_rows(file)
     scheduler = _scheduler(_settings(ctx))
     bar = tqdm(total=len(rows), unit="row", file=sys.stderr, disable=len(rows) < PROGRESS_THRESHOLD)
     try:
-        result = scheduler.import_procedures(rows, actor=f"cli:{actor}", progress=bar.update)
+        result = scheduler.import_procedures(
+            rows, actor=f"cli:{actor}", progress=bar.update, update_patients=update_patients
+        )
     except ValidationError as exc:
         bar.close()
         for field_name, message in exc.errors.items():
             click.echo(f"error: row {exc.row}, field {field_name}: {message}", err=True)
+        click.echo("nothing was imported", err=True)
+        ctx.exit(1)
+    except PatientConflict as exc:
+        bar.close()
+        for field_name, values in exc.conflicts.items():
+            click.echo(
+                f"error: row {exc.row}, field {field_name}: the patient ID is stored with "
+                f"{values['stored']!r}, the row has {values['sent']!r} "
+                "(--update-patients changes the stored patient)",
+                err=True,
+            )
         click.echo("nothing was imported", err=True)
         ctx.exit(1)
     bar.close()
@@ -242,12 +262,10 @@ def users() -> None:
 @click.pass_context
 def users_create(ctx: click.Context, name: str, role: str) -> None:
     """Create user NAME; the password is read from standard input."""
-    from clinic.domain.bookings import ValidationError as InvalidInput
-
     password = _read_password()
     try:
         _accounts(_settings(ctx)).create_user(name, role, password, actor="cli")
-    except InvalidInput as exc:
+    except ValidationError as exc:
         for field_name, message in exc.errors.items():
             click.echo(f"error: {field_name} {message}", err=True)
         ctx.exit(1)
@@ -264,11 +282,9 @@ def tokens() -> None:
 @click.pass_context
 def tokens_create(ctx: click.Context, name: str) -> None:
     """Create an API token for user NAME and print it on the last line (shown once)."""
-    from clinic.domain.bookings import NotFound as NoSuchUser
-
     try:
         token = _accounts(_settings(ctx)).create_token(name, actor="cli")
-    except NoSuchUser:
+    except NotFound:
         click.echo(f"error: there is no user called {name}", err=True)
         ctx.exit(1)
     click.echo(f"API token for {name} (shown only once; send it as Authorization: Bearer TOKEN):")

@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,53 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 class ConfigError(Exception):
     """A configuration value is missing or invalid; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    """The settings of one DICOM listener, read from :class:`Settings`.
+
+    Built by :attr:`Settings.worklist_listener` and :attr:`Settings.print_listener`;
+    the flat attributes of :class:`Settings` (and the configuration file's keys and
+    environment variables) stay what they are.
+
+    Attributes
+    ----------
+    name : str
+        ``worklist`` or ``print``: the listener in log lines, and its section of
+        ``config/clinic.toml`` (where its keys have these attributes' names).
+    max_associations : int
+        Associations served at once.
+    max_associations_per_address : int
+        Of those, at most this many from one peer address.
+    max_dataset_bytes : int
+        Largest DIMSE data set received ([dicom]).
+    image_box_bytes : int or None
+        Largest image box N-SET data set (print only; ``None``: ``max_dataset_bytes``).
+    tls_cert, tls_key, tls_ca : str
+        PEM files (empty: none); a certificate and key serve TLS.
+    require_client_cert : bool
+        Refuse peers without a certificate signed by ``tls_ca``.
+    allowed_hosts : tuple of str
+        Addresses or networks allowed to associate (empty: all).
+    association_timeout, pdu_timeout, idle_timeout, tls_handshake_timeout : float
+        Deadlines in seconds ([dicom], shared by the listeners).
+    """
+
+    name: str
+    max_associations: int
+    max_associations_per_address: int
+    max_dataset_bytes: int
+    image_box_bytes: int | None
+    tls_cert: str
+    tls_key: str
+    tls_ca: str
+    require_client_cert: bool
+    allowed_hosts: tuple[str, ...]
+    association_timeout: float
+    pdu_timeout: float
+    idle_timeout: float
+    tls_handshake_timeout: float
 
 
 @dataclass(frozen=True)
@@ -91,6 +138,46 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'clinic.store.db').resolve()}"
+
+    @property
+    def worklist_listener(self) -> ListenerSettings:
+        """The worklist listener's settings ([worklist] and [dicom])."""
+        return ListenerSettings(
+            name="worklist",
+            max_associations=self.mwl_max_associations,
+            max_associations_per_address=self.mwl_max_associations_per_address,
+            max_dataset_bytes=self.max_dataset_bytes,
+            image_box_bytes=None,
+            tls_cert=self.mwl_tls_cert,
+            tls_key=self.mwl_tls_key,
+            tls_ca=self.mwl_tls_ca,
+            require_client_cert=self.mwl_require_client_cert,
+            allowed_hosts=self.mwl_allowed_hosts,
+            association_timeout=self.association_timeout,
+            pdu_timeout=self.pdu_timeout,
+            idle_timeout=self.idle_timeout,
+            tls_handshake_timeout=self.tls_handshake_timeout,
+        )
+
+    @property
+    def print_listener(self) -> ListenerSettings:
+        """The print listener's settings ([print] and [dicom])."""
+        return ListenerSettings(
+            name="print",
+            max_associations=self.print_max_associations,
+            max_associations_per_address=self.print_max_associations_per_address,
+            max_dataset_bytes=self.max_dataset_bytes,
+            image_box_bytes=self.print_max_image_box_bytes,
+            tls_cert=self.print_tls_cert,
+            tls_key=self.print_tls_key,
+            tls_ca=self.print_tls_ca,
+            require_client_cert=self.print_require_client_cert,
+            allowed_hosts=self.print_allowed_hosts,
+            association_timeout=self.association_timeout,
+            pdu_timeout=self.pdu_timeout,
+            idle_timeout=self.idle_timeout,
+            tls_handshake_timeout=self.tls_handshake_timeout,
+        )
 
     def describe(self) -> dict[str, Any]:
         """Return the settings as a dict fit for a log line: secrets masked."""
@@ -164,6 +251,9 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
 ]
+
+#: (section, key) -> Settings attribute, for messages naming where a key was set.
+_ATTRIBUTE_OF = {(section, key): attr for section, key, attr, _ in _KEYS}
 
 _PORTS = ("web_port", "mwl_port", "print_port", "hl7_port")
 _BOOLS = (
@@ -323,34 +413,38 @@ def _number(value: Any, origin: str, kind: type[int] | type[float]) -> int | flo
         raise ConfigError(f"{origin}: {value!r} is not a number") from None
 
 
-def _validate_listener_guards(settings: Settings, where: Any) -> None:
+def _validate_listener_guards(settings: Settings, where: Callable[[str], str]) -> None:
     """TLS files that exist and come in pairs, hosts that parse, AE titles that are valid."""
-    for door in ("mwl", "print"):
-        cert, key, ca = (getattr(settings, f"{door}_tls_{k}") for k in ("cert", "key", "ca"))
+
+    def at(listener: ListenerSettings, key: str) -> str:
+        # Where the listener's key was set: its file key or environment variable.
+        return where(_ATTRIBUTE_OF[listener.name, key])
+
+    for listener in (settings.worklist_listener, settings.print_listener):
+        cert, key, ca = listener.tls_cert, listener.tls_key, listener.tls_ca
         if bool(cert) != bool(key):
-            raise ConfigError(f"{where(f'{door}_tls_cert')}: tls_cert and tls_key go together")
-        for attr, path in (
-            (f"{door}_tls_cert", cert),
-            (f"{door}_tls_key", key),
-            (f"{door}_tls_ca", ca),
-        ):
+            raise ConfigError(f"{at(listener, 'tls_cert')}: tls_cert and tls_key go together")
+        for name, path in (("tls_cert", cert), ("tls_key", key), ("tls_ca", ca)):
             if path and not Path(path).is_file():
-                raise ConfigError(f"{where(attr)}: file {path} does not exist")
+                raise ConfigError(f"{at(listener, name)}: file {path} does not exist")
         if ca and not cert:
-            raise ConfigError(f"{where(f'{door}_tls_ca')}: tls_ca needs tls_cert and tls_key")
-        if getattr(settings, f"{door}_require_client_cert") and not ca:
+            raise ConfigError(f"{at(listener, 'tls_ca')}: tls_ca needs tls_cert and tls_key")
+        if listener.require_client_cert and not ca:
             raise ConfigError(
-                f"{where(f'{door}_require_client_cert')}: client certificates need tls_ca"
+                f"{at(listener, 'require_client_cert')}: client certificates need tls_ca"
             )
-        for host in getattr(settings, f"{door}_allowed_hosts"):
+        for host in listener.allowed_hosts:
             try:
                 ipaddress.ip_network(host, strict=False)
             except ValueError:
                 raise ConfigError(
-                    f"{where(f'{door}_allowed_hosts')}: {host!r} is not an address or network"
+                    f"{at(listener, 'allowed_hosts')}: {host!r} is not an address or network"
                 ) from None
-    for attr in ("mwl_find_ae_titles", "mwl_mpps_ae_titles"):
-        for title in getattr(settings, attr):
+    for attr, titles in (
+        ("mwl_find_ae_titles", settings.mwl_find_ae_titles),
+        ("mwl_mpps_ae_titles", settings.mwl_mpps_ae_titles),
+    ):
+        for title in titles:
             problem = vr.check_ae(title)
             if problem:
                 raise ConfigError(f"{where(attr)}: AE title {title!r} {problem}")
@@ -360,10 +454,13 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
     def where(attr: str) -> str:
         return origins.get(attr, attr)
 
-    for attr in ("mwl_ae_title", "printer_ae_title"):
-        problem = vr.check_ae(getattr(settings, attr))
+    for attr, title in (
+        ("mwl_ae_title", settings.mwl_ae_title),
+        ("printer_ae_title", settings.printer_ae_title),
+    ):
+        problem = vr.check_ae(title)
         if problem:
-            raise ConfigError(f"{where(attr)}: AE title {getattr(settings, attr)!r} {problem}")
+            raise ConfigError(f"{where(attr)}: AE title {title!r} {problem}")
     if settings.mwl_character_set not in CHARACTER_SETS:
         raise ConfigError(
             f"{where('mwl_character_set')}: character set must be one of "
@@ -383,6 +480,7 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{where('database_url')}: {settings.database_url!r} is not a URL")
     _validate_listener_guards(settings, where)
-    nonzero = [getattr(settings, p) for p in _PORTS if getattr(settings, p) != 0]
+    ports = (settings.web_port, settings.mwl_port, settings.print_port, settings.hl7_port)
+    nonzero = [port for port in ports if port != 0]
     if len(nonzero) != len(set(nonzero)):
         raise ConfigError("two listeners are configured on the same port")

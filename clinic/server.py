@@ -16,13 +16,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from clinic.config import Settings
-from clinic.dicom.listener import (
-    policy_from_settings,
-    restrict_worklist,
-    set_tcp_nodelay,
-    start_guarded_server,
-    worklist_admit,
-)
+from clinic.dicom.listener import policy_from_settings, set_tcp_nodelay, start_guarded_server
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.performed import PerformedSteps
@@ -36,6 +30,7 @@ from clinic.store import migrate
 from clinic.store.backup import hold_service_lock
 from clinic.store.db import make_engine, make_session_factory
 from clinic.web import create_app
+from clinic.worklist.access import restrict_worklist, worklist_admit
 from clinic.worklist.diagnostics import QueryLogWriter
 from clinic.worklist.mpps import MppsService, mpps_handlers
 from clinic.worklist.scp import WorklistService, build_worklist_ae, worklist_handlers
@@ -97,7 +92,7 @@ class ClinicServer:
                 ),
                 (evt.EVT_CONN_OPEN, set_tcp_nodelay),
             ],
-            policy_from_settings(settings, "mwl", worklist_admit(find_aes, mpps_aes)),
+            policy_from_settings(settings.worklist_listener, worklist_admit(find_aes, mpps_aes)),
         )
         self._servers.append(mwl)
         self.mwl_port = mwl.server_address[1]
@@ -118,7 +113,7 @@ class ClinicServer:
             build_print_ae(settings),
             (settings.host, settings.print_port),
             [*print_handlers(printing), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
-            policy_from_settings(settings, "print", printing.admits),
+            policy_from_settings(settings.print_listener, printing.admits),
         )
         self._servers.append(printer)
         self.print_port = printer.server_address[1]

@@ -12,11 +12,14 @@ escape sequences (ISO 2022) or U+FFFD in the value. Such a value is undecodable 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
+
+from clinic.dicom.status import DimseFailure
 
 #: VRs whose values are decoded with the Specific Character Set.
 _TEXT_VRS = frozenset({"PN", "SH", "LO", "ST", "LT", "UT", "UC"})
@@ -32,6 +35,29 @@ def _garbled(value: Any) -> bool:
         if any(mark in text for mark in _GARBLED):
             return True
     return False
+
+
+def received(read: Callable[[], Dataset], what: str, status: int) -> Dataset:
+    """Decode a request's data set (``lambda: event.identifier`` and the like).
+
+    Parameters
+    ----------
+    read : callable
+        Returns the data set; pynetdicom decodes it on this first access.
+    what : str
+        Its name in the Error Comment (``identifier``, ``attribute list``).
+    status : int
+        The service's status for a data set that cannot be read.
+
+    Raises
+    ------
+    DimseFailure
+        ``status``, "<what> cannot be decoded", when pydicom cannot read it.
+    """
+    try:
+        return read()
+    except Exception:  # pydicom raises many types for bytes it cannot read
+        raise DimseFailure(status, f"{what} cannot be decoded") from None
 
 
 def first_undecodable(ds: Dataset) -> BaseTag | None:

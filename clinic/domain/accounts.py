@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from clinic.domain.bookings import NotFound, ValidationError, audit
+from clinic.domain.audit import audit
+from clinic.domain.errors import NotFound, ValidationError
 from clinic.store.db import transaction
 from clinic.store.models import ApiToken, User, UserRole, utcnow
 

@@ -1,16 +1,14 @@
-"""The domain: book, update, cancel and move bookings through their life cycle.
+"""The booking service: book, update, cancel and move bookings through their life cycle.
 
 Every door (worklist, web, REST API, import, HL7) goes through :class:`Scheduler`;
-it validates by DICOM value representation, generates missing identifiers, keeps
-patients and stations in step with the bookings and audits every change. It knows
-nothing of Flask or of the DICOM network.
+it validates with the field table of :mod:`clinic.domain.fields`, generates missing
+identifiers, keeps patients and stations in step with the bookings and audits every
+change (:mod:`clinic.domain.audit`). It knows nothing of Flask or of the DICOM network.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,43 +18,13 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain import identifiers, vr
-from clinic.domain.names import name_keys
+from clinic.domain import identifiers
+from clinic.domain.audit import audit
+from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
+from clinic.domain.fields import clean_procedure
+from clinic.domain.names import name_keys, same_name
 from clinic.store.db import transaction
-from clinic.store.models import (
-    AuditEntry,
-    Patient,
-    Procedure,
-    ProcedureStatus,
-    Station,
-)
-
-#: Fields a caller may write (import files, REST API, web forms).
-WRITABLE_FIELDS = (
-    "patient_id",
-    "patient_name",
-    "patient_birth_date",
-    "patient_sex",
-    "accession_number",
-    "modality",
-    "station_ae_title",
-    "scheduled_start",
-    "procedure_description",
-    "referring_physician",
-    "requested_procedure_id",
-    "step_id",
-    "study_instance_uid",
-    "performing_physician",
-    "priority",
-    "notes",
-    "placer_order_number",
-    "filler_order_number",
-)
-#: Fields that are only ever read back; ignored when they come in.
-READ_ONLY_FIELDS = ("id", "status")
-REQUIRED_FIELDS = ("patient_id", "patient_name", "modality", "scheduled_start")
-PRIORITIES = ("STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW")
-SEXES = ("M", "F", "O")
+from clinic.store.models import Patient, Procedure, ProcedureStatus, Station
 
 #: Allowed status transitions.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -74,225 +42,12 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 _CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
 
 
-class ValidationError(Exception):
-    """Input that cannot be accepted: ``errors`` maps each field to its problem.
-
-    Parameters
-    ----------
-    errors : dict
-        Field name to a message in plain words.
-    row : int, optional
-        The 1-based row of an import file the errors belong to.
-    """
-
-    def __init__(self, errors: Mapping[str, str], row: int | None = None) -> None:
-        self.errors = dict(errors)
-        self.row = row
-        where = f"row {row}: " if row is not None else ""
-        super().__init__(where + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
-
-
-class NotFound(Exception):
-    """No booking has the given id."""
-
-
-class TransitionError(Exception):
-    """The booking's status does not allow the requested change."""
-
-
 @dataclass(frozen=True)
 class ImportResult:
     """How many bookings an import created and updated."""
 
     created: int
     updated: int
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, bool | int | float):
-        return str(value)
-    raise TypeError
-
-
-def clean_procedure(raw: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-    """Validate one booking's fields and return them in typed, normalised form.
-
-    Parameters
-    ----------
-    raw : Mapping
-        Field name to value, as read from JSON, CSV or a form. Empty values count
-        as absent. ``id`` and ``status`` are ignored.
-    partial : bool
-        When true (an update), required fields may be absent.
-
-    Returns
-    -------
-    dict
-        Only the fields present, converted: dates to :class:`datetime.date`,
-        ``scheduled_start`` to :class:`datetime.datetime`, codes upper-cased.
-
-    Raises
-    ------
-    ValidationError
-        Naming every offending field.
-    """
-    errors: dict[str, str] = {}
-    cleaned: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in READ_ONLY_FIELDS:
-            continue
-        if key not in WRITABLE_FIELDS:
-            errors[str(key)] = "is not a known field"
-            continue
-        try:
-            text = _text(value)
-        except TypeError:
-            errors[key] = "must be text"
-            continue
-        if _SURROGATE.search(text):  # a JSON "\ud800" escape: no store can encode it
-            errors[key] = "is not valid Unicode text"
-            continue
-        if "\x00" in text:  # PostgreSQL text cannot hold it, and no field needs it
-            errors[key] = "must not contain the NUL control character"
-            continue
-        if text == "" and not (partial and key in _CLEARABLE):
-            continue
-        problem = _check_field(key, text, cleaned)
-        if problem:
-            errors[key] = problem
-    if not partial:
-        for key in REQUIRED_FIELDS:
-            if key not in cleaned and key not in errors:
-                errors[key] = "is required"
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
-
-
-# Optional text fields an update may set back to empty.
-_CLEARABLE = (
-    "patient_birth_date",
-    "patient_sex",
-    "procedure_description",
-    "referring_physician",
-    "performing_physician",
-    "priority",
-    "notes",
-)
-
-
-def _check_field(key: str, text: str, cleaned: dict[str, Any]) -> str | None:
-    """Check one field; on success store its typed value in ``cleaned``."""
-    problem: str | None = None
-    value: Any = text
-    if key in ("patient_name", "referring_physician", "performing_physician"):
-        problem = vr.check_pn(text)
-        if not problem and key == "patient_name" and not text.strip("^= "):
-            problem = "must not be empty"
-    elif key in (
-        "patient_id",
-        "procedure_description",
-        "placer_order_number",
-        "filler_order_number",
-    ):
-        problem = vr.check_lo(text)
-    elif key in ("accession_number", "requested_procedure_id", "step_id"):
-        problem = vr.check_sh(text)
-    elif key == "station_ae_title":
-        problem = vr.check_ae(text)
-        value = text.strip()
-    elif key == "modality":
-        value = text.upper()
-        problem = vr.check_cs(value) or (None if value else "must not be empty")
-    elif key == "patient_sex":
-        value = text.upper()
-        if value and value not in SEXES:
-            problem = "must be M, F or O"
-    elif key == "priority":
-        value = text.upper()
-        if value and value not in PRIORITIES:
-            problem = f"must be one of {', '.join(PRIORITIES)}"
-    elif key == "study_instance_uid":
-        problem = vr.check_uid(text)
-    elif key == "patient_birth_date":
-        if text:
-            try:
-                value = vr.parse_date(text)
-            except ValueError as exc:
-                problem = str(exc)
-            else:
-                if value > dt.date.today():
-                    problem = "must not be in the future"
-        else:
-            value = None
-    elif key == "scheduled_start":
-        try:
-            value = vr.parse_local_datetime(text)
-        except ValueError as exc:
-            problem = str(exc)
-    elif key == "notes":
-        problem = "must be at most 10240 characters" if len(text) > 10240 else None
-    if problem is None:
-        cleaned[key] = value
-    return problem
-
-
-def procedure_to_dict(proc: Procedure) -> dict[str, Any]:
-    """Return a booking as the outside contract's JSON fields."""
-    patient = proc.patient
-    return {
-        "id": proc.id,
-        "status": proc.status,
-        "patient_id": patient.patient_id,
-        "patient_name": patient.name,
-        "patient_birth_date": patient.birth_date.isoformat() if patient.birth_date else "",
-        "patient_sex": patient.sex,
-        "accession_number": proc.accession_number,
-        "modality": proc.modality,
-        "station_ae_title": proc.station_ae_title,
-        "scheduled_start": proc.scheduled_start.strftime("%Y-%m-%dT%H:%M"),
-        "procedure_description": proc.procedure_description,
-        "referring_physician": proc.referring_physician,
-        "requested_procedure_id": proc.requested_procedure_id,
-        "step_id": proc.step_id,
-        "study_instance_uid": proc.study_instance_uid,
-        "performing_physician": proc.performing_physician,
-        "priority": proc.priority,
-        "notes": proc.notes,
-        "cancel_reason": proc.cancel_reason,
-        "placer_order_number": proc.placer_order_number,
-        "filler_order_number": proc.filler_order_number,
-    }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%dT%H:%M")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def audit(
-    session: Session, actor: str, action: str, entity: str, entity_id: object, detail: Any
-) -> None:
-    """Append one row to the audit log in the caller's transaction."""
-    session.add(
-        AuditEntry(
-            actor=actor[:64],
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id),
-            detail=json.dumps(detail, default=_json_value, ensure_ascii=False, sort_keys=True),
-        )
-    )
 
 
 def transition(
@@ -442,15 +197,20 @@ class Scheduler:
 
     # -- writing ---------------------------------------------------------------------
 
-    def book(self, raw: Mapping[str, Any], actor: str) -> Procedure:
+    def book(
+        self, raw: Mapping[str, Any], actor: str, *, update_patient: bool = False
+    ) -> Procedure:
         """Validate and store a new booking.
 
         Parameters
         ----------
         raw : Mapping
-            The booking's fields (see :data:`WRITABLE_FIELDS`).
+            The booking's fields (see :data:`clinic.domain.fields.FIELDS`).
         actor : str
             Who books it, for the audit log.
+        update_patient : bool
+            The caller says on purpose that an existing patient ID's stored name,
+            birth date or sex are to change to the ones sent (audited).
 
         Returns
         -------
@@ -461,6 +221,9 @@ class Scheduler:
         ------
         ValidationError
             When a field is invalid or an identifier is already in use.
+        PatientConflict
+            When the patient ID exists with another name, birth date or sex and
+            ``update_patient`` is false; nothing is written.
         """
         cleaned = clean_procedure(raw)
         with transaction(self.session_factory) as session:
@@ -474,17 +237,27 @@ class Scheduler:
                 if taken is not None:
                     raise ValidationError({"accession_number": "is already used by a booking"})
             self._check_uid_free(session, cleaned, None)
-            proc = self._create(session, lookups, cleaned, actor)
+            proc = self._create(session, lookups, cleaned, actor, update_patient)
             self._finish_creates(session)
             session.refresh(proc)
             return proc
 
-    def update(self, procedure_id: int, raw: Mapping[str, Any], actor: str) -> Procedure:
+    def update(
+        self,
+        procedure_id: int,
+        raw: Mapping[str, Any],
+        actor: str,
+        *,
+        update_patient: bool = False,
+    ) -> Procedure:
         """Change some fields of a booking that is not finished or cancelled.
+
+        ``update_patient`` as for :meth:`book`: without it, patient fields that differ
+        from the stored patient's raise :class:`PatientConflict`.
 
         Raises
         ------
-        NotFound, ValidationError, TransitionError
+        NotFound, ValidationError, TransitionError, PatientConflict
         """
         cleaned = clean_procedure(raw, partial=True)
         with transaction(self.session_factory) as session:
@@ -502,7 +275,7 @@ class Scheduler:
                 if taken is not None:
                     raise ValidationError({"accession_number": "is already used by a booking"})
             self._check_uid_free(session, cleaned, proc.id)
-            self._apply(session, _Lookups(session), proc, cleaned, actor)
+            self._apply(session, _Lookups(session), proc, cleaned, actor, update_patient)
             session.flush()
             session.refresh(proc)
             return proc
@@ -538,11 +311,14 @@ class Scheduler:
         rows: Sequence[Mapping[str, Any]],
         actor: str,
         progress: Callable[[int], None] | None = None,
+        *,
+        update_patients: bool = False,
     ) -> ImportResult:
         """Book or update many procedures at once: all of them, or none.
 
         Rows are matched to existing bookings by accession number; a row without
-        one is a new booking.
+        one is a new booking. Rows that name one patient ID must agree on its name,
+        birth date and sex.
 
         Parameters
         ----------
@@ -552,20 +328,28 @@ class Scheduler:
             Who imports, for the audit log.
         progress : callable, optional
             Called with the number of rows just processed.
+        update_patients : bool
+            Rows may change the stored name, birth date or sex of an existing
+            patient ID (audited); otherwise such a row is an error.
 
         Raises
         ------
         ValidationError
-            For the first invalid row; its ``row`` attribute is the 1-based row number.
+            For the first invalid row, or a row that disagrees with an earlier row
+            about a patient; its ``row`` attribute is the 1-based row number.
+        PatientConflict
+            For the first row whose patient ID is stored with other demographics.
         """
         cleaned_rows: list[dict[str, Any]] = []
         seen_accessions: dict[str, int] = {}
         seen_uids: dict[str, int] = {}
+        seen_patients: dict[str, tuple[int, dict[str, Any]]] = {}
         for number, raw in enumerate(rows, start=1):
             try:
                 cleaned = clean_procedure(raw)
             except ValidationError as exc:
                 raise ValidationError(exc.errors, row=number) from None
+            _check_same_patient(seen_patients, cleaned, number)
             for key, seen in (
                 ("accession_number", seen_accessions),
                 ("study_instance_uid", seen_uids),
@@ -606,11 +390,13 @@ class Scheduler:
                 current = existing.get(cleaned.get("accession_number", ""))
                 try:
                     if current is None:
-                        self._create(session, lookups, cleaned, actor)
+                        self._create(session, lookups, cleaned, actor, update_patients)
                         created += 1
                     else:
-                        self._apply(session, lookups, current, cleaned, actor)
+                        self._apply(session, lookups, current, cleaned, actor, update_patients)
                         updated += 1
+                except PatientConflict as exc:
+                    raise PatientConflict(exc.patient_id, exc.conflicts, row=number) from None
                 except (ValidationError, TransitionError) as exc:
                     errors = (
                         exc.errors
@@ -638,36 +424,81 @@ class Scheduler:
                 raise ValidationError({"study_instance_uid": "is already used by another booking"})
 
     def _patient_for(
-        self, session: Session, lookups: _Lookups, cleaned: Mapping[str, Any], actor: str
+        self,
+        session: Session,
+        lookups: _Lookups,
+        cleaned: Mapping[str, Any],
+        actor: str,
+        update_patient: bool,
     ) -> Patient:
         pid = cleaned["patient_id"]
         patient = lookups.patient(pid)
         if patient is None:
             if "patient_name" not in cleaned:  # an update naming a patient not yet known
                 raise ValidationError({"patient_name": "is required for a new patient"})
-            fold, ascii_ = name_keys(cleaned["patient_name"])
-            patient = Patient(
-                patient_id=pid,
-                name=cleaned["patient_name"],
-                name_fold=fold,
-                name_ascii=ascii_,
-                birth_date=cleaned.get("patient_birth_date"),
-                sex=cleaned.get("patient_sex", ""),
-            )
-            session.add(patient)
+            patient, created = self._insert_patient(session, cleaned)
             lookups.patients[pid] = patient
-            audit(session, actor, "create", "patient", pid, _patient_fields(patient))
-            return patient
-        self._update_patient(session, patient, cleaned, actor)
+            if created:
+                audit(session, actor, "create", "patient", pid, _patient_fields(patient))
+                return patient
+        self._update_patient(session, patient, cleaned, actor, update_patient)
         return patient
 
+    def _insert_patient(self, session: Session, cleaned: Mapping[str, Any]) -> tuple[Patient, bool]:
+        """Insert a new patient unless a concurrent booking just did; return it and whether new.
+
+        Several bookings for one new patient may arrive at once (REST clients, HL7 and
+        the front desk): INSERT ... ON CONFLICT DO NOTHING lets the later ones find the
+        first one's row, whose demographics they are then checked against, instead of
+        failing on the unique patient ID.
+        """
+        fold_key, ascii_key = name_keys(cleaned["patient_name"])
+        values = {
+            "patient_id": cleaned["patient_id"],
+            "name": cleaned["patient_name"],
+            "name_fold": fold_key,
+            "name_ascii": ascii_key,
+            "birth_date": cleaned.get("patient_birth_date"),
+            "sex": cleaned.get("patient_sex", ""),
+        }
+        dialect = session.get_bind().dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            patient = Patient(**values)
+            session.add(patient)
+            return patient, True
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = (
+            insert(Patient).values(**values).on_conflict_do_nothing(index_elements=["patient_id"])
+        )
+        created = session.execute(statement.returning(Patient.id)).first() is not None
+        patient = session.scalars(
+            select(Patient).where(Patient.patient_id == cleaned["patient_id"])
+        ).one()
+        return patient, created
+
     def _update_patient(
-        self, session: Session, patient: Patient, cleaned: Mapping[str, Any], actor: str
+        self,
+        session: Session,
+        patient: Patient,
+        cleaned: Mapping[str, Any],
+        actor: str,
+        update_patient: bool,
     ) -> None:
+        """Bring the stored patient in line with a booking's patient fields.
+
+        A value the store lacks is filled in; a value that differs is a
+        :class:`PatientConflict` unless ``update_patient`` says the change is meant.
+        Every change is audited with the values before and after.
+        """
+        if not update_patient:
+            conflicts = patient_conflicts(patient, cleaned)
+            if conflicts:
+                raise PatientConflict(patient.patient_id, conflicts)
         changes: dict[str, list[Any]] = {}
-        if "patient_name" in cleaned and cleaned["patient_name"] != patient.name:
-            changes["patient_name"] = [patient.name, cleaned["patient_name"]]
-            patient.name = cleaned["patient_name"]
+        name = cleaned.get("patient_name")
+        if name is not None and name != patient.name and (update_patient or not patient.name):
+            changes["patient_name"] = [patient.name, name]
+            patient.name = name
             patient.name_fold, patient.name_ascii = name_keys(patient.name)
         if "patient_birth_date" in cleaned and cleaned["patient_birth_date"] != patient.birth_date:
             changes["patient_birth_date"] = [patient.birth_date, cleaned["patient_birth_date"]]
@@ -679,7 +510,12 @@ class Scheduler:
             audit(session, actor, "update", "patient", patient.patient_id, changes)
 
     def _create(
-        self, session: Session, lookups: _Lookups, cleaned: dict[str, Any], actor: str
+        self,
+        session: Session,
+        lookups: _Lookups,
+        cleaned: dict[str, Any],
+        actor: str,
+        update_patient: bool,
     ) -> Procedure:
         station = cleaned.get("station_ae_title") or lookups.station_for(cleaned["modality"])
         if not station:
@@ -687,7 +523,7 @@ class Scheduler:
                 {"station_ae_title": "is required (no single station does this modality)"}
             )
         lookups.ensure_station(station, cleaned["modality"], actor)
-        patient = self._patient_for(session, lookups, cleaned, actor)
+        patient = self._patient_for(session, lookups, cleaned, actor, update_patient)
         start: dt.datetime = cleaned["scheduled_start"]
         proc = Procedure(
             patient=patient,
@@ -753,14 +589,15 @@ class Scheduler:
         proc: Procedure,
         cleaned: Mapping[str, Any],
         actor: str,
+        update_patient: bool,
     ) -> None:
         if proc.status not in (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS):
             raise TransitionError(f"the booking is {proc.status} and can no longer change")
         before = _procedure_fields(proc)
         if "patient_id" in cleaned and cleaned["patient_id"] != proc.patient.patient_id:
-            proc.patient = self._patient_for(session, lookups, cleaned, actor)
+            proc.patient = self._patient_for(session, lookups, cleaned, actor, update_patient)
         else:
-            self._update_patient(session, proc.patient, cleaned, actor)
+            self._update_patient(session, proc.patient, cleaned, actor, update_patient)
         if "modality" in cleaned:
             proc.modality = cleaned["modality"]
         if "station_ae_title" in cleaned:
@@ -788,6 +625,78 @@ class Scheduler:
         changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
         if changes:
             audit(session, actor, "update", "procedure", proc.id, changes)
+
+
+def _api_value(value: Any) -> str:
+    """A patient field as the API writes it (dates ISO, absent values empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def patient_conflicts(patient: Patient, cleaned: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Return the patient fields of ``cleaned`` that would make ``patient`` another person.
+
+    A field not sent, or one the store does not have yet, is no conflict; a name that
+    differs only in case or in how its given names are split is the same name
+    (:func:`clinic.domain.names.same_name`).
+
+    Parameters
+    ----------
+    patient : Patient
+        The stored patient.
+    cleaned : Mapping
+        A booking's validated fields (:func:`clinic.domain.fields.clean_procedure`).
+
+    Returns
+    -------
+    dict
+        Field name to ``{"stored": ..., "sent": ...}``; empty when nothing differs.
+    """
+    out: dict[str, dict[str, str]] = {}
+    name = cleaned.get("patient_name")
+    if name is not None and patient.name and not same_name(name, patient.name):
+        out["patient_name"] = {"stored": patient.name, "sent": name}
+    sent_birth = cleaned.get("patient_birth_date", patient.birth_date)
+    if patient.birth_date is not None and sent_birth != patient.birth_date:
+        out["patient_birth_date"] = {
+            "stored": _api_value(patient.birth_date),
+            "sent": _api_value(sent_birth),
+        }
+    if "patient_sex" in cleaned and patient.sex and cleaned["patient_sex"] != patient.sex:
+        out["patient_sex"] = {"stored": patient.sex, "sent": cleaned["patient_sex"]}
+    return out
+
+
+_PATIENT_KEYS = ("patient_name", "patient_birth_date", "patient_sex")
+
+
+def _check_same_patient(
+    seen: dict[str, tuple[int, dict[str, Any]]], cleaned: Mapping[str, Any], number: int
+) -> None:
+    """Refuse an import row that disagrees with an earlier row about the same patient ID."""
+    pid = cleaned.get("patient_id")
+    if not pid:
+        return
+    if pid not in seen:
+        seen[pid] = (number, {k: cleaned[k] for k in _PATIENT_KEYS if k in cleaned})
+        return
+    first_row, first = seen[pid]
+    for key in _PATIENT_KEYS:
+        if key in cleaned and key in first:
+            same = (
+                same_name(cleaned[key], first[key])
+                if key == "patient_name"
+                else cleaned[key] == first[key]
+            )
+            if not same:
+                raise ValidationError(
+                    {key: f"differs from row {first_row} for the same patient_id"}, row=number
+                )
+        elif key in cleaned:
+            first[key] = cleaned[key]
 
 
 def _set_physicians(proc: Procedure, cleaned: Mapping[str, Any]) -> None:

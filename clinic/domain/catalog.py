@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.config import CHARACTER_SETS
 from clinic.domain import vr
-from clinic.domain.bookings import NotFound, ValidationError, audit
+from clinic.domain.audit import audit
+from clinic.domain.errors import NotFound, ValidationError
 from clinic.store.db import transaction
 from clinic.store.models import CatalogEntry, Station
 

@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain.bookings import TRANSITIONS, NotFound, audit, transition
+from clinic.domain.audit import audit
+from clinic.domain.bookings import TRANSITIONS, transition
+from clinic.domain.errors import NotFound
 from clinic.store.db import transaction
 from clinic.store.models import (
     PerformedStep,

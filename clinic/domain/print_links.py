@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain.bookings import NotFound, audit
+from clinic.domain.audit import audit
+from clinic.domain.errors import NotFound
 from clinic.store.db import transaction
 from clinic.store.models import PrintJob, Procedure, ProcedureStatus
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain.bookings import audit
+from clinic.domain.audit import audit
 from clinic.store.db import transaction
 from clinic.store.models import ACTIVE_STATUSES, PrintJob, PrintJobStatus, Procedure, utcnow
 

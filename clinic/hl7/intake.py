@@ -15,8 +15,9 @@ from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain.bookings import Scheduler, TransitionError, ValidationError
+from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
+from clinic.domain.errors import TransitionError, ValidationError
 from clinic.hl7 import orders as orm
 from clinic.hl7.ack import build_ack
 from clinic.hl7.orders import Header, Location, MessageError, Order, Problem
@@ -166,7 +167,7 @@ class OrderIntake:
                     where, orm.DUPLICATE_KEY, f"{where} order {number[:20]} is already booked"
                 )
             fields = {k: v for k, v in order.fields.items() if v}
-            return self.scheduler.book(fields, actor).id
+            return self.scheduler.book(fields, actor, update_patient=True).id
         if existing is None:
             where, number = _identifier(order)
             if not number:
@@ -177,7 +178,7 @@ class OrderIntake:
                 )
             raise orm.error(where, orm.UNKNOWN_KEY, f"{where} order {number[:20]} is not known")
         if order.control == "XO":
-            return self.scheduler.update(existing.id, order.fields, actor).id
+            return self.scheduler.update(existing.id, order.fields, actor, update_patient=True).id
         # CA: cancelling a cancelled order again changes nothing and is no error.
         if existing.status != ProcedureStatus.CANCELLED:
             reason = order.cancel_reason or f"cancelled by {header.sender or 'the ordering system'}"

@@ -205,7 +205,7 @@ class Order:
     control : str
         ORC-1: ``NW``, ``XO`` or ``CA``.
     fields : dict
-        Booking fields (see :data:`clinic.domain.bookings.WRITABLE_FIELDS`) as text; only
+        Booking fields (see :data:`clinic.domain.fields.FIELDS`) as text; only
         those the message carries. An empty value asks to clear the field (HL7 ``""``).
     locations : dict
         Booking field -> where in the message its value came from.

@@ -21,14 +21,16 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from clinic.domain import patients as patient_search
 from clinic.domain.accounts import Accounts
-from clinic.domain.bookings import NotFound, ValidationError
 from clinic.domain.catalog import Catalog
+from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.vr import parse_date
-from clinic.store.models import AuditEntry, WorklistQueryLog
+from clinic.store.models import AuditEntry, Procedure, WorklistQueryLog
 from clinic.web.forms import (
     CatalogForm,
     EmptyForm,
+    MergeForm,
     StationForm,
     UserEditForm,
     UserForm,
@@ -303,6 +305,55 @@ def revoke_token(token_id: int) -> Any:
 
 
 # -- printers, audit, worklist diagnostics -------------------------------------------
+
+
+def _booking_count(patient_pk: int) -> int:
+    with _sessions()() as session:
+        stmt = select(func.count()).select_from(Procedure).where(Procedure.patient_pk == patient_pk)
+        return int(session.scalar(stmt) or 0)
+
+
+@bp.route("/patients/merge", methods=["GET", "POST"])
+@admin_required
+def merge_patients_page() -> Any:
+    """Merge a patient recorded twice: show both records, merge once confirmed."""
+    form = MergeForm()
+    if request.method == "GET":
+        form.keep_patient_id.data = request.args.get("keep", "")
+        form.merge_patient_id.data = request.args.get("merge", "")
+    records: list[Any] = []
+    problems: list[str] = []
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if form.validate_on_submit():
+            keep = form.keep_patient_id.data.strip()
+            merge = form.merge_patient_id.data.strip()
+            records = [(pid, patient_search.get_patient(_sessions(), pid)) for pid in (keep, merge)]
+            missing = [pid for pid, found in records if found is None]
+            if missing:
+                problems = [f"There is no patient with ID {pid}." for pid in missing]
+            elif keep == merge:
+                problems = ["Please enter two different patient IDs."]
+            elif not form.confirm.data:
+                problems = ["Please check both records, then confirm the merge."]
+                status = 200
+            else:
+                moved = patient_search.merge_patients(_sessions(), keep, merge, actor())
+                flash(
+                    f"Patient {merge} is merged into {keep}; {len(moved)} booking(s) moved.",
+                    "success",
+                )
+                return redirect(url_for("admin.merge_patients_page"))
+    return (
+        render_template(
+            "admin_merge.html",
+            form=form,
+            records=[(pid, p, _booking_count(p.id)) for pid, p in records if p is not None],
+            problems=problems,
+        ),
+        status,
+    )
 
 
 @bp.get("/printers")

@@ -14,13 +14,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 
-from clinic.domain.bookings import (
-    NotFound,
-    Scheduler,
-    TransitionError,
-    ValidationError,
-    procedure_to_dict,
-)
+from clinic.domain.bookings import Scheduler
+from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
+from clinic.domain.fields import procedure_to_dict
+from clinic.domain.patients import likely_duplicates, merge_patients
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
 
@@ -58,6 +55,27 @@ def _validation_error(exc: ValidationError) -> Any:
     return _api_error(ApiError(422, "invalid input", exc.errors))
 
 
+@bp.errorhandler(PatientConflict)
+def _patient_conflict(exc: PatientConflict) -> Any:
+    response = jsonify(
+        {
+            "error": "the patient ID is stored with other details; "
+            'send "update_patient": true to change them',
+            "conflicts": exc.conflicts,
+        }
+    )
+    response.status_code = 409
+    return response
+
+
+def _pop_flag(data: dict[str, Any], name: str) -> bool:
+    """Remove the request option ``name`` from a booking body and return it (422 if not bool)."""
+    value = data.pop(name, False)
+    if not isinstance(value, bool):
+        raise ApiError(422, "invalid input", {name: "must be true or false"})
+    return value
+
+
 @bp.errorhandler(TransitionError)
 def _transition_error(exc: TransitionError) -> Any:
     return _api_error(ApiError(409, str(exc), {"status": str(exc)}))
@@ -82,9 +100,11 @@ def authenticate() -> None:
         if user is None:
             raise ApiError(401, "the token is not valid")
         g.api_actor = f"api:{user.name}"
+        g.api_admin = user.role == "admin"
         return
     if current_user.is_authenticated:
         g.api_actor = f"web:{current_user.name}"
+        g.api_admin = bool(getattr(current_user, "is_admin", False))
         return
     raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
 
@@ -175,9 +195,14 @@ def list_procedures() -> Response:
 
 @bp.post("/procedures")
 def create_procedure() -> Any:
-    """Book an exam; 201 with the booking (identifiers generated where absent)."""
+    """Book an exam; 201 with the booking (identifiers generated where absent).
+
+    409 with ``conflicts`` when the patient ID is stored with another name, birth
+    date or sex, unless the body says ``"update_patient": true``.
+    """
     data = _json_object()
-    proc = _scheduler().book(data, actor=g.api_actor)
+    update_patient = _pop_flag(data, "update_patient")
+    proc = _scheduler().book(data, actor=g.api_actor, update_patient=update_patient)
     response = jsonify(procedure_to_dict(proc))
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_procedure", procedure_id=proc.id)
@@ -194,7 +219,8 @@ def get_procedure(procedure_id: int) -> Any:
 def update_procedure(procedure_id: int) -> Any:
     """Change some fields of a booking (``id`` and ``status`` are ignored)."""
     data = _json_object()
-    proc = _scheduler().update(procedure_id, data, actor=g.api_actor)
+    update_patient = _pop_flag(data, "update_patient")
+    proc = _scheduler().update(procedure_id, data, actor=g.api_actor, update_patient=update_patient)
     return jsonify(procedure_to_dict(proc))
 
 
@@ -215,6 +241,62 @@ def cancel_procedure(procedure_id: int) -> Any:
         reason = raw
     proc = _scheduler().cancel(procedure_id, reason, actor=g.api_actor)
     return jsonify(procedure_to_dict(proc))
+
+
+@bp.get("/patients/similar")
+def similar_patients() -> Any:
+    """Stored patients who are probably the person described (before booking a new one).
+
+    ``patient_name`` (DICOM PN) is required, ``patient_birth_date`` (YYYY-MM-DD) optional.
+    """
+    name = request.args.get("patient_name", "").strip()
+    errors: dict[str, str] = {}
+    if not name.strip("^= "):
+        errors["patient_name"] = "is required"
+    born_text = request.args.get("patient_birth_date", "").strip()
+    born = None
+    if born_text:
+        try:
+            born = parse_date(born_text)
+        except ValueError as exc:
+            errors["patient_birth_date"] = str(exc)
+    if errors:
+        raise ApiError(400, "bad query parameter", errors)
+    found = likely_duplicates(_scheduler().session_factory, name, born)
+    return jsonify(
+        [
+            {
+                "patient_id": d.patient_id,
+                "patient_name": d.name,
+                "patient_birth_date": d.birth_date.isoformat() if d.birth_date else "",
+                "patient_sex": d.sex,
+                "reasons": list(d.reasons),
+            }
+            for d in found
+        ]
+    )
+
+
+@bp.post("/patients/<patient_id>/merge")
+def merge_patient(patient_id: str) -> Any:
+    """Merge the patient named in the body (``{"patient_id": ...}``) into ``patient_id``.
+
+    Administrators only (403 otherwise). 200 with the ids of the bookings that moved;
+    404 when either patient is unknown.
+    """
+    if not g.get("api_admin"):
+        raise ApiError(403, "only an administrator may merge patients")
+    data = _json_object()
+    other = data.get("patient_id")
+    unknown = sorted(set(data) - {"patient_id"})
+    errors = {k: "is not a known field" for k in unknown}
+    if not isinstance(other, str) or not other.strip():
+        errors["patient_id"] = "is required: the patient ID to merge into this one"
+    if errors or not isinstance(other, str):
+        raise ApiError(422, "invalid input", errors)
+    merged = other.strip()
+    moved = merge_patients(_scheduler().session_factory, patient_id, merged, g.api_actor)
+    return jsonify({"patient_id": patient_id, "merged_patient_id": merged, "procedures": moved})
 
 
 @bp.get("/openapi.json")

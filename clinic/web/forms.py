@@ -20,6 +20,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from clinic.domain.fields import BY_NAME, PRIORITIES, SEXES
+
 try:  # WTForms 3.3 wants SelectChoice objects; older versions take (value, label) pairs
     from wtforms.fields.choices import SelectChoice
 except ImportError:  # pragma: no cover - older WTForms
@@ -33,15 +35,20 @@ def options(pairs: list[tuple[str, str]]) -> list[Any]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
-SEX_CHOICES = [("", "Not known"), ("F", "Female"), ("M", "Male"), ("O", "Other")]
-PRIORITY_CHOICES = [
-    ("", "Normal"),
-    ("STAT", "Immediately (STAT)"),
-    ("HIGH", "High"),
-    ("ROUTINE", "Routine"),
-    ("MEDIUM", "Medium"),
-    ("LOW", "Low"),
-]
+_SEX_LABELS = {"F": "Female", "M": "Male", "O": "Other"}
+_PRIORITY_LABELS = {
+    "STAT": "Immediately (STAT)",
+    "HIGH": "High",
+    "ROUTINE": "Routine",
+    "MEDIUM": "Medium",
+    "LOW": "Low",
+}
+_ID_MAX = BY_NAME["patient_id"].max_length
+_DESCRIPTION_MAX = BY_NAME["procedure_description"].max_length
+_NOTES_MAX = BY_NAME["notes"].max_length
+# The values come from the booking field table; the forms only add the words people read.
+SEX_CHOICES = [("", "Not known"), *((code, _SEX_LABELS[code]) for code in sorted(SEXES))]
+PRIORITY_CHOICES = [("", "Normal"), *((code, _PRIORITY_LABELS[code]) for code in PRIORITIES)]
 ROLE_CHOICES = [("frontdesk", "Front desk"), ("admin", "Administrator")]
 CHARSET_CHOICES = [
     ("", "Service default"),
@@ -70,7 +77,10 @@ class BookingForm(FlaskForm):  # type: ignore[misc]
 
     patient_id = StringField(
         "Patient ID",
-        validators=[Optional(), Length(max=64, message="The patient ID is too long (64 at most).")],
+        validators=[
+            Optional(),
+            Length(max=_ID_MAX, message=f"The patient ID is too long ({_ID_MAX} at most)."),
+        ],
         description="Leave empty for a new patient: the clinic gives one.",
     )
     family_name = StringField(
@@ -98,7 +108,10 @@ class BookingForm(FlaskForm):  # type: ignore[misc]
     )
     description = StringField(
         "Description",
-        validators=[Optional(), Length(max=64, message="The description is too long.")],
+        validators=[
+            Optional(),
+            Length(max=_DESCRIPTION_MAX, message="The description is too long."),
+        ],
         description="Only for a procedure that is not in the list.",
     )
     station = SelectField("Station", choices=[], validate_choice=False)
@@ -112,9 +125,10 @@ class BookingForm(FlaskForm):  # type: ignore[misc]
     priority = SelectField("Priority", choices=options(PRIORITY_CHOICES), validators=[Optional()])
     notes = TextAreaField(
         "Notes for the radiographer",
-        validators=[Optional(), Length(max=10240, message="The notes are too long.")],
+        validators=[Optional(), Length(max=_NOTES_MAX, message="The notes are too long.")],
     )
     confirm_new_patient = BooleanField("This is a new patient, not one of those listed")
+    update_patient = BooleanField("Same person: change the stored details to the ones typed here")
 
 
 class RescheduleForm(FlaskForm):  # type: ignore[misc]
@@ -127,7 +141,9 @@ class RescheduleForm(FlaskForm):  # type: ignore[misc]
         "Referring physician", validators=[Optional(), Length(max=64)]
     )
     priority = SelectField("Priority", choices=options(PRIORITY_CHOICES), validators=[Optional()])
-    notes = TextAreaField("Notes for the radiographer", validators=[Optional(), Length(max=10240)])
+    notes = TextAreaField(
+        "Notes for the radiographer", validators=[Optional(), Length(max=_NOTES_MAX)]
+    )
 
 
 class CancelForm(FlaskForm):  # type: ignore[misc]
@@ -192,8 +208,19 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
     active = BooleanField("Offered for booking", default=True)
 
 
-class TokenForm(FlaskForm):  # type: ignore[misc]
-    """Create an API token (no fields but the CSRF token)."""
+class MergeForm(FlaskForm):  # type: ignore[misc]
+    """Merge one patient record into another (administrators)."""
+
+    keep_patient_id = StringField(
+        "Patient ID to keep",
+        validators=[DataRequired("Please enter the patient ID that stays."), Length(max=64)],
+    )
+    merge_patient_id = StringField(
+        "Patient ID to merge into it",
+        validators=[DataRequired("Please enter the patient ID to merge."), Length(max=64)],
+        description="Its bookings, performed steps and print jobs move; the record goes.",
+    )
+    confirm = BooleanField("These two records are the same person: merge them")
 
 
 class EmptyForm(FlaskForm):  # type: ignore[misc]

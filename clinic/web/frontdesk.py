@@ -22,8 +22,9 @@ from flask import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patients as patient_search
-from clinic.domain.bookings import NotFound, Scheduler, TransitionError, ValidationError
+from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
+from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
 from clinic.domain.vr import parse_date
@@ -320,12 +321,23 @@ def book() -> Any:
         "notes": form.notes.data or "",
     }
     try:
-        proc = _scheduler().book(raw, actor=actor())
+        proc = _scheduler().book(raw, actor=actor(), update_patient=bool(form.update_patient.data))
     except ValidationError as exc:
         problems = _add_errors(form, exc.errors, BOOKING_FIELDS)
         return render_template(
             "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
         ), 422
+    except PatientConflict as exc:
+        # One patient ID is one person: show stored and typed details side by side and
+        # let the user say whether the stored ones are to change.
+        return render_template(
+            "book.html",
+            form=form,
+            entries=entries,
+            duplicates=duplicates,
+            problems=["This patient ID is stored with other details: see below."],
+            conflicts=exc.conflicts,
+        ), 409
     flash(f"Booked. Accession number {proc.accession_number}.", "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 

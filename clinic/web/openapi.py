@@ -5,42 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from clinic import __version__
+from clinic.domain.fields import procedure_schema
 from clinic.store.models import PrintJobStatus
 
 _TEXT = {"type": "string"}
-
-
-def _procedure_schema() -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "id": {"type": "integer", "readOnly": True},
-        "status": {
-            "type": "string",
-            "readOnly": True,
-            "enum": ["SCHEDULED", "IN_PROGRESS", "COMPLETED", "DISCONTINUED", "CANCELLED"],
-        },
-        "patient_id": {"type": "string", "maxLength": 64},
-        "patient_name": {"type": "string", "description": "DICOM PN: FAMILY^GIVEN"},
-        "patient_birth_date": {"type": "string", "format": "date"},
-        "patient_sex": {"type": "string", "enum": ["M", "F", "O", ""]},
-        "accession_number": {"type": "string", "maxLength": 16},
-        "modality": {"type": "string", "maxLength": 16, "examples": ["CR", "IO", "PX", "US"]},
-        "station_ae_title": {"type": "string", "maxLength": 16},
-        "scheduled_start": {
-            "type": "string",
-            "description": "local time, YYYY-MM-DDTHH:MM",
-            "examples": ["2026-11-26T09:30"],
-        },
-        "procedure_description": {"type": "string", "maxLength": 64},
-        "referring_physician": {"type": "string"},
-        "requested_procedure_id": {"type": "string", "maxLength": 16},
-        "step_id": {"type": "string", "maxLength": 16},
-        "study_instance_uid": {"type": "string", "maxLength": 64},
-        "performing_physician": _TEXT,
-        "priority": {"type": "string", "enum": ["STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW", ""]},
-        "notes": _TEXT,
-        "cancel_reason": {"type": "string", "readOnly": True},
-    }
-    return {"type": "object", "properties": props}
 
 
 def _print_job_schema() -> dict[str, Any]:
@@ -73,6 +41,10 @@ def openapi_document() -> dict[str, Any]:
     ref = {"$ref": "#/components/schemas/Procedure"}
     err = {"$ref": "#/components/responses/Error"}
     json_body = {"content": {"application/json": {"schema": ref}}}
+    write_body = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BookingWrite"}}}
+    }
+    conflict = {"$ref": "#/components/responses/Conflict"}
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
     return {
         "openapi": "3.1.0",
@@ -92,8 +64,40 @@ def openapi_document() -> dict[str, Any]:
                 "session": {"type": "apiKey", "in": "cookie", "name": "clinic_session"},
             },
             "schemas": {
-                "Procedure": _procedure_schema(),
+                "Procedure": procedure_schema(),
                 "PrintJob": _print_job_schema(),
+                "BookingWrite": {
+                    "allOf": [
+                        ref,
+                        {
+                            "type": "object",
+                            "properties": {
+                                "update_patient": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "change the stored name, birth date or sex "
+                                    "of an existing patient_id to the ones sent (audited); "
+                                    "without it such a booking is answered 409",
+                                }
+                            },
+                        },
+                    ]
+                },
+                "Conflict": {
+                    "type": "object",
+                    "properties": {
+                        "error": _TEXT,
+                        "conflicts": {
+                            "type": "object",
+                            "description": "each patient field that differs from the stored "
+                            "patient's",
+                            "additionalProperties": {
+                                "type": "object",
+                                "properties": {"stored": _TEXT, "sent": _TEXT},
+                            },
+                        },
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "properties": {
@@ -103,12 +107,19 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
             "responses": {
+                "Conflict": {
+                    "description": "the patient_id is stored with another name, birth date "
+                    "or sex; nothing was written",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Conflict"}}
+                    },
+                },
                 "Error": {
                     "description": "error; `errors` maps each offending field to its problem",
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                     },
-                }
+                },
             },
         },
         "security": [{"bearer": []}, {"session": []}],
@@ -153,11 +164,12 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Book an exam",
-                    "requestBody": {"required": True, **json_body},
+                    "requestBody": {"required": True, **write_body},
                     "responses": {
                         "201": {"description": "booked", **json_body},
                         "400": err,
                         "401": err,
+                        "409": conflict,
                         "422": err,
                     },
                 },
@@ -171,15 +183,131 @@ def openapi_document() -> dict[str, Any]:
                 "patch": {
                     "summary": "Change some fields of a booking",
                     "parameters": [pid],
-                    "requestBody": {"required": True, **json_body},
+                    "requestBody": {"required": True, **write_body},
                     "responses": {
                         "200": {"description": "changed", **json_body},
                         "400": err,
                         "404": err,
-                        "409": err,
+                        "409": {
+                            "description": "the booking can no longer change (`errors`), or "
+                            "the patient would change (`conflicts`, see Conflict)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/Error"},
+                                            {"$ref": "#/components/schemas/Conflict"},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
                         "422": err,
                     },
                 },
+            },
+            "/api/patients/similar": {
+                "get": {
+                    "summary": "Stored patients who are probably this person (likely duplicates)",
+                    "description": "Names match however they are written (accents, umlauts "
+                    "spelt out, ß, case), also with given and family names swapped; birth "
+                    "dates exactly, with day and month swapped, or one digit off.",
+                    "parameters": [
+                        {
+                            "name": "patient_name",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "DICOM PN: FAMILY^GIVEN",
+                        },
+                        {
+                            "name": "patient_birth_date",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the likely duplicates, each with its reasons",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "patient_id": _TEXT,
+                                                "patient_name": _TEXT,
+                                                "patient_birth_date": _TEXT,
+                                                "patient_sex": _TEXT,
+                                                "reasons": {"type": "array", "items": _TEXT},
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": err,
+                        "401": err,
+                    },
+                }
+            },
+            "/api/patients/{patient_id}/merge": {
+                "post": {
+                    "summary": "Merge another patient record into this one (administrators)",
+                    "description": "The other record's bookings (with their performed steps "
+                    "and print jobs) move to this patient; the other record is removed and "
+                    "its details stay in the audit log.",
+                    "parameters": [
+                        {
+                            "name": "patient_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["patient_id"],
+                                    "properties": {
+                                        "patient_id": {
+                                            **_TEXT,
+                                            "description": "the record to merge into this one",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "merged; `procedures` lists the bookings that moved",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "patient_id": _TEXT,
+                                            "merged_patient_id": _TEXT,
+                                            "procedures": {
+                                                "type": "array",
+                                                "items": {"type": "integer"},
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "401": err,
+                        "403": err,
+                        "404": err,
+                        "422": err,
+                    },
+                }
             },
             "/api/procedures/{id}/cancel": {
                 "post": {

@@ -30,7 +30,8 @@ from flask import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain.bookings import NotFound, audit
+from clinic.domain.audit import audit
+from clinic.domain.errors import NotFound
 from clinic.domain.print_jobs import job_to_dict, list_jobs
 from clinic.domain.print_links import PrintLinks
 from clinic.store.db import transaction

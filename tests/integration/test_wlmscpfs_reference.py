@@ -65,7 +65,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from clinic.domain.bookings import clean_procedure
+from clinic.domain.fields import clean_procedure
 from clinic.server import ClinicServer
 from clinic.store.models import Station
 from tests.conftest import require_tool

@@ -96,10 +96,14 @@ def test_one_address_holding_its_limit_leaves_other_addresses_served(
     try:
         assert all(a.is_established for a in held)
         assert rejection(_associate(port, called)) == LIMIT_REACHED
+        # The refused connection is no longer counted once its thread has ended.
+        assert wait_for(lambda: listener.counts("127.0.0.1") == (3, 3), timeout=3)
         # Silent connections from the same address: 3 more wait for their request
         # (and would be refused), the rest are closed on arrival.
         silent = [_connect(port) for _ in range(10)]
-        assert wait_for(lambda: listener.counts("127.0.0.1")[0] == 6, timeout=3)
+        assert wait_for(lambda: listener.counts("127.0.0.1")[0] == 6, timeout=3), listener.counts(
+            "127.0.0.1"
+        )
         _, took, closed = read_until_closed(silent[-1], timeout=3)
         assert closed and took < 1.0
         ok, took = _timed_echo(port, called, OTHER)

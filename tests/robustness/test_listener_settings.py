@@ -45,14 +45,14 @@ tls_handshake_timeout = 5
     assert settings.mwl_find_ae_titles == ("PANO1", "RIS")
     assert settings.print_max_associations == 3
     assert settings.pdu_timeout == 20.5
-    policy = policy_from_settings(settings, "mwl", None)
+    policy = policy_from_settings(settings.worklist_listener, None)
     assert policy.tls is not None
     assert policy.tls.minimum_version == ssl.TLSVersion.TLSv1_2
     assert policy.tls.verify_mode == ssl.CERT_REQUIRED
     assert policy.host_allowed("192.168.10.77") and policy.host_allowed("10.0.0.7")
     assert policy.host_allowed("::ffff:10.0.0.7")
     assert not policy.host_allowed("192.168.11.1")
-    assert policy_from_settings(settings, "print", None).tls is None
+    assert policy_from_settings(settings.print_listener, None).tls is None
 
 
 def test_tls_files_from_the_environment(tmp_path: Path) -> None:
@@ -109,11 +109,11 @@ max_connections_per_address = 3
     )
     assert settings.mwl_max_matches == 500
     assert settings.hl7_max_connections_per_address == 3
-    worklist = policy_from_settings(settings, "mwl", None)
+    worklist = policy_from_settings(settings.worklist_listener, None)
     # A per-address limit above the door's total is the total.
     assert worklist.per_address_limit == 8
     assert worklist.max_dataset_bytes == 65536 and worklist.image_box_bytes is None
-    printing = policy_from_settings(settings, "print", None)
+    printing = policy_from_settings(settings.print_listener, None)
     assert printing.per_address_limit == 2 and printing.image_box_bytes == 3000000
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from clinic.domain.bookings import Scheduler, ValidationError
+from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
+from clinic.domain.errors import ValidationError
 from clinic.hl7.intake import OrderIntake
 from clinic.store.models import Procedure
 from tests.integration.test_hl7 import ZDS, ack_code, message, msh, new_order, obr, orc, pid

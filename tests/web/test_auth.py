@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 
 from clinic.config import Settings
 from clinic.domain.accounts import Accounts
-from clinic.domain.bookings import Scheduler, ValidationError
+from clinic.domain.bookings import Scheduler
+from clinic.domain.errors import ValidationError
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle, load_secret_key
 from tests.web.conftest import PASSWORD, csrf_token, login, post_form
