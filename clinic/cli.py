@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,13 @@ def procedures() -> None:
     """Bookings: import and list."""
 
 
+def _consume(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Hand out ``rows`` front to back, letting each go once handed out (bounded memory)."""
+    rows.reverse()
+    while rows:
+        yield rows.pop()
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Read an import file: a JSON list of objects, or a CSV with a header row.
 
@@ -184,7 +192,10 @@ def procedures_import(ctx: click.Context, file: Path, actor: str, update_patient
     bar = tqdm(total=len(rows), unit="row", file=sys.stderr, disable=len(rows) < PROGRESS_THRESHOLD)
     try:
         result = scheduler.import_procedures(
-            rows, actor=f"cli:{actor}", progress=bar.update, update_patients=update_patients
+            _consume(rows),
+            actor=f"cli:{actor}",
+            progress=bar.update,
+            update_patients=update_patients,
         )
     except ValidationError as exc:
         bar.close()
@@ -204,7 +215,8 @@ def procedures_import(ctx: click.Context, file: Path, actor: str, update_patient
         click.echo("nothing was imported", err=True)
         ctx.exit(1)
     bar.close()
-    click.echo(f"imported {len(rows)} row(s): {result.created} created, {result.updated} updated")
+    total = result.created + result.updated
+    click.echo(f"imported {total} row(s): {result.created} created, {result.updated} updated")
 
 
 @procedures.command("list")
@@ -293,7 +305,7 @@ def tokens_create(ctx: click.Context, name: str) -> None:
 
 @main.group("print-jobs")
 def print_jobs() -> None:
-    """The print spool: list jobs, print one again."""
+    """The print spool: list jobs, print one again, send one to the archive again."""
 
 
 def _print_store(settings: Settings) -> Any:
@@ -318,6 +330,7 @@ def print_jobs_list(ctx: click.Context, as_json: bool) -> None:
             f"{item['id']:>6}  {item['created_at']}  {item['status']:<7} "
             f"{item['calling_ae_title']:<16} -> {item['printer_ae_title']:<16} "
             f"{item['films']} film(s)  {item['pdf_path']}"
+            + (f"  archive: {item['archive_status']}" if item["archive_status"] else "")
         )
 
 
@@ -332,6 +345,33 @@ def print_jobs_reprint(ctx: click.Context, job_id: int) -> None:
         click.echo(f"error: there is no print job {job_id}", err=True)
         ctx.exit(1)
     click.echo(f"print job {job_id} queued again; the running service prints it")
+
+
+@print_jobs.command("archive")
+@click.argument("job_id", type=int)
+@click.pass_context
+def print_jobs_archive(ctx: click.Context, job_id: int) -> None:
+    """Send printed job JOB_ID to its printer's archive (PACS) again."""
+    from clinic.domain.errors import NotFound
+    from clinic.domain.print_jobs import DeskRefusal, PrintDesk
+    from clinic.printing.profiles import load_profiles
+
+    settings = _settings(ctx)
+    try:
+        profiles = load_profiles(settings)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(1)
+    printers = {ae: str(p.archive) if p.archive else "" for ae, p in profiles.items()}
+    try:
+        PrintDesk(_print_store(settings), printers).send_again(job_id, "cli")
+    except NotFound:
+        click.echo(f"error: there is no print job {job_id}", err=True)
+        ctx.exit(1)
+    except DeskRefusal as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(1)
+    click.echo(f"print job {job_id} queued for its archive; the running service sends it")
 
 
 @main.command("backup")

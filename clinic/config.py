@@ -92,6 +92,8 @@ class Settings:
     accept_any_called_ae_title: bool = False
     print_port: int = 11113
     printer_ae_title: str = "PDFPRINT"
+    # AE@host:port of a Storage SCP archiving the default printer's jobs; empty: off.
+    print_archive: str = ""
     hl7_port: int = 2575
     # Guards of the two DICOM listeners (clinic.dicom.listener); see config/clinic.toml [dicom].
     association_timeout: float = 3600.0
@@ -192,6 +194,48 @@ class Settings:
         return shown
 
 
+@dataclass(frozen=True)
+class ArchiveTarget:
+    """A Storage SCP that receives the printed jobs: ``AE@host:port``."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def parse_archive(value: str, where: str) -> ArchiveTarget | None:
+    """Parse ``AE@host:port`` (empty: no archive).
+
+    Parameters
+    ----------
+    value : str
+        The setting as written.
+    where : str
+        Names the setting in the error message.
+
+    Raises
+    ------
+    ConfigError
+        When the value is not ``AE@host:port`` with a valid AE title and port.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    ae_title, at, address = text.rpartition("@")
+    host, colon, port_text = address.rpartition(":")
+    if not at or not colon or not host:
+        raise ConfigError(f"{where}: {value!r} must be AE@host:port")
+    problem = vr.check_ae(ae_title)
+    if problem:
+        raise ConfigError(f"{where}: AE title {ae_title!r} {problem}")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{where}: port {port_text!r} must be a number from 1 to 65535")
+    return ArchiveTarget(ae_title.strip(), host.strip("[]"), int(port_text))
+
+
 def _mask_url(url: str) -> str:
     """Hide a password in a database URL (``user:***@host``)."""
     scheme, sep, rest = url.partition("://")
@@ -217,6 +261,7 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("identifiers", "uid_root", "uid_root", "CLINIC_UID_ROOT"),
     ("print", "port", "print_port", "CLINIC_PRINT_PORT"),
     ("print", "printer_ae_title", "printer_ae_title", "CLINIC_PRINTER_AE_TITLE"),
+    ("print", "archive", "print_archive", "CLINIC_PRINT_ARCHIVE"),
     ("dicom", "association_timeout", "association_timeout", None),
     ("dicom", "pdu_timeout", "pdu_timeout", None),
     ("dicom", "idle_timeout", "idle_timeout", None),
@@ -480,6 +525,7 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{where('database_url')}: {settings.database_url!r} is not a URL")
     _validate_listener_guards(settings, where)
+    parse_archive(settings.print_archive, where("print_archive"))
     ports = (settings.web_port, settings.mwl_port, settings.print_port, settings.hl7_port)
     nonzero = [port for port in ports if port != 0]
     if len(nonzero) != len(set(nonzero)):

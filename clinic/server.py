@@ -20,9 +20,11 @@ from clinic.dicom.listener import policy_from_settings, set_tcp_nodelay, start_g
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.performed import PerformedSteps
+from clinic.domain.print_jobs import PrintDesk
 from clinic.domain.retention import RetentionWorker
 from clinic.hl7.intake import OrderIntake
 from clinic.hl7.mllp import MllpListener
+from clinic.printing.archiver import Archiver
 from clinic.printing.profiles import load_profiles
 from clinic.printing.scp import PrintService, build_print_ae, print_handlers
 from clinic.printing.spool import Spool, requeue
@@ -60,6 +62,7 @@ class ClinicServer:
     _web_thread: threading.Thread | None = None
     _query_log: QueryLogWriter | None = None
     spool: Spool | None = None
+    archiver: Archiver | None = None
     _retention: RetentionWorker | None = None
     _lock: BinaryIO | None = None
 
@@ -100,6 +103,26 @@ class ClinicServer:
         profiles = load_profiles(settings)
         self.spool = Spool(self.session_factory, settings.data_dir, profiles, settings.uid_root)
         self.spool.start()
+        # Its own thread: a PACS that is down never holds up printing.
+        self.archiver = Archiver(
+            self.session_factory,
+            self.spool.root,
+            profiles,
+            settings.uid_root,
+            refile=self.spool.refile,
+        )
+        self.archiver.start()
+        spool, archiver = self.spool, self.archiver
+
+        def wake() -> None:
+            spool.wake()
+            archiver.wake()
+
+        desk = PrintDesk(
+            self.session_factory,
+            {ae: str(p.archive) if p.archive else "" for ae, p in profiles.items()},
+            wake,
+        )
         printing = PrintService(
             profiles,
             self.spool,
@@ -124,6 +147,7 @@ class ClinicServer:
             self.scheduler,
             reprint=lambda job: requeue(factory, job),
             refile=self.spool.refile,
+            print_desk=desk,
         )
         self._web = create_server(app, host=settings.host, port=settings.web_port, threads=8)
         self.web_port = int(self._web.effective_port)
@@ -177,6 +201,9 @@ class ClinicServer:
         if self._retention is not None:
             self._retention.stop()
             self._retention = None
+        if self.archiver is not None:
+            self.archiver.stop()
+            self.archiver = None
         if self.spool is not None:
             self.spool.stop()
             self.spool = None

@@ -8,23 +8,24 @@ change (:mod:`clinic.domain.audit`). It knows nothing of Flask or of the DICOM n
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import identifiers
-from clinic.domain.audit import audit
+from clinic.domain.audit import audit, audit_row
 from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
 from clinic.domain.fields import clean_procedure
 from clinic.domain.names import name_keys, same_name
 from clinic.store.db import transaction
-from clinic.store.models import Patient, Procedure, ProcedureStatus, Station
+from clinic.store.models import AuditEntry, Patient, Procedure, ProcedureStatus, Station
 
 #: Allowed status transitions.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -40,6 +41,8 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 _CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
+#: Import rows written per batch: bounds the memory an import holds at once.
+_IMPORT_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -308,7 +311,7 @@ class Scheduler:
 
     def import_procedures(
         self,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Iterable[Mapping[str, Any]],
         actor: str,
         progress: Callable[[int], None] | None = None,
         *,
@@ -320,9 +323,13 @@ class Scheduler:
         one is a new booking. Rows that name one patient ID must agree on its name,
         birth date and sex.
 
+        Rows are validated and written in batches inside one transaction, so memory
+        stays bounded whatever the file's size (a consumed row can be freed by the
+        caller) and an error in any row still leaves the store as it was.
+
         Parameters
         ----------
-        rows : Sequence of Mapping
+        rows : Iterable of Mapping
             The bookings' fields, one mapping per row.
         actor : str
             Who imports, for the audit log.
@@ -340,77 +347,157 @@ class Scheduler:
         PatientConflict
             For the first row whose patient ID is stored with other demographics.
         """
-        cleaned_rows: list[dict[str, Any]] = []
-        seen_accessions: dict[str, int] = {}
-        seen_uids: dict[str, int] = {}
-        seen_patients: dict[str, tuple[int, dict[str, Any]]] = {}
-        for number, raw in enumerate(rows, start=1):
-            try:
-                cleaned = clean_procedure(raw)
-            except ValidationError as exc:
-                raise ValidationError(exc.errors, row=number) from None
-            _check_same_patient(seen_patients, cleaned, number)
-            for key, seen in (
-                ("accession_number", seen_accessions),
-                ("study_instance_uid", seen_uids),
-            ):
-                if key in cleaned:
-                    if cleaned[key] in seen:
-                        raise ValidationError(
-                            {key: f"repeats the value of row {seen[cleaned[key]]}"}, row=number
-                        )
-                    seen[cleaned[key]] = number
-            cleaned_rows.append(cleaned)
-
+        checks = _ImportChecks()
         created = updated = 0
         with transaction(self.session_factory) as session:
-            lookups = _Lookups(session)
-            lookups.preload(cleaned_rows)
-            existing: dict[str, Procedure] = {}
-            for chunk in _chunks(sorted(seen_accessions)):
-                for proc in session.scalars(
-                    select(Procedure).where(Procedure.accession_number.in_(chunk))
-                ).unique():
-                    existing[proc.accession_number] = proc
-            uid_owner: dict[str, str] = {}
-            for chunk in _chunks(sorted(seen_uids)):
-                for uid_value, acc in session.execute(
-                    select(Procedure.study_instance_uid, Procedure.accession_number).where(
-                        Procedure.study_instance_uid.in_(chunk)
-                    )
-                ):
-                    uid_owner[uid_value] = acc
-            done = 0
-            for number, cleaned in enumerate(cleaned_rows, start=1):
-                uid = cleaned.get("study_instance_uid")
-                if uid and uid in uid_owner and uid_owner[uid] != cleaned.get("accession_number"):
-                    raise ValidationError(
-                        {"study_instance_uid": "is already used by another booking"}, row=number
-                    )
-                current = existing.get(cleaned.get("accession_number", ""))
-                try:
-                    if current is None:
-                        self._create(session, lookups, cleaned, actor, update_patients)
-                        created += 1
-                    else:
-                        self._apply(session, lookups, current, cleaned, actor, update_patients)
-                        updated += 1
-                except PatientConflict as exc:
-                    raise PatientConflict(exc.patient_id, exc.conflicts, row=number) from None
-                except (ValidationError, TransitionError) as exc:
-                    errors = (
-                        exc.errors
-                        if isinstance(exc, ValidationError)
-                        else {"accession_number": str(exc)}
-                    )
-                    raise ValidationError(errors, row=number) from None
-                done += 1
-                if progress and done % 1000 == 0:
-                    progress(1000)
-            if progress and done % 1000:
-                progress(done % 1000)
-            self._finish_creates(session)
+            batch: list[tuple[int, dict[str, Any]]] = []
+            for number, raw in enumerate(rows, start=1):
+                batch.append((number, checks.clean(raw, number)))
+                if len(batch) == _IMPORT_BATCH:
+                    made, changed = self._import_batch(session, batch, actor, update_patients)
+                    created, updated = created + made, updated + changed
+                    if progress:
+                        progress(len(batch))
+                    batch = []
+            if batch:
+                made, changed = self._import_batch(session, batch, actor, update_patients)
+                created, updated = created + made, updated + changed
+                if progress:
+                    progress(len(batch))
         return ImportResult(created=created, updated=updated)
+
+    def _import_batch(
+        self,
+        session: Session,
+        batch: Sequence[tuple[int, dict[str, Any]]],
+        actor: str,
+        update_patients: bool,
+    ) -> tuple[int, int]:
+        """Write one batch of validated import rows; return (created, updated).
+
+        New bookings go in with bulk INSERTs (their patients too); a row that updates
+        a booking goes through the same code as a single update. The session is
+        emptied afterwards, so its identity map never holds more than one batch.
+        """
+        lookups = _Lookups(session)
+        lookups.preload([cleaned for _, cleaned in batch])
+        accessions = [c["accession_number"] for _, c in batch if "accession_number" in c]
+        existing: dict[str, Procedure] = {}
+        for chunk in _chunks(accessions):
+            for proc in session.scalars(
+                select(Procedure).where(Procedure.accession_number.in_(chunk))
+            ).unique():
+                existing[proc.accession_number] = proc
+        uids = [c["study_instance_uid"] for _, c in batch if "study_instance_uid" in c]
+        uid_owner: dict[str, str] = {}
+        for chunk in _chunks(uids):
+            for uid_value, acc in session.execute(
+                select(Procedure.study_instance_uid, Procedure.accession_number).where(
+                    Procedure.study_instance_uid.in_(chunk)
+                )
+            ):
+                uid_owner[uid_value] = acc
+        new_rows: list[tuple[int, dict[str, Any]]] = []
+        updated = 0
+        for number, cleaned in batch:
+            uid = cleaned.get("study_instance_uid")
+            if uid and uid in uid_owner and uid_owner[uid] != cleaned.get("accession_number"):
+                raise ValidationError(
+                    {"study_instance_uid": "is already used by another booking"}, row=number
+                )
+            current = existing.get(cleaned.get("accession_number", ""))
+            if current is None:
+                new_rows.append((number, cleaned))
+                continue
+            with _row_errors(number):
+                self._apply(session, lookups, current, cleaned, actor, update_patients)
+            updated += 1
+        if new_rows:
+            self._insert_new(session, lookups, new_rows, actor, update_patients)
+        session.flush()
+        session.expunge_all()
+        return len(new_rows), updated
+
+    def _insert_new(
+        self,
+        session: Session,
+        lookups: _Lookups,
+        rows: Sequence[tuple[int, dict[str, Any]]],
+        actor: str,
+        update_patients: bool,
+    ) -> None:
+        """Insert the new bookings of an import batch with bulk statements."""
+        # Patients first: the known ones are checked (and updated where allowed), the
+        # new ones inserted together.
+        fresh: dict[str, dict[str, Any]] = {}
+        for number, cleaned in rows:
+            pid = cleaned["patient_id"]
+            stored = lookups.patient(pid)
+            if stored is not None:
+                with _row_errors(number):
+                    self._update_patient(session, stored, cleaned, actor, update_patients)
+            elif pid not in fresh:
+                fresh[pid] = _patient_values(cleaned)
+        if fresh:
+            session.execute(insert(Patient), list(fresh.values()))
+            for chunk in _chunks(sorted(fresh)):
+                for patient in session.scalars(
+                    select(Patient).where(Patient.patient_id.in_(chunk))
+                ):
+                    lookups.patients[patient.patient_id] = patient
+            session.execute(
+                insert(AuditEntry),
+                [
+                    audit_row(actor, "create", "patient", pid, _patient_fields_of(values))
+                    for pid, values in fresh.items()
+                ],
+            )
+        values: list[dict[str, Any]] = []
+        for number, cleaned in rows:
+            station = cleaned.get("station_ae_title") or lookups.station_for(cleaned["modality"])
+            if not station:
+                raise ValidationError(
+                    {"station_ae_title": "is required (no single station does this modality)"},
+                    row=number,
+                )
+            lookups.ensure_station(station, cleaned["modality"], actor)
+            owner = lookups.patient(cleaned["patient_id"])
+            assert owner is not None  # stored above when it was new
+            values.append(
+                {**self._procedure_values(session, cleaned, station), "patient_pk": owner.id}
+            )
+        self._redraw_taken_accessions(session, values)
+        inserted = session.execute(
+            insert(Procedure).returning(Procedure.id, Procedure.accession_number), values
+        ).all()
+        ids = {accession: pk for pk, accession in inserted}
+        session.execute(
+            insert(AuditEntry),
+            [
+                audit_row(
+                    actor,
+                    "create",
+                    "procedure",
+                    ids[v["accession_number"]],
+                    _procedure_fields_of(v, patient_id=cleaned["patient_id"]),
+                )
+                for v, (_, cleaned) in zip(values, rows, strict=True)
+            ],
+        )
+
+    def _redraw_taken_accessions(self, session: Session, values: list[dict[str, Any]]) -> None:
+        """Draw again the generated accession numbers that the store already has."""
+        drawn: set[str] = session.info.pop("drawn_accessions", set())
+        taken: set[str] = set()
+        for chunk in _chunks(sorted(drawn)):
+            taken.update(
+                session.scalars(
+                    select(Procedure.accession_number).where(Procedure.accession_number.in_(chunk))
+                )
+            )
+        for v in values:
+            while v["accession_number"] in taken:
+                v["accession_number"] = self._new_accession(session, v["scheduled_start"].date())
 
     # -- internals -------------------------------------------------------------------
 
@@ -452,15 +539,7 @@ class Scheduler:
         first one's row, whose demographics they are then checked against, instead of
         failing on the unique patient ID.
         """
-        fold_key, ascii_key = name_keys(cleaned["patient_name"])
-        values = {
-            "patient_id": cleaned["patient_id"],
-            "name": cleaned["patient_name"],
-            "name_fold": fold_key,
-            "name_ascii": ascii_key,
-            "birth_date": cleaned.get("patient_birth_date"),
-            "sex": cleaned.get("patient_sex", ""),
-        }
+        values = _patient_values(cleaned)
         dialect = session.get_bind().dialect.name
         if dialect not in ("sqlite", "postgresql"):
             patient = Patient(**values)
@@ -524,33 +603,42 @@ class Scheduler:
             )
         lookups.ensure_station(station, cleaned["modality"], actor)
         patient = self._patient_for(session, lookups, cleaned, actor, update_patient)
-        start: dt.datetime = cleaned["scheduled_start"]
-        proc = Procedure(
-            patient=patient,
-            accession_number=cleaned.get("accession_number")
-            or self._new_accession(session, start.date()),
-            requested_procedure_id=cleaned.get("requested_procedure_id")
-            or identifiers.new_requested_procedure_id(),
-            step_id=cleaned.get("step_id") or identifiers.new_step_id(),
-            study_instance_uid=cleaned.get("study_instance_uid")
-            or identifiers.new_study_instance_uid(self.uid_root),
-            modality=cleaned["modality"],
-            station_ae_title=station,
-            scheduled_start=start,
-            scheduled_seconds=start.hour * 3600 + start.minute * 60 + start.second,
-            procedure_description=cleaned.get("procedure_description", ""),
-            priority=cleaned.get("priority", ""),
-            notes=cleaned.get("notes", ""),
-            placer_order_number=cleaned.get("placer_order_number", ""),
-            filler_order_number=cleaned.get("filler_order_number", ""),
-            status=ProcedureStatus.SCHEDULED.value,
-        )
-        _set_physicians(proc, cleaned)
+        proc = Procedure(patient=patient, **self._procedure_values(session, cleaned, station))
         session.add(proc)
         # The id is known only after a flush: _finish_creates audits the creation.
         pending: list[tuple[Procedure, str]] = session.info.setdefault("pending_creates", [])
         pending.append((proc, actor))
         return proc
+
+    def _procedure_values(
+        self, session: Session, cleaned: Mapping[str, Any], station: str
+    ) -> dict[str, Any]:
+        """The column values of a new booking (all but its patient), identifiers drawn."""
+        start: dt.datetime = cleaned["scheduled_start"]
+        values: dict[str, Any] = {
+            "accession_number": cleaned.get("accession_number")
+            or self._new_accession(session, start.date()),
+            "requested_procedure_id": cleaned.get("requested_procedure_id")
+            or identifiers.new_requested_procedure_id(),
+            "step_id": cleaned.get("step_id") or identifiers.new_step_id(),
+            "study_instance_uid": cleaned.get("study_instance_uid")
+            or identifiers.new_study_instance_uid(self.uid_root),
+            "modality": cleaned["modality"],
+            "station_ae_title": station,
+            "scheduled_start": start,
+            "scheduled_seconds": start.hour * 3600 + start.minute * 60 + start.second,
+            "procedure_description": cleaned.get("procedure_description", ""),
+            "priority": cleaned.get("priority", ""),
+            "notes": cleaned.get("notes", ""),
+            "placer_order_number": cleaned.get("placer_order_number", ""),
+            "filler_order_number": cleaned.get("filler_order_number", ""),
+            "status": ProcedureStatus.SCHEDULED.value,
+        }
+        for role in ("referring", "performing"):
+            name = cleaned.get(f"{role}_physician", "")
+            values[f"{role}_physician"] = name
+            values[f"{role}_fold"], values[f"{role}_ascii"] = name_keys(name)
+        return values
 
     def _new_accession(self, session: Session, day: dt.date) -> str:
         drawn: set[str] = session.info.setdefault("drawn_accessions", set())
@@ -699,6 +787,57 @@ def _check_same_patient(
             first[key] = cleaned[key]
 
 
+def _patient_values(cleaned: Mapping[str, Any]) -> dict[str, Any]:
+    """The column values of a new patient from a booking's fields."""
+    fold_key, ascii_key = name_keys(cleaned["patient_name"])
+    return {
+        "patient_id": cleaned["patient_id"],
+        "name": cleaned["patient_name"],
+        "name_fold": fold_key,
+        "name_ascii": ascii_key,
+        "birth_date": cleaned.get("patient_birth_date"),
+        "sex": cleaned.get("patient_sex", ""),
+    }
+
+
+class _ImportChecks:
+    """What an import checks across its rows: validity, unique identifiers, one patient."""
+
+    def __init__(self) -> None:
+        self.accessions: dict[str, int] = {}
+        self.uids: dict[str, int] = {}
+        self.patients: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def clean(self, raw: Mapping[str, Any], number: int) -> dict[str, Any]:
+        """Validate row ``number``; raise :class:`ValidationError` naming it."""
+        try:
+            cleaned = clean_procedure(raw)
+        except ValidationError as exc:
+            raise ValidationError(exc.errors, row=number) from None
+        for key, seen in (("accession_number", self.accessions), ("study_instance_uid", self.uids)):
+            if key in cleaned:
+                if cleaned[key] in seen:
+                    raise ValidationError(
+                        {key: f"repeats the value of row {seen[cleaned[key]]}"}, row=number
+                    )
+                seen[cleaned[key]] = number
+        _check_same_patient(self.patients, cleaned, number)
+        return cleaned
+
+
+@contextlib.contextmanager
+def _row_errors(number: int) -> Iterator[None]:
+    """Name import row ``number`` in the errors raised inside the block."""
+    try:
+        yield
+    except PatientConflict as exc:
+        raise PatientConflict(exc.patient_id, exc.conflicts, row=number) from None
+    except ValidationError as exc:
+        raise ValidationError(exc.errors, row=number) from None
+    except TransitionError as exc:
+        raise ValidationError({"accession_number": str(exc)}, row=number) from None
+
+
 def _set_physicians(proc: Procedure, cleaned: Mapping[str, Any]) -> None:
     if "referring_physician" in cleaned:
         proc.referring_physician = cleaned["referring_physician"]
@@ -716,22 +855,39 @@ def _patient_fields(patient: Patient) -> dict[str, Any]:
     }
 
 
-def _procedure_fields(proc: Procedure) -> dict[str, Any]:
+def _patient_fields_of(values: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`_patient_fields` of a patient not loaded, from its column values."""
     return {
-        "patient_id": proc.patient.patient_id,
-        "accession_number": proc.accession_number,
-        "requested_procedure_id": proc.requested_procedure_id,
-        "step_id": proc.step_id,
-        "study_instance_uid": proc.study_instance_uid,
-        "modality": proc.modality,
-        "station_ae_title": proc.station_ae_title,
-        "scheduled_start": proc.scheduled_start,
-        "procedure_description": proc.procedure_description,
-        "referring_physician": proc.referring_physician,
-        "performing_physician": proc.performing_physician,
-        "priority": proc.priority,
-        "notes": proc.notes,
-        "placer_order_number": proc.placer_order_number,
-        "filler_order_number": proc.filler_order_number,
-        "status": proc.status,
+        "patient_name": values["name"],
+        "patient_birth_date": values["birth_date"],
+        "patient_sex": values["sex"],
     }
+
+
+#: The booking columns its audit entries record.
+_AUDITED = (
+    "accession_number",
+    "requested_procedure_id",
+    "step_id",
+    "study_instance_uid",
+    "modality",
+    "station_ae_title",
+    "scheduled_start",
+    "procedure_description",
+    "referring_physician",
+    "performing_physician",
+    "priority",
+    "notes",
+    "placer_order_number",
+    "filler_order_number",
+    "status",
+)
+
+
+def _procedure_fields(proc: Procedure) -> dict[str, Any]:
+    return {"patient_id": proc.patient.patient_id, **{k: getattr(proc, k) for k in _AUDITED}}
+
+
+def _procedure_fields_of(values: Mapping[str, Any], patient_id: str) -> dict[str, Any]:
+    """:func:`_procedure_fields` of a booking not loaded, from its column values."""
+    return {"patient_id": patient_id, **{k: values[k] for k in _AUDITED}}

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clinic.domain.audit import audit
 from clinic.domain.errors import NotFound
 from clinic.store.db import transaction
-from clinic.store.models import PrintJob, Procedure, ProcedureStatus
+from clinic.store.models import ArchiveStatus, PrintJob, Procedure, ProcedureStatus, utcnow
 
 #: How far a booking's scheduled start may lie from the print time (either side).
 LINK_WINDOW = dt.timedelta(hours=2)
@@ -182,6 +182,13 @@ class PrintLinks:
             if old == procedure_id:
                 return job
             job.procedure_id = procedure_id
+            if job.archive_status == ArchiveStatus.SENT.value:
+                # Already in the PACS under the old booking: a correction goes under the new.
+                job.archive_status = ArchiveStatus.PENDING.value
+                job.archive_error = ""
+                job.archive_attempts = 0
+                job.archive_next_at = None
+                job.archive_pending_since = utcnow()
             session.flush()
             session.refresh(job)
             action = "unlink" if procedure_id is None else ("relink" if old else "link")

@@ -259,6 +259,46 @@ class PrintJob(Base):
     )
 
     procedure: Mapped[Procedure | None] = relationship(lazy="joined")
+    # Hold queue: a held job waits at the front desk until it is released or discarded.
+    held: Mapped[bool] = mapped_column(default=False)
+    # Archive to a PACS (clinic.printing.archive): empty when the printer does not archive,
+    # else ArchiveStatus; the destination (AE@host:port) is fixed when the job is spooled.
+    archive_status: Mapped[str] = mapped_column(String(16), default="", index=True)
+    archive_to: Mapped[str] = mapped_column(String(200), default="")
+    archive_error: Mapped[str] = mapped_column(Text, default="")
+    archive_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    archive_next_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    archive_pending_since: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    archive_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The booking the instances last sent are filed under (a later relink sends a correction).
+    archive_procedure_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ArchiveStatus(enum.StrEnum):
+    """Where a printed job's copy in the PACS stands."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class PrintArchiveSend(Base):
+    """One set of instances that reached the PACS for a job (kept: corrections name it)."""
+
+    __tablename__ = "print_archive_sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # No foreign key: the history outlives a job removed by retention.
+    job_id: Mapped[int] = mapped_column(Integer, index=True)
+    procedure_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    destination: Mapped[str] = mapped_column(String(200))
+    study_instance_uid: Mapped[str] = mapped_column(String(64))
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    # JSON list of SOP Instance UIDs.
+    sop_instance_uids: Mapped[str] = mapped_column(Text)
+    # The earlier send this one replaces (the job was moved to another booking).
+    corrects_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class PerformedStepStatus(enum.StrEnum):

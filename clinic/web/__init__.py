@@ -16,6 +16,7 @@ from clinic.config import Settings
 from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
+from clinic.domain.print_jobs import PrintDesk
 from clinic.web.display import readable_name
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
 
@@ -50,6 +51,7 @@ def create_app(
     login_throttle: LoginThrottle | None = None,
     reprint: Callable[[int], object] | None = None,
     refile: Callable[[int], object] | None = None,
+    print_desk: PrintDesk | None = None,
     testing: bool = False,
 ) -> Flask:
     """Build the Flask application.
@@ -72,6 +74,9 @@ def create_app(
     refile : callable, optional
         Files a printed job's PDF again (new name and metadata, nothing printed)
         after the front desk changed its patient link.
+    print_desk : PrintDesk, optional
+        The hold queue (release, discard) and "send again" to the archive; without
+        it the print-jobs page offers neither.
     testing : bool
         Flask's testing mode.
 
@@ -104,6 +109,7 @@ def create_app(
     app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
     app.extensions["clinic.reprint"] = reprint
     app.extensions["clinic.refile"] = refile
+    app.extensions["clinic.print_desk"] = print_desk
 
     csrf = CSRFProtect(app)
     login = LoginManager(app)

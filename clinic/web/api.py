@@ -123,7 +123,8 @@ def _unicode(*values: Any) -> bool:
     return True
 
 
-def _json_object() -> dict[str, Any]:
+def json_object() -> dict[str, Any]:
+    """The request's JSON object body; :class:`ApiError` 400/422 when it is not one."""
     try:
         data = request.get_json(silent=True)
     except RecursionError:  # arrays or objects nested thousands deep
@@ -200,7 +201,7 @@ def create_procedure() -> Any:
     409 with ``conflicts`` when the patient ID is stored with another name, birth
     date or sex, unless the body says ``"update_patient": true``.
     """
-    data = _json_object()
+    data = json_object()
     update_patient = _pop_flag(data, "update_patient")
     proc = _scheduler().book(data, actor=g.api_actor, update_patient=update_patient)
     response = jsonify(procedure_to_dict(proc))
@@ -218,7 +219,7 @@ def get_procedure(procedure_id: int) -> Any:
 @bp.patch("/procedures/<int:procedure_id>")
 def update_procedure(procedure_id: int) -> Any:
     """Change some fields of a booking (``id`` and ``status`` are ignored)."""
-    data = _json_object()
+    data = json_object()
     update_patient = _pop_flag(data, "update_patient")
     proc = _scheduler().update(procedure_id, data, actor=g.api_actor, update_patient=update_patient)
     return jsonify(procedure_to_dict(proc))
@@ -229,7 +230,7 @@ def cancel_procedure(procedure_id: int) -> Any:
     """Cancel a booking; an optional JSON body may give ``reason``."""
     reason = ""
     if request.get_data(cache=True):
-        data = _json_object()
+        data = json_object()
         unknown = sorted(set(data) - {"reason"})
         if unknown:
             raise ApiError(422, "invalid input", {k: "is not a known field" for k in unknown})
@@ -286,7 +287,7 @@ def merge_patient(patient_id: str) -> Any:
     """
     if not g.get("api_admin"):
         raise ApiError(403, "only an administrator may merge patients")
-    data = _json_object()
+    data = json_object()
     other = data.get("patient_id")
     unknown = sorted(set(data) - {"patient_id"})
     errors = {k: "is not a known field" for k in unknown}

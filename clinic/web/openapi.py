@@ -6,7 +6,7 @@ from typing import Any
 
 from clinic import __version__
 from clinic.domain.fields import procedure_schema
-from clinic.store.models import PrintJobStatus
+from clinic.store.models import ArchiveStatus, PrintJobStatus
 
 _TEXT = {"type": "string"}
 
@@ -32,6 +32,21 @@ def _print_job_schema() -> dict[str, Any]:
         },
         "patient_id": {**nullable_text, "description": "of the linked booking"},
         "accession_number": {**nullable_text, "description": "of the linked booking"},
+        "held": {
+            "type": "boolean",
+            "description": "waiting at the front desk (a printer with hold = true)",
+        },
+        "archive_status": {
+            "type": ["string", "null"],
+            "enum": [*(s.value for s in ArchiveStatus), None],
+            "description": "the copy sent to the printer's PACS; null when it does not archive",
+        },
+        "archive_error": {
+            **nullable_text,
+            "description": "why the archive send failed, or what a pending one waits for",
+        },
+        "archive_to": {**nullable_text, "description": "the PACS, AE@host:port"},
+        "archive_sent_at": {"type": ["string", "null"], "format": "date-time"},
     }
     return {"type": "object", "properties": props}
 
@@ -45,6 +60,9 @@ def openapi_document() -> dict[str, Any]:
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BookingWrite"}}}
     }
     conflict = {"$ref": "#/components/responses/Conflict"}
+    job_body = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PrintJob"}}}
+    }
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
     return {
         "openapi": "3.1.0",
@@ -340,6 +358,44 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "401": err,
+                    },
+                }
+            },
+            "/api/print-jobs/{id}/release": {
+                "post": {
+                    "summary": (
+                        "Print a job held at the front desk; body "
+                        '`{"printer": AE, "copies": N}`, both optional (`{}` keeps them)'
+                    ),
+                    "parameters": [pid],
+                    "requestBody": {"required": True, "content": {"application/json": {}}},
+                    "responses": {
+                        "200": {"description": "released", **job_body},
+                        "404": err,
+                        "409": err,
+                        "422": err,
+                    },
+                }
+            },
+            "/api/print-jobs/{id}/discard": {
+                "post": {
+                    "summary": "Discard a job held at the front desk (never printed nor archived)",
+                    "parameters": [pid],
+                    "responses": {
+                        "200": {"description": "discarded", **job_body},
+                        "404": err,
+                        "409": err,
+                    },
+                }
+            },
+            "/api/print-jobs/{id}/archive": {
+                "post": {
+                    "summary": "Send a printed job to its printer's PACS again",
+                    "parameters": [pid],
+                    "responses": {
+                        "200": {"description": "queued for the archive", **job_body},
+                        "404": err,
+                        "409": err,
                     },
                 }
             },
