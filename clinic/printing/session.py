@@ -283,9 +283,6 @@ class PrintSession:
     max_image_bytes : int
         Most bytes of pixels the association's image boxes may hold at once; an image
         box N-SET past it is refused with 0xC605. 0: no limit.
-    min_free_bytes : int
-        An image is not stashed when the stash's file system has less free space than
-        this (0xC605).
     """
 
     def __init__(
@@ -295,13 +292,11 @@ class PrintSession:
         *,
         stash: Path | None = None,
         max_image_bytes: int = 0,
-        min_free_bytes: int = 0,
     ) -> None:
         self.profile = profile
         self.new_uid = new_uid
         self.stash = stash
         self.max_image_bytes = max_image_bytes
-        self.min_free_bytes = min_free_bytes
         self.film_session: FilmSessionState | None = None
         self.film_boxes: dict[str, FilmBox] = {}
         self.image_boxes: dict[str, ImageBox] = {}
@@ -335,13 +330,13 @@ class PrintSession:
         Raises
         ------
         DimseFailure
-            0xC605 when the file system is below its free-space floor or the write fails.
+            0xC605 when the image does not fit on the file system or the write fails.
         """
         if self.stash is None:
             return pixels, None
         try:
             self.stash.mkdir(parents=True, exist_ok=True)
-            if shutil.disk_usage(self.stash).free - pixels.nbytes < self.min_free_bytes:
+            if shutil.disk_usage(self.stash).free < pixels.nbytes:
                 raise DimseFailure(INSUFFICIENT_MEMORY, "not enough free disk space for the image")
             path = self.stash / f"{secrets.token_hex(8)}.npy"
             try:
