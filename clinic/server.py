@@ -130,7 +130,10 @@ class ClinicServer:
             incoming=settings.data_dir / "incoming",
             max_association_image_bytes=settings.print_max_association_image_bytes,
             min_free_mb=settings.print_min_free_mb,
-            stale_after=settings.association_timeout,
+            # One service per data folder on SQLite: whatever is there at start is stale.
+            stale_after=(
+                0.0 if self.engine.dialect.name == "sqlite" else settings.association_timeout
+            ),
         )
         printer = start_guarded_server(
             build_print_ae(settings),

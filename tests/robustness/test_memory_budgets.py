@@ -33,6 +33,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 
 from clinic.config import Settings
 from clinic.server import ClinicServer
+from tests.conftest import sqlite_only
 from tests.integration.printing_support import FILM_BOX, PrintScu, gray_image
 from tests.robustness.guard_support import echo_ok, rss_bytes, wait_for
 
@@ -371,3 +372,17 @@ def test_an_association_has_an_image_quota(start: Start) -> None:
         assert echo_ok(srv.print_port, called="PDFPRINT")
     finally:
         scu.release()
+
+
+@sqlite_only
+def test_a_stash_left_by_a_crash_is_removed_at_start(settings: Settings) -> None:
+    """On SQLite one service owns the data folder: stashes found at start are a crash's."""
+    left = settings.data_dir / "incoming" / "0123456789abcdef"
+    left.mkdir(parents=True)
+    (left / "image.npy").write_bytes(b"\x93NUMPY")
+    srv = ClinicServer(settings)
+    srv.start()
+    try:
+        assert not left.exists()
+    finally:
+        srv.stop(grace=1.0)
