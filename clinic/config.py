@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from clinic.domain import vr
+from clinic.domain.calendar import DEFAULT_HOURS, WEEKDAYS, OpeningHours
+from clinic.domain.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,7 @@ class ListenerSettings:
     max_associations_per_address : int
         Of those, at most this many from one peer address.
     max_dataset_bytes : int
-        Largest DIMSE data set received ([dicom]).
-    image_box_bytes : int or None
-        Largest image box N-SET data set (print only; ``None``: ``max_dataset_bytes``).
+        Largest DIMSE data set received ([dicom], shared by the listeners).
     tls_cert, tls_key, tls_ca : str
         PEM files (empty: none); a certificate and key serve TLS.
     require_client_cert : bool
@@ -62,7 +62,6 @@ class ListenerSettings:
     max_associations: int
     max_associations_per_address: int
     max_dataset_bytes: int
-    image_box_bytes: int | None
     tls_cert: str
     tls_key: str
     tls_ca: str
@@ -132,7 +131,16 @@ class Settings:
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
     retention_days: int = 0
+    # [scheduling]: how long a booking lasts unless the catalog says, and when stations open.
+    default_duration_minutes: int = 15
+    opening_hours: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOURS))
+    closed_dates: tuple[str, ...] = ()
     config_file: Path | None = None
+
+    @property
+    def opening(self) -> OpeningHours:
+        """The clinic's opening hours and closed dates (checked when loaded)."""
+        return OpeningHours.from_mapping(self.opening_hours, self.closed_dates)
 
     @property
     def resolved_database_url(self) -> str:
@@ -149,7 +157,6 @@ class Settings:
             max_associations=self.mwl_max_associations,
             max_associations_per_address=self.mwl_max_associations_per_address,
             max_dataset_bytes=self.max_dataset_bytes,
-            image_box_bytes=None,
             tls_cert=self.mwl_tls_cert,
             tls_key=self.mwl_tls_key,
             tls_ca=self.mwl_tls_ca,
@@ -169,7 +176,6 @@ class Settings:
             max_associations=self.print_max_associations,
             max_associations_per_address=self.print_max_associations_per_address,
             max_dataset_bytes=self.max_dataset_bytes,
-            image_box_bytes=self.print_max_image_box_bytes,
             tls_cert=self.print_tls_cert,
             tls_key=self.print_tls_key,
             tls_ca=self.print_tls_ca,
@@ -295,6 +301,8 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("hl7", "idle_timeout", "hl7_idle_timeout", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
+    ("scheduling", "default_duration_minutes", "default_duration_minutes", None),
+    ("scheduling", "closed_dates", "closed_dates", None),
 ]
 
 #: (section, key) -> Settings attribute, for messages naming where a key was set.
@@ -330,7 +338,13 @@ _COUNTS = (
 )
 #: Whole numbers where 0 means "no limit".
 _OPTIONAL_COUNTS = ("mwl_max_matches", "print_min_free_mb")
-_LISTS = ("mwl_allowed_hosts", "mwl_find_ae_titles", "mwl_mpps_ae_titles", "print_allowed_hosts")
+_LISTS = (
+    "mwl_allowed_hosts",
+    "mwl_find_ae_titles",
+    "mwl_mpps_ae_titles",
+    "print_allowed_hosts",
+    "closed_dates",
+)
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -397,9 +411,29 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     printers = raw.get("printers", {})
     if not isinstance(printers, dict):
         raise ConfigError(f"[printers] in {path} must be a table")
-    settings = Settings(**converted, printers=printers, config_file=config_file)
+    hours = _opening_hours(raw.get("scheduling", {}).get("opening_hours"), path)
+    settings = Settings(
+        **converted, printers=printers, opening_hours=hours, config_file=config_file
+    )
     _validate(settings, {a: o for a, (_, o) in values.items()})
     return settings
+
+
+def _opening_hours(table: Any, path: Path) -> dict[str, str]:
+    """``[scheduling.opening_hours]``: weekday -> hours; weekdays not named keep the default."""
+    hours = dict(DEFAULT_HOURS)
+    if table is None:
+        return hours
+    origin = f"scheduling.opening_hours in {path}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin} must be a table")
+    for key, value in table.items():
+        if key not in WEEKDAYS:
+            raise ConfigError(f"{origin}: {key!r} is not one of {', '.join(WEEKDAYS)}")
+        if not isinstance(value, str):
+            raise ConfigError(f'{origin}: {key} must be text such as "08:00-17:00"')
+        hours[key] = value.strip()
+    return hours
 
 
 def _convert(attr: str, value: Any, origin: str) -> Any:
@@ -411,6 +445,11 @@ def _convert(attr: str, value: Any, origin: str) -> Any:
         if not 0 <= port <= 65535:
             raise ConfigError(f"{origin}: port {port} is outside 0-65535")
         return port
+    if attr == "default_duration_minutes":
+        minutes = _number(value, origin, int)
+        if not 1 <= minutes <= 24 * 60:
+            raise ConfigError(f"{origin}: {value!r} must be between 1 and 1440 minutes")
+        return minutes
     if attr == "retention_days":
         try:
             days = int(str(value).strip())
@@ -526,6 +565,12 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
         raise ConfigError(f"{where('database_url')}: {settings.database_url!r} is not a URL")
     _validate_listener_guards(settings, where)
     parse_archive(settings.print_archive, where("print_archive"))
+    try:
+        OpeningHours.from_mapping(settings.opening_hours, settings.closed_dates)
+    except ValidationError as exc:
+        key, problem = next(iter(exc.errors.items()))
+        origin = where("closed_dates") if key == "closed_dates" else "[scheduling.opening_hours]"
+        raise ConfigError(f"{origin}: {key}: {problem}") from None
     ports = (settings.web_port, settings.mwl_port, settings.print_port, settings.hl7_port)
     nonzero = [port for port in ports if port != 0]
     if len(nonzero) != len(set(nonzero)):

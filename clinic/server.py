@@ -75,7 +75,9 @@ class ClinicServer:
         self.engine = make_engine(settings.resolved_database_url)
         migrate.upgrade(self.engine)
         self.session_factory = make_session_factory(self.engine)
-        self.scheduler = Scheduler(self.session_factory, settings.uid_root)
+        self.scheduler = Scheduler(
+            self.session_factory, settings.uid_root, settings.default_duration_minutes
+        )
         self._query_log = QueryLogWriter(self.session_factory)
 
         service = WorklistService(self.session_factory, settings, self._query_log)
@@ -139,7 +141,9 @@ class ClinicServer:
             build_print_ae(settings),
             (settings.host, settings.print_port),
             [*print_handlers(printing), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
-            policy_from_settings(settings.print_listener, printing.admits),
+            policy_from_settings(
+                settings.print_listener, printing.admits, settings.print_max_image_box_bytes
+            ),
         )
         self._servers.append(printer)
         self.print_port = printer.server_address[1]
@@ -148,7 +152,7 @@ class ClinicServer:
         app = create_app(
             settings,
             self.scheduler,
-            reprint=lambda job: requeue(factory, job),
+            reprint=lambda job, who: requeue(factory, job, who),
             refile=self.spool.refile,
             print_desk=desk,
         )

@@ -770,7 +770,9 @@ def _decrement(counts: dict[str, int], key: str) -> None:
         counts.pop(key, None)
 
 
-def policy_from_settings(listener: ListenerSettings, admit: Admit | None) -> ListenerPolicy:
+def policy_from_settings(
+    listener: ListenerSettings, admit: Admit | None, image_box_bytes: int | None = None
+) -> ListenerPolicy:
     """Build a listener's policy from its settings.
 
     Parameters
@@ -779,6 +781,9 @@ def policy_from_settings(listener: ListenerSettings, admit: Admit | None) -> Lis
         ``settings.worklist_listener`` or ``settings.print_listener``.
     admit : callable or None
         The door's calling AE check.
+    image_box_bytes : int, optional
+        The print door's limit for image box N-SET data sets ([print]
+        max_image_box_bytes); ``None`` holds them to ``max_dataset_bytes``.
 
     Returns
     -------
@@ -808,7 +813,7 @@ def policy_from_settings(listener: ListenerSettings, admit: Admit | None) -> Lis
         max_associations=listener.max_associations,
         max_associations_per_address=listener.max_associations_per_address,
         max_dataset_bytes=listener.max_dataset_bytes,
-        image_box_bytes=listener.image_box_bytes,
+        image_box_bytes=image_box_bytes,
         association_timeout=listener.association_timeout,
         pdu_timeout=listener.pdu_timeout,
         idle_timeout=listener.idle_timeout,

@@ -21,15 +21,37 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import identifiers
 from clinic.domain.audit import audit, audit_row
-from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
+from clinic.domain.calendar import DEFAULT_DURATION_MINUTES, clashes
+from clinic.domain.errors import (
+    NotFound,
+    OverlapError,
+    PatientConflict,
+    TransitionError,
+    ValidationError,
+)
 from clinic.domain.fields import clean_procedure
 from clinic.domain.names import name_keys, same_name
 from clinic.store.db import transaction
-from clinic.store.models import AuditEntry, Patient, Procedure, ProcedureStatus, Station
+from clinic.store.models import (
+    ACTIVE_STATUSES,
+    AuditEntry,
+    CatalogEntry,
+    Patient,
+    Procedure,
+    ProcedureStatus,
+    Station,
+)
 
-#: Allowed status transitions.
+#: Allowed status transitions. ARRIVED (checked in at the front desk) moves on as
+#: SCHEDULED does.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     ProcedureStatus.SCHEDULED: (
+        ProcedureStatus.ARRIVED,
+        ProcedureStatus.IN_PROGRESS,
+        ProcedureStatus.CANCELLED,
+        ProcedureStatus.DISCONTINUED,
+    ),
+    ProcedureStatus.ARRIVED: (
         ProcedureStatus.IN_PROGRESS,
         ProcedureStatus.CANCELLED,
         ProcedureStatus.DISCONTINUED,
@@ -84,6 +106,20 @@ class _Lookups:
         self.stations_by_modality: dict[str, list[str]] | None = None
         # Patient IDs a preload found absent from the store: new patients, no query needed.
         self.absent: set[str] = set()
+        self.durations: dict[tuple[str, str], int] | None = None
+
+    def catalog_duration(self, description: str, modality: str) -> int | None:
+        """The duration of the catalog entry with this description and modality."""
+        if self.durations is None:
+            self.durations = {}
+            rows = self.session.execute(
+                select(
+                    CatalogEntry.description, CatalogEntry.modality, CatalogEntry.duration_minutes
+                ).order_by(CatalogEntry.active, CatalogEntry.id)
+            )
+            for desc, mod, minutes in rows:  # active entries last: they win
+                self.durations[(desc, mod)] = minutes
+        return self.durations.get((description, modality))
 
     def preload(self, rows: Sequence[Mapping[str, Any]]) -> None:
         pids = {r["patient_id"] for r in rows if "patient_id" in r} - self.patients.keys()
@@ -165,11 +201,20 @@ class Scheduler:
         Where bookings are stored.
     uid_root : str
         Organisation root for generated Study Instance UIDs; empty for ``2.25``.
+    default_duration_minutes : int
+        How long a booking occupies its station when neither the caller nor the
+        catalog says (``[scheduling] default_duration_minutes``).
     """
 
-    def __init__(self, session_factory: sessionmaker[Session], uid_root: str = "") -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        uid_root: str = "",
+        default_duration_minutes: int = DEFAULT_DURATION_MINUTES,
+    ) -> None:
         self.session_factory = session_factory
         self.uid_root = uid_root
+        self.default_duration_minutes = default_duration_minutes
 
     # -- reading ---------------------------------------------------------------------
 
@@ -201,7 +246,12 @@ class Scheduler:
     # -- writing ---------------------------------------------------------------------
 
     def book(
-        self, raw: Mapping[str, Any], actor: str, *, update_patient: bool = False
+        self,
+        raw: Mapping[str, Any],
+        actor: str,
+        *,
+        update_patient: bool = False,
+        refuse_overlaps: bool = False,
     ) -> Procedure:
         """Validate and store a new booking.
 
@@ -214,6 +264,10 @@ class Scheduler:
         update_patient : bool
             The caller says on purpose that an existing patient ID's stored name,
             birth date or sex are to change to the ones sent (audited).
+        refuse_overlaps : bool
+            Refuse a booking that overlaps another active booking on its station
+            (the web and REST doors, unless the user confirmed); HL7 and import
+            leave it false: the sender owns its schedule.
 
         Returns
         -------
@@ -227,6 +281,9 @@ class Scheduler:
         PatientConflict
             When the patient ID exists with another name, birth date or sex and
             ``update_patient`` is false; nothing is written.
+        OverlapError
+            With ``refuse_overlaps``, naming the bookings it would overlap; nothing
+            is written.
         """
         cleaned = clean_procedure(raw)
         with transaction(self.session_factory) as session:
@@ -242,6 +299,8 @@ class Scheduler:
             self._check_uid_free(session, cleaned, None)
             proc = self._create(session, lookups, cleaned, actor, update_patient)
             self._finish_creates(session)
+            if refuse_overlaps:
+                _refuse_overlaps(session, proc)
             session.refresh(proc)
             return proc
 
@@ -252,15 +311,19 @@ class Scheduler:
         actor: str,
         *,
         update_patient: bool = False,
+        refuse_overlaps: bool = False,
     ) -> Procedure:
         """Change some fields of a booking that is not finished or cancelled.
 
         ``update_patient`` as for :meth:`book`: without it, patient fields that differ
-        from the stored patient's raise :class:`PatientConflict`.
+        from the stored patient's raise :class:`PatientConflict`. With
+        ``refuse_overlaps``, a change of station, start or duration that makes the
+        booking overlap another active one on its station raises
+        :class:`OverlapError` and writes nothing.
 
         Raises
         ------
-        NotFound, ValidationError, TransitionError, PatientConflict
+        NotFound, ValidationError, TransitionError, PatientConflict, OverlapError
         """
         cleaned = clean_procedure(raw, partial=True)
         with transaction(self.session_factory) as session:
@@ -278,10 +341,23 @@ class Scheduler:
                 if taken is not None:
                     raise ValidationError({"accession_number": "is already used by a booking"})
             self._check_uid_free(session, cleaned, proc.id)
+            slot = (proc.station_ae_title, proc.scheduled_start, proc.duration_minutes)
             self._apply(session, _Lookups(session), proc, cleaned, actor, update_patient)
             session.flush()
+            moved = slot != (proc.station_ae_title, proc.scheduled_start, proc.duration_minutes)
+            if refuse_overlaps and moved:
+                _refuse_overlaps(session, proc)
             session.refresh(proc)
             return proc
+
+    def arrive(self, procedure_id: int, actor: str) -> Procedure:
+        """Check a patient in: the booking becomes ``ARRIVED`` (still on the worklist).
+
+        Raises
+        ------
+        NotFound, TransitionError
+        """
+        return self.set_status(procedure_id, ProcedureStatus.ARRIVED, actor)
 
     def cancel(self, procedure_id: int, reason: str, actor: str) -> Procedure:
         """Cancel a scheduled booking, keeping the reason; it leaves the worklist."""
@@ -463,8 +539,12 @@ class Scheduler:
             lookups.ensure_station(station, cleaned["modality"], actor)
             owner = lookups.patient(cleaned["patient_id"])
             assert owner is not None  # stored above when it was new
+            duration = self._duration(lookups, cleaned)
             values.append(
-                {**self._procedure_values(session, cleaned, station), "patient_pk": owner.id}
+                {
+                    **self._procedure_values(session, cleaned, station, duration),
+                    "patient_pk": owner.id,
+                }
             )
         self._redraw_taken_accessions(session, values)
         inserted = session.execute(
@@ -603,15 +683,28 @@ class Scheduler:
             )
         lookups.ensure_station(station, cleaned["modality"], actor)
         patient = self._patient_for(session, lookups, cleaned, actor, update_patient)
-        proc = Procedure(patient=patient, **self._procedure_values(session, cleaned, station))
+        duration = self._duration(lookups, cleaned)
+        proc = Procedure(
+            patient=patient, **self._procedure_values(session, cleaned, station, duration)
+        )
         session.add(proc)
         # The id is known only after a flush: _finish_creates audits the creation.
         pending: list[tuple[Procedure, str]] = session.info.setdefault("pending_creates", [])
         pending.append((proc, actor))
         return proc
 
+    def _duration(self, lookups: _Lookups, cleaned: Mapping[str, Any]) -> int:
+        """A new booking's minutes: its own, else its catalog entry's, else the default."""
+        return int(
+            cleaned.get("duration_minutes")
+            or lookups.catalog_duration(
+                cleaned.get("procedure_description", ""), cleaned["modality"]
+            )
+            or self.default_duration_minutes
+        )
+
     def _procedure_values(
-        self, session: Session, cleaned: Mapping[str, Any], station: str
+        self, session: Session, cleaned: Mapping[str, Any], station: str, duration: int
     ) -> dict[str, Any]:
         """The column values of a new booking (all but its patient), identifiers drawn."""
         start: dt.datetime = cleaned["scheduled_start"]
@@ -627,6 +720,7 @@ class Scheduler:
             "station_ae_title": station,
             "scheduled_start": start,
             "scheduled_seconds": start.hour * 3600 + start.minute * 60 + start.second,
+            "duration_minutes": duration,
             "procedure_description": cleaned.get("procedure_description", ""),
             "priority": cleaned.get("priority", ""),
             "notes": cleaned.get("notes", ""),
@@ -679,7 +773,7 @@ class Scheduler:
         actor: str,
         update_patient: bool,
     ) -> None:
-        if proc.status not in (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS):
+        if proc.status not in ACTIVE_STATUSES:
             raise TransitionError(f"the booking is {proc.status} and can no longer change")
         before = _procedure_fields(proc)
         if "patient_id" in cleaned and cleaned["patient_id"] != proc.patient.patient_id:
@@ -696,6 +790,7 @@ class Scheduler:
             proc.scheduled_start = start
             proc.scheduled_seconds = start.hour * 3600 + start.minute * 60 + start.second
         for key in (
+            "duration_minutes",
             "accession_number",
             "requested_procedure_id",
             "step_id",
@@ -713,6 +808,24 @@ class Scheduler:
         changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
         if changes:
             audit(session, actor, "update", "procedure", proc.id, changes)
+
+
+def _refuse_overlaps(session: Session, proc: Procedure) -> None:
+    """Raise :class:`OverlapError` when ``proc`` (flushed) overlaps an active booking.
+
+    The station's row is locked first, so two bookings of one slot at once are
+    checked one after the other (PostgreSQL); SQLite writes one at a time anyway.
+    """
+    if proc.status not in ACTIVE_STATUSES:
+        return
+    session.execute(
+        select(Station.id).where(Station.ae_title == proc.station_ae_title).with_for_update()
+    )
+    found = clashes(
+        session, proc.station_ae_title, proc.scheduled_start, proc.duration_minutes, proc.id
+    )
+    if found:
+        raise OverlapError(found)
 
 
 def _api_value(value: Any) -> str:
@@ -873,6 +986,7 @@ _AUDITED = (
     "modality",
     "station_ae_title",
     "scheduled_start",
+    "duration_minutes",
     "procedure_description",
     "referring_physician",
     "performing_physician",

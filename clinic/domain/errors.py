@@ -35,6 +35,20 @@ class TransitionError(Exception):
     """The booking's status does not allow the requested change."""
 
 
+class OverlapError(Exception):
+    """The booking would overlap other active bookings on its station.
+
+    Parameters
+    ----------
+    procedure_ids : list of int
+        The bookings it would overlap, by id.
+    """
+
+    def __init__(self, procedure_ids: list[int]) -> None:
+        self.procedure_ids = list(procedure_ids)
+        super().__init__(f"the station is taken by bookings {self.procedure_ids}")
+
+
 class PatientConflict(Exception):
     """A booking names an existing patient ID with other demographics.
 

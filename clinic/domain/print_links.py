@@ -6,8 +6,8 @@ Print has no patient attributes), so the link is made from the station that prin
 1. the calling AE title has a booking IN_PROGRESS at that station (set by MPPS or by
    hand): the job belongs to it; with several, the one most recently set in progress;
 2. else, the station has exactly one booking whose scheduled start lies within
-   :data:`LINK_WINDOW` of the time the job arrives, in status SCHEDULED, IN_PROGRESS
-   or COMPLETED: the job belongs to it;
+   :data:`LINK_WINDOW` of the time the job arrives, in status SCHEDULED, ARRIVED,
+   IN_PROGRESS or COMPLETED: the job belongs to it;
 3. else the job stays unlinked, and the front desk can attach it by hand.
 
 Every link change is audited. This module knows nothing of DICOM or the web.
@@ -32,6 +32,7 @@ LINK_WINDOW = dt.timedelta(hours=2)
 #: Bookings of the station that a print within the window may belong to.
 WINDOW_STATUSES = (
     ProcedureStatus.SCHEDULED.value,
+    ProcedureStatus.ARRIVED.value,
     ProcedureStatus.IN_PROGRESS.value,
     ProcedureStatus.COMPLETED.value,
 )

@@ -39,14 +39,20 @@ class ProcedureStatus(enum.StrEnum):
     """Life cycle of a booking (the Scheduled Procedure Step's status)."""
 
     SCHEDULED = "SCHEDULED"
+    ARRIVED = "ARRIVED"
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETED = "COMPLETED"
     DISCONTINUED = "DISCONTINUED"
     CANCELLED = "CANCELLED"
 
 
-#: Statuses a modality still has work for: the worklist serves only these.
-ACTIVE_STATUSES = (ProcedureStatus.SCHEDULED.value, ProcedureStatus.IN_PROGRESS.value)
+#: Statuses a modality still has work for: the worklist serves only these, and only
+#: these occupy their station's time.
+ACTIVE_STATUSES = (
+    ProcedureStatus.SCHEDULED.value,
+    ProcedureStatus.ARRIVED.value,
+    ProcedureStatus.IN_PROGRESS.value,
+)
 
 
 class Patient(Base):
@@ -61,6 +67,9 @@ class Patient(Base):
     name_ascii: Mapped[str] = mapped_column(String(PN_LENGTH), index=True)
     birth_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
     sex: Mapped[str] = mapped_column(String(1), default="")
+    # Contact details, optional; kept for the front desk, never sent to a modality.
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -79,6 +88,10 @@ class Station(Base):
     location: Mapped[str] = mapped_column(String(16), default="")
     # Empty: the service default; else "ISO_IR 192" or "ISO_IR 100".
     character_set: Mapped[str] = mapped_column(String(16), default="")
+    # Opening hours of this station as JSON {"mon": "08:00-17:00", ...}; empty: the
+    # clinic's [scheduling] hours. Closed dates: JSON list of "YYYY-MM-DD".
+    opening_hours: Mapped[str] = mapped_column(Text, default="")
+    closed_dates: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -103,6 +116,8 @@ class Procedure(Base):
     scheduled_start: Mapped[dt.datetime] = mapped_column(DateTime)
     # Seconds since midnight of scheduled_start: lets a time-only key match in SQL.
     scheduled_seconds: Mapped[int] = mapped_column(Integer)
+    # How long the booking occupies its station from scheduled_start.
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
     procedure_description: Mapped[str] = mapped_column(String(64), default="")
     referring_physician: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
     referring_fold: Mapped[str] = mapped_column(String(PN_LENGTH), default="")

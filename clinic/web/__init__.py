@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from clinic.config import Settings
 from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
+from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
 from clinic.web.display import readable_name
@@ -22,6 +23,7 @@ from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser
 
 STATUS_LABELS = {
     "SCHEDULED": "Booked",
+    "ARRIVED": "Arrived",
     "IN_PROGRESS": "In progress",
     "COMPLETED": "Done",
     "DISCONTINUED": "Stopped",
@@ -49,7 +51,7 @@ def create_app(
     *,
     secret_key: str | None = None,
     login_throttle: LoginThrottle | None = None,
-    reprint: Callable[[int], object] | None = None,
+    reprint: Callable[[int, str], object] | None = None,
     refile: Callable[[int], object] | None = None,
     print_desk: PrintDesk | None = None,
     testing: bool = False,
@@ -69,8 +71,9 @@ def create_app(
     login_throttle : LoginThrottle, optional
         Failed sign-in counter (a fresh one by default).
     reprint : callable, optional
-        Queues a print job again given its id and returns something true when the
-        job exists; without it the print-jobs page offers no reprint.
+        Queues a print job again given its id and who asks (audited in the same
+        transaction) and returns something true when the job exists; without it the
+        print-jobs page offers no reprint.
     refile : callable, optional
         Files a printed job's PDF again (new name and metadata, nothing printed)
         after the front desk changed its patient link.
@@ -105,6 +108,9 @@ def create_app(
     app.extensions["clinic.scheduler"] = scheduler
     app.extensions["clinic.domain.accounts"] = Accounts(session_factory)
     app.extensions["clinic.domain.catalog"] = Catalog(session_factory)
+    app.extensions["clinic.domain.calendar"] = Calendar(
+        session_factory, settings.opening, settings.default_duration_minutes
+    )
     app.extensions["clinic.sessions"] = session_factory
     app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
     app.extensions["clinic.reprint"] = reprint
@@ -134,10 +140,11 @@ def create_app(
     login.user_loader(load_user)
     login.unauthorized_handler(unauthorized)
 
-    from clinic.web import admin, api, auth, frontdesk, printjobs
+    from clinic.web import admin, api, auth, calendar, frontdesk, printjobs
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(frontdesk.bp)
+    app.register_blueprint(calendar.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(printjobs.bp)
     app.register_blueprint(api.bp)

@@ -14,9 +14,17 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 
+from clinic.domain import patient_record
 from clinic.domain.bookings import Scheduler
-from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
-from clinic.domain.fields import procedure_to_dict
+from clinic.domain.calendar import Calendar
+from clinic.domain.errors import (
+    NotFound,
+    OverlapError,
+    PatientConflict,
+    TransitionError,
+    ValidationError,
+)
+from clinic.domain.fields import MAX_DURATION_MINUTES, procedure_to_dict
 from clinic.domain.patients import likely_duplicates, merge_patients
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
@@ -81,6 +89,19 @@ def _transition_error(exc: TransitionError) -> Any:
     return _api_error(ApiError(409, str(exc), {"status": str(exc)}))
 
 
+@bp.errorhandler(OverlapError)
+def _overlap_error(exc: OverlapError) -> Any:
+    response = jsonify(
+        {
+            "error": 'the station is taken at that time; send "allow_overlap": true to book '
+            "it anyway",
+            "overlaps": exc.procedure_ids,
+        }
+    )
+    response.status_code = 409
+    return response
+
+
 @bp.errorhandler(NotFound)
 def _not_found(exc: NotFound) -> Any:
     return _api_error(ApiError(404, "not found"))
@@ -112,6 +133,11 @@ def authenticate() -> None:
 def _scheduler() -> Scheduler:
     scheduler: Scheduler = current_app.extensions["clinic.scheduler"]
     return scheduler
+
+
+def _calendar() -> Calendar:
+    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
+    return calendar
 
 
 def _unicode(*values: Any) -> bool:
@@ -199,11 +225,18 @@ def create_procedure() -> Any:
     """Book an exam; 201 with the booking (identifiers generated where absent).
 
     409 with ``conflicts`` when the patient ID is stored with another name, birth
-    date or sex, unless the body says ``"update_patient": true``.
+    date or sex, unless the body says ``"update_patient": true``; 409 with
+    ``overlaps`` when the station is taken then, unless ``"allow_overlap": true``.
     """
     data = json_object()
     update_patient = _pop_flag(data, "update_patient")
-    proc = _scheduler().book(data, actor=g.api_actor, update_patient=update_patient)
+    allow_overlap = _pop_flag(data, "allow_overlap")
+    proc = _scheduler().book(
+        data,
+        actor=g.api_actor,
+        update_patient=update_patient,
+        refuse_overlaps=not allow_overlap,
+    )
     response = jsonify(procedure_to_dict(proc))
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_procedure", procedure_id=proc.id)
@@ -221,8 +254,65 @@ def update_procedure(procedure_id: int) -> Any:
     """Change some fields of a booking (``id`` and ``status`` are ignored)."""
     data = json_object()
     update_patient = _pop_flag(data, "update_patient")
-    proc = _scheduler().update(procedure_id, data, actor=g.api_actor, update_patient=update_patient)
+    allow_overlap = _pop_flag(data, "allow_overlap")
+    proc = _scheduler().update(
+        procedure_id,
+        data,
+        actor=g.api_actor,
+        update_patient=update_patient,
+        refuse_overlaps=not allow_overlap,
+    )
     return jsonify(procedure_to_dict(proc))
+
+
+@bp.post("/procedures/<int:procedure_id>/arrive")
+def arrive_procedure(procedure_id: int) -> Any:
+    """Check the patient in: the booking becomes ``ARRIVED`` (409 unless it is booked)."""
+    proc = _scheduler().arrive(procedure_id, actor=g.api_actor)
+    return jsonify(procedure_to_dict(proc))
+
+
+@bp.get("/free-slots")
+def free_slots() -> Any:
+    """Free time of a station on a day: ``[{"start", "end"}]`` intervals at least
+    ``duration`` minutes long, inside opening hours, minus active bookings."""
+    errors: dict[str, str] = {}
+    station = request.args.get("station", "").strip()
+    if not station:
+        errors["station"] = "is required"
+    day_text = request.args.get("date", "").strip()
+    day = None
+    if not day_text:
+        errors["date"] = "is required (YYYY-MM-DD)"
+    else:
+        try:
+            day = parse_date(day_text)
+        except ValueError as exc:
+            errors["date"] = str(exc)
+    minutes = _calendar().default_duration_minutes
+    try:
+        minutes = int_arg("duration", minutes, 1, MAX_DURATION_MINUTES)
+    except ApiError as exc:
+        errors.update(exc.errors or {})
+    if errors or day is None:
+        raise ApiError(400, "bad query parameter", errors)
+    try:
+        slots = _calendar().free_slots(station, day, minutes)
+    except NotFound:
+        raise ApiError(404, "no such station", {"station": "is not a known station"}) from None
+    return jsonify(
+        [
+            {"start": a.strftime("%Y-%m-%dT%H:%M"), "end": b.strftime("%Y-%m-%dT%H:%M")}
+            for a, b in slots
+        ]
+    )
+
+
+@bp.get("/patients/<path:patient_id>")
+def get_patient(patient_id: str) -> Any:
+    """A patient's details, contact, bookings (past and upcoming) and print jobs."""
+    rec = patient_record.record(current_app.extensions["clinic.sessions"], patient_id)
+    return jsonify(patient_record.record_to_dict(rec))
 
 
 @bp.post("/procedures/<int:procedure_id>/cancel")

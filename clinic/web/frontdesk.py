@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from flask import (
@@ -23,18 +25,36 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patients as patient_search
 from clinic.domain.bookings import Scheduler
+from clinic.domain.calendar import Calendar, booking_end, overlapping_ids
 from clinic.domain.catalog import Catalog
-from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
+from clinic.domain.errors import (
+    NotFound,
+    OverlapError,
+    PatientConflict,
+    TransitionError,
+    ValidationError,
+)
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
 from clinic.domain.vr import parse_date
-from clinic.store.models import CatalogEntry, PerformedStep, Procedure, ProcedureStatus
+from clinic.store.models import (
+    ACTIVE_STATUSES,
+    CatalogEntry,
+    PerformedStep,
+    Procedure,
+    ProcedureStatus,
+)
 from clinic.web.display import readable_name
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
 
 bp = Blueprint("frontdesk", __name__)
+
+#: Exams done without a booking shown on the day view; the rest are a page away.
+DAY_UNLINKED = 5
+#: Bookings offered for attaching one such exam (its day and station).
+ATTACH_CHOICES = 50
 
 GROUPS = ("station", "modality")
 #: The domain's field names, as a receptionist would name them.
@@ -50,6 +70,7 @@ FIELD_WORDS = {
     "referring_physician": "The referring physician's name",
     "priority": "The priority",
     "notes": "The notes",
+    "duration_minutes": "The duration",
     "accession_number": "The accession number",
     "reason": "The reason",
 }
@@ -66,6 +87,7 @@ BOOKING_FIELDS = {
     "referring_physician": "referring_physician",
     "priority": "priority",
     "notes": "notes",
+    "duration_minutes": "duration_minutes",
 }
 
 
@@ -77,6 +99,37 @@ def _scheduler() -> Scheduler:
 def _catalog() -> Catalog:
     catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
     return catalog
+
+
+def _calendar() -> Calendar:
+    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
+    return calendar
+
+
+def safe_next(default: str) -> str:
+    """The form's ``next`` address when it is a path on this site, else ``default``."""
+    target = request.form.get("next", "")
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def overlap_problems(ids: list[int]) -> list[str]:
+    """Describe the bookings a booking would overlap, for the form's message."""
+    lines = ["The station is already booked at that time:"]
+    for proc_id in ids:
+        try:
+            other = _scheduler().get(proc_id)
+        except NotFound:
+            continue
+        end = booking_end(other.scheduled_start, other.duration_minutes)
+        lines.append(
+            f"{other.scheduled_start:%d.%m.%Y %H:%M}–{end:%H:%M} "
+            f"{readable_name(other.patient.name)} "
+            f"({other.procedure_description or other.modality}, {other.accession_number})"
+        )
+    lines.append("Choose another time, or tick the box below to book it anyway.")
+    return lines
 
 
 def _sessions() -> sessionmaker[Session]:
@@ -190,7 +243,21 @@ def day() -> str:
         groups.setdefault(key, []).append(proc)
     counts = {s.value: sum(1 for p in rows if p.status == s.value) for s in ProcedureStatus}
     printable = request.args.get("print") == "1"
-    unlinked = [] if printable else list(_performed().unlinked())
+    unlinked = [] if printable else list(_performed().unlinked(limit=DAY_UNLINKED))
+    unlinked_total = 0 if printable else _performed().count_unlinked()
+    ends = {p.id: booking_end(p.scheduled_start, p.duration_minutes) for p in day_rows}
+    clashing = overlapping_ids(
+        (p.id, p.station_ae_title, p.scheduled_start, ends[p.id])
+        for p in day_rows
+        if p.status in ACTIVE_STATUSES
+    )
+    free: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
+    if group == "station" and not printable:
+        for key in groups:
+            try:
+                free[key] = _calendar().free_slots(key, day, 1)
+            except NotFound:
+                free[key] = []
     return render_template(
         "day_print.html" if printable else "day.html",
         day=day,
@@ -207,9 +274,14 @@ def day() -> str:
         counts=counts,
         total=len(rows),
         unlinked=unlinked,
+        unlinked_total=unlinked_total,
+        choices=_attach_choices(unlinked),
         series_count=series_count,
-        day_bookings=[p for p in day_rows if p.status != ProcedureStatus.CANCELLED],
         button=EmptyForm(formdata=None),
+        ends=ends,
+        clashing=clashing,
+        free=free,
+        here=request.full_path.rstrip("?"),
     )
 
 
@@ -240,10 +312,68 @@ def patients() -> str:
     )
 
 
+def _duration_of(entry: CatalogEntry | None, typed: int | None) -> int:
+    if typed:
+        return typed
+    if entry is not None:
+        return entry.duration_minutes
+    return _calendar().default_duration_minutes
+
+
+def _suggestions(station: str, day: dt.date | None, minutes: int) -> list[dt.datetime]:
+    """The next free start times of ``station`` from ``day`` (or now) for ``minutes``."""
+    if not station:
+        return []
+    now = dt.datetime.now().replace(second=0, microsecond=0)
+    after = max(now, dt.datetime.combine(day, dt.time())) if day else now
+    try:
+        return _calendar().next_free(station, after, minutes)
+    except NotFound:
+        return []
+
+
+def _render_book(
+    form: BookingForm,
+    entries: list[CatalogEntry],
+    *,
+    duplicates: list[Any] | None = None,
+    problems: list[str] | None = None,
+    clash: bool = False,
+    conflicts: dict[str, dict[str, str]] | None = None,
+    status: int = 200,
+) -> Any:
+    code = form.procedure.data or ""
+    entry = next((e for e in entries if e.code == code), None)
+    station = form.station.data or (entry.default_station if entry else "")
+    minutes = _duration_of(entry, form.duration_minutes.data)
+    suggestions = _suggestions(station, form.date.data, minutes)
+    return (
+        render_template(
+            "book.html",
+            form=form,
+            entries=entries,
+            duplicates=duplicates or [],
+            problems=problems or [],
+            clash=clash,
+            conflicts=conflicts or {},
+            suggestions=suggestions,
+            suggestion_station=station,
+            suggestion_minutes=minutes,
+        ),
+        status,
+    )
+
+
 @bp.route("/book", methods=["GET", "POST"])
 @login_required
 def book() -> Any:
-    """Book an exam for an existing patient (``?patient=ID``) or a new one."""
+    """Book an exam for an existing patient (``?patient=ID``) or a new one.
+
+    ``station``, ``date``, ``time`` and ``procedure`` pre-fill the form (the week
+    view's free time links here). The form offers the next free times of the chosen
+    station for the procedure's duration; "Show free slots" and picking one re-show
+    the form with what was typed, booking nothing.
+    """
     g.patient_data = True
     entries = _catalog().entries(active_only=True)
     form = BookingForm()
@@ -271,11 +401,28 @@ def book() -> Any:
             )
         except ValueError:
             form.date.data = dt.date.today()
+        if request.args.get("time"):
+            with contextlib.suppress(ValueError):
+                form.time.data = dt.time.fromisoformat(request.args["time"])
         if request.args.get("station"):
             form.station.data = request.args["station"]
-        return render_template(
-            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
-        )
+        if request.args.get("procedure"):
+            form.procedure.data = request.args["procedure"]
+        return _render_book(form, entries)
+
+    pick = request.form.get("pick", "")
+    if pick or request.form.get("action") == "slots":
+        # Re-show the form with a chosen free time (or the free times), booking nothing.
+        if pick:
+            try:
+                chosen = dt.datetime.fromisoformat(pick)
+            except ValueError:
+                chosen = None
+            if chosen is not None:
+                form.date.data, form.time.data = chosen.date(), chosen.time()
+                form.date.raw_data = form.time.raw_data = None  # show the data, not the input
+        form.date.errors = []
+        return _render_book(form, entries)
 
     valid = form.validate_on_submit()
     code = form.procedure.data or ""
@@ -302,9 +449,7 @@ def book() -> Any:
             if duplicates:
                 valid = False
     if not valid:
-        return render_template(
-            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
-        ), 422
+        return _render_book(form, entries, duplicates=duplicates, problems=problems, status=422)
 
     start = dt.datetime.combine(form.date.data, form.time.data)
     raw: dict[str, Any] = {
@@ -315,29 +460,42 @@ def book() -> Any:
         "modality": entry.modality if entry else (form.modality.data or "").strip().upper(),
         "station_ae_title": form.station.data or (entry.default_station if entry else ""),
         "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
+        "duration_minutes": str(_duration_of(entry, form.duration_minutes.data)),
         "procedure_description": entry.description if entry else (form.description.data or ""),
         "referring_physician": person_name_from_input(form.referring_physician.data or ""),
         "priority": form.priority.data or "",
         "notes": form.notes.data or "",
     }
     try:
-        proc = _scheduler().book(raw, actor=actor(), update_patient=bool(form.update_patient.data))
+        proc = _scheduler().book(
+            raw,
+            actor=actor(),
+            update_patient=bool(form.update_patient.data),
+            refuse_overlaps=not form.allow_overlap.data,
+        )
     except ValidationError as exc:
         problems = _add_errors(form, exc.errors, BOOKING_FIELDS)
-        return render_template(
-            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
-        ), 422
+        return _render_book(form, entries, duplicates=duplicates, problems=problems, status=422)
     except PatientConflict as exc:
         # One patient ID is one person: show stored and typed details side by side and
         # let the user say whether the stored ones are to change.
-        return render_template(
-            "book.html",
-            form=form,
-            entries=entries,
+        return _render_book(
+            form,
+            entries,
             duplicates=duplicates,
             problems=["This patient ID is stored with other details: see below."],
             conflicts=exc.conflicts,
-        ), 409
+            status=409,
+        )
+    except OverlapError as exc:
+        return _render_book(
+            form,
+            entries,
+            duplicates=duplicates,
+            problems=overlap_problems(exc.procedure_ids),
+            clash=True,
+            status=409,
+        )
     flash(f"Booked. Accession number {proc.accession_number}.", "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
@@ -361,12 +519,14 @@ def _render_procedure(
     cancel: CancelForm | None = None,
     problems: list[str] | None = None,
     status: int = 200,
+    clash: bool = False,
 ) -> Any:
     if reschedule is None:
         reschedule = _reschedule_form(proc)
         reschedule.station.data = proc.station_ae_title
         reschedule.date.data = proc.scheduled_start.date()
         reschedule.time.data = proc.scheduled_start.time()
+        reschedule.duration_minutes.data = proc.duration_minutes
         reschedule.referring_physician.data = readable_name(proc.referring_physician)
         reschedule.priority.data = proc.priority
         reschedule.notes.data = proc.notes
@@ -377,8 +537,10 @@ def _render_procedure(
             reschedule=reschedule,
             cancel=cancel or CancelForm(formdata=None),
             problems=problems or [],
-            can_change=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS),
-            can_cancel=proc.status == ProcedureStatus.SCHEDULED,
+            can_change=proc.status in ACTIVE_STATUSES,
+            can_cancel=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED),
+            end=booking_end(proc.scheduled_start, proc.duration_minutes),
+            clash=clash,
             status_actions=STATUS_ACTIONS.get(proc.status, []),
             button=EmptyForm(formdata=None),
             performed=_performed().for_procedure(proc.id),
@@ -414,7 +576,10 @@ def reschedule(procedure_id: int) -> Any:
     }
     if form.station.data:
         raw["station_ae_title"] = form.station.data
+    if form.duration_minutes.data:
+        raw["duration_minutes"] = str(form.duration_minutes.data)
     mapping = {
+        "duration_minutes": "duration_minutes",
         "scheduled_start": "date",
         "station_ae_title": "station",
         "referring_physician": "referring_physician",
@@ -422,10 +587,20 @@ def reschedule(procedure_id: int) -> Any:
         "notes": "notes",
     }
     try:
-        proc = _scheduler().update(procedure_id, raw, actor=actor())
+        proc = _scheduler().update(
+            procedure_id, raw, actor=actor(), refuse_overlaps=not form.allow_overlap.data
+        )
     except ValidationError as exc:
         problems = _add_errors(form, exc.errors, mapping)
         return _render_procedure(proc, reschedule=form, problems=problems, status=422)
+    except OverlapError as exc:
+        return _render_procedure(
+            proc,
+            reschedule=form,
+            problems=overlap_problems(exc.procedure_ids),
+            status=409,
+            clash=True,
+        )
     except TransitionError:
         return _render_procedure(
             proc, reschedule=form, problems=["This booking can no longer change."], status=409
@@ -450,7 +625,10 @@ def cancel(procedure_id: int) -> Any:
         return _render_procedure(proc, cancel=form, problems=problems, status=422)
     except TransitionError:
         return _render_procedure(
-            proc, cancel=form, problems=["Only a booked exam can be cancelled."], status=409
+            proc,
+            cancel=form,
+            problems=["Only a booked (or checked-in) exam can be cancelled."],
+            status=409,
         )
     flash(f"Cancelled: {proc.accession_number}.", "success")
     return redirect(url_for("frontdesk.day", date=proc.scheduled_start.date().isoformat()))
@@ -458,7 +636,11 @@ def cancel(procedure_id: int) -> Any:
 
 #: Status moves offered as buttons (for modalities that do not report MPPS).
 STATUS_ACTIONS = {
-    ProcedureStatus.SCHEDULED.value: [(ProcedureStatus.IN_PROGRESS.value, "Exam started")],
+    ProcedureStatus.SCHEDULED.value: [
+        (ProcedureStatus.ARRIVED.value, "Arrived"),
+        (ProcedureStatus.IN_PROGRESS.value, "Exam started"),
+    ],
+    ProcedureStatus.ARRIVED.value: [(ProcedureStatus.IN_PROGRESS.value, "Exam started")],
     ProcedureStatus.IN_PROGRESS.value: [
         (ProcedureStatus.COMPLETED.value, "Exam done"),
         (ProcedureStatus.DISCONTINUED.value, "Exam stopped"),
@@ -489,6 +671,40 @@ def status(procedure_id: int) -> Any:
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
 
+@bp.post("/procedures/<int:procedure_id>/arrive")
+@login_required
+def arrive(procedure_id: int) -> Any:
+    """Check the patient in (``ARRIVED``); back to ``next`` (the day view) or the booking."""
+    g.patient_data = True
+    proc = _load(procedure_id)
+    form = EmptyForm()
+    back = safe_next(url_for("frontdesk.procedure", procedure_id=procedure_id))
+    if not form.validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        proc = _scheduler().arrive(procedure_id, actor=actor())
+    except TransitionError:
+        flash(
+            f"{readable_name(proc.patient.name)} cannot be checked in: the exam is "
+            f"{STATUS_WORDS.get(proc.status, proc.status)}.",
+            "error",
+        )
+        return redirect(back)
+    flash(f"Checked in: {readable_name(proc.patient.name)}.", "success")
+    return redirect(back)
+
+
+#: Statuses in words, for messages.
+STATUS_WORDS = {
+    "SCHEDULED": "booked",
+    "ARRIVED": "already checked in",
+    "IN_PROGRESS": "in progress",
+    "COMPLETED": "done",
+    "DISCONTINUED": "stopped",
+    "CANCELLED": "cancelled",
+}
+
+
 @bp.get("/procedures/<int:procedure_id>/slip.pdf")
 @login_required
 def slip(procedure_id: int) -> Response:
@@ -504,6 +720,51 @@ def slip(procedure_id: int) -> Response:
     )
 
 
+def _attach_choices(steps: Sequence[PerformedStep]) -> dict[int, list[Procedure]]:
+    """For each unlinked step, the bookings it may belong to: its day, its station.
+
+    Bounded on purpose: a page never lists every booking once per step.
+    """
+    out: dict[int, list[Procedure]] = {}
+    for step in steps:
+        if step.started_at is None:
+            continue
+        station = step.station_ae_title or step.calling_ae_title
+        day_rows = _scheduler().list_procedures(step.started_at.date())
+        out[step.id] = [
+            p
+            for p in day_rows
+            if p.station_ae_title == station and p.status != ProcedureStatus.CANCELLED
+        ][:ATTACH_CHOICES]
+    return out
+
+
+@bp.get("/exams-without-booking")
+@login_required
+def unlinked_exams() -> Any:
+    """Every exam a modality reported without a booking, a page at a time."""
+    g.patient_data = True
+    per_page = 20
+    total = _performed().count_unlinked()
+    pages = max(1, -(-total // per_page))
+    try:
+        asked = int(request.args.get("page", "1"))
+    except ValueError:
+        asked = 1
+    page = min(max(asked, 1), pages)
+    steps = list(_performed().unlinked(limit=per_page, offset=(page - 1) * per_page))
+    return render_template(
+        "unlinked.html",
+        steps=steps,
+        choices=_attach_choices(steps),
+        total=total,
+        page=page,
+        pages=pages,
+        button=EmptyForm(formdata=None),
+        series_count=series_count,
+    )
+
+
 @bp.post("/performed-steps/<int:step_id>/attach")
 @login_required
 def attach_step(step_id: int) -> Any:
@@ -515,7 +776,7 @@ def attach_step(step_id: int) -> Any:
     g.patient_data = True
     form = EmptyForm()
     back = request.form.get("date", "")
-    here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.day")
+    here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.unlinked_exams")
     if not form.validate_on_submit():
         abort(400, "The form has expired; please try again.")
     accession = request.form.get("accession_number", "").strip()

@@ -51,6 +51,30 @@ def _print_job_schema() -> dict[str, Any]:
     return {"type": "object", "properties": props}
 
 
+def _patient_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "patient_id": _TEXT,
+            "patient_name": {**_TEXT, "description": "DICOM PN: FAMILY^GIVEN"},
+            "patient_birth_date": {"type": "string", "description": "YYYY-MM-DD or empty"},
+            "patient_sex": {"type": "string", "enum": ["M", "F", "O", ""]},
+            "phone": _TEXT,
+            "email": _TEXT,
+            "bookings": {
+                "type": "array",
+                "description": "every booking of the patient, past and upcoming, by start",
+                "items": {"$ref": "#/components/schemas/Procedure"},
+            },
+            "print_jobs": {
+                "type": "array",
+                "description": "print jobs filed with the patient's bookings, newest first",
+                "items": {"$ref": "#/components/schemas/PrintJob"},
+            },
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI document as a dict."""
     ref = {"$ref": "#/components/schemas/Procedure"}
@@ -64,6 +88,13 @@ def openapi_document() -> dict[str, Any]:
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PrintJob"}}}
     }
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    slot = {
+        "type": "object",
+        "properties": {
+            "start": {"type": "string", "examples": ["2026-11-26T08:00"]},
+            "end": {"type": "string", "examples": ["2026-11-26T10:00"]},
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -84,6 +115,7 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Procedure": procedure_schema(),
                 "PrintJob": _print_job_schema(),
+                "Patient": _patient_schema(),
                 "BookingWrite": {
                     "allOf": [
                         ref,
@@ -96,7 +128,14 @@ def openapi_document() -> dict[str, Any]:
                                     "description": "change the stored name, birth date or sex "
                                     "of an existing patient_id to the ones sent (audited); "
                                     "without it such a booking is answered 409",
-                                }
+                                },
+                                "allow_overlap": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "book (or move) it even though the station "
+                                    "is taken for part of that time; without it such a booking "
+                                    "is answered 409 with `overlaps`",
+                                },
                             },
                         },
                     ]
@@ -114,6 +153,12 @@ def openapi_document() -> dict[str, Any]:
                                 "properties": {"stored": _TEXT, "sent": _TEXT},
                             },
                         },
+                        "overlaps": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": "ids of the active bookings on the station that the "
+                            "booking would overlap; send `allow_overlap: true` to book anyway",
+                        },
                     },
                 },
                 "Error": {
@@ -127,7 +172,8 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "Conflict": {
                     "description": "the patient_id is stored with another name, birth date "
-                    "or sex; nothing was written",
+                    "or sex (`conflicts`), or the station is taken at that time (`overlaps`); "
+                    "nothing was written",
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Conflict"}}
                     },
@@ -207,8 +253,9 @@ def openapi_document() -> dict[str, Any]:
                         "400": err,
                         "404": err,
                         "409": {
-                            "description": "the booking can no longer change (`errors`), or "
-                            "the patient would change (`conflicts`, see Conflict)",
+                            "description": "the booking can no longer change (`errors`), the "
+                            "patient would change (`conflicts`) or the station is taken "
+                            "(`overlaps`); see Conflict",
                             "content": {
                                 "application/json": {
                                     "schema": {
@@ -335,6 +382,78 @@ def openapi_document() -> dict[str, Any]:
                         "200": {"description": "cancelled", **json_body},
                         "404": err,
                         "409": err,
+                    },
+                }
+            },
+            "/api/procedures/{id}/arrive": {
+                "post": {
+                    "summary": "Check the patient in: the booking becomes ARRIVED (answered "
+                    "on the worklist as SPS Status ARRIVED)",
+                    "parameters": [pid],
+                    "responses": {
+                        "200": {"description": "checked in", **json_body},
+                        "401": err,
+                        "404": err,
+                        "409": err,
+                    },
+                }
+            },
+            "/api/free-slots": {
+                "get": {
+                    "summary": "Free time of a station on one day: intervals inside its "
+                    "opening hours minus its active bookings, each at least `duration` long; "
+                    "[] on a closed day",
+                    "parameters": [
+                        {
+                            "name": "station",
+                            "in": "query",
+                            "required": True,
+                            "description": "the station's AE title",
+                            "schema": _TEXT,
+                        },
+                        {
+                            "name": "date",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "format": "date"},
+                        },
+                        {
+                            "name": "duration",
+                            "in": "query",
+                            "description": "minutes; default [scheduling] default_duration_minutes",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1440},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "free intervals by start",
+                            "content": {
+                                "application/json": {"schema": {"type": "array", "items": slot}}
+                            },
+                        },
+                        "400": err,
+                        "401": err,
+                        "404": err,
+                    },
+                }
+            },
+            "/api/patients/{patient_id}": {
+                "get": {
+                    "summary": "A patient: details, contact, bookings and print jobs",
+                    "parameters": [
+                        {"name": "patient_id", "in": "path", "required": True, "schema": _TEXT}
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the patient",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Patient"}
+                                }
+                            },
+                        },
+                        "401": err,
+                        "404": err,
                     },
                 }
             },

@@ -252,8 +252,16 @@ def _description(row: Row) -> str:
     return row.procedure.procedure_description or f"{row.procedure.modality} examination"
 
 
+#: Booking status -> Scheduled Procedure Step Status (0040,0020) answered.
+_SPS_STATUS_OF = {
+    ProcedureStatus.SCHEDULED.value: "SCHEDULED",
+    ProcedureStatus.ARRIVED.value: "ARRIVED",
+    ProcedureStatus.IN_PROGRESS.value: "STARTED",
+}
+
+
 def _sps_status(row: Row) -> str:
-    return "STARTED" if row.procedure.status == ProcedureStatus.IN_PROGRESS else "SCHEDULED"
+    return _SPS_STATUS_OF.get(row.procedure.status, "SCHEDULED")
 
 
 def _da(value: dt.date | None) -> str:
@@ -328,6 +336,7 @@ ANSWERED_APART = {"SpecificCharacterSet"}
 _PATIENT_INDEXED = {"patient_id", "name_fold", "name_ascii", "birth_date"}
 _SPS_STATUS_VALUES = {
     "SCHEDULED": ProcedureStatus.SCHEDULED,
+    "ARRIVED": ProcedureStatus.ARRIVED,
     "STARTED": ProcedureStatus.IN_PROGRESS,
 }
 

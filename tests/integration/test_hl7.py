@@ -670,6 +670,37 @@ def test_clinic_serve_takes_orders(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
 
 
+def test_overlapping_order_is_booked_as_sent_with_the_catalog_duration(
+    server: ClinicServer, client: MllpClient
+) -> None:
+    assert server.session_factory is not None
+    Catalog(server.session_factory).save_entry(
+        {"code": "PAN", "description": "Panoramic", "modality": "PX", "duration_minutes": 25},
+        actor="test",
+    )
+    first = new_order("OV1", f4="PAN^Panorama", f24="", f21="PANO1")
+    assert ack_code(client.send(first)) == "AA"
+    second = message(
+        msh("OV2"),
+        pid(),
+        orc(placer="PL200", filler="FL200"),
+        obr(
+            f2="PL200^PMS",
+            f4="PAN^Panorama",
+            f18="ACC200",
+            f19="RP200",
+            f20="SPS200",
+            f21="PANO1",
+            f24="",
+            f27=f"^^^{HL7_DAY}1040",
+        ),
+    )
+    assert ack_code(client.send(second)) == "AA"  # 10:30 + 25 min overlaps 10:40: accepted
+    procs = sorted(bookings(server), key=lambda p: p.scheduled_start)
+    assert [p.duration_minutes for p in procs] == [25, 25]
+    assert [p.scheduled_start.strftime("%H:%M") for p in procs] == ["10:30", "10:40"]
+
+
 def test_new_order_with_other_demographics_updates_the_patient(
     server: ClinicServer, client: MllpClient
 ) -> None:

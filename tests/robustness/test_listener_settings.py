@@ -113,7 +113,9 @@ max_connections_per_address = 3
     # A per-address limit above the door's total is the total.
     assert worklist.per_address_limit == 8
     assert worklist.max_dataset_bytes == 65536 and worklist.image_box_bytes is None
-    printing = policy_from_settings(settings.print_listener, None)
+    printing = policy_from_settings(
+        settings.print_listener, None, settings.print_max_image_box_bytes
+    )
     assert printing.per_address_limit == 2 and printing.image_box_bytes == 3000000
 
 
