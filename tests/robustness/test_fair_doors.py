@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from clinic.store.db import make_engine, make_session_factory
 from clinic.store.migrate import upgrade
 from clinic.store.models import WorklistQueryLog
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
+from tests.conftest import require_tool
 from tests.robustness.guard_support import echo_ae, read_until_closed, rejection, wait_for
 
 Start = Callable[..., ClinicServer]
@@ -257,3 +259,16 @@ def test_invented_calling_ae_titles_cannot_grow_the_diagnostics(settings: Settin
     finally:
         writer.close()
         engine.dispose()
+
+
+def test_listen_backlogs_hold_a_burst(start: Start) -> None:
+    """The DICOM and HL7 listeners queue 128 connections for their accepting thread
+    (socketserver's default of 5 overflowed under a burst of connects)."""
+    ss = require_tool("ss")
+    srv = start()
+    for port in (srv.mwl_port, srv.print_port, srv.hl7_port):
+        listing = subprocess.run(
+            [ss, "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        # State, Recv-Q, Send-Q (a listening socket's backlog), local address, peer.
+        assert listing[0] == "LISTEN" and int(listing[2]) == 128, listing
