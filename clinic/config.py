@@ -44,6 +44,10 @@ class ListenerSettings:
         ``config/clinic.toml`` (where its keys have these attributes' names).
     max_associations : int
         Associations served at once.
+    max_associations_per_address : int
+        Of those, at most this many from one peer address.
+    max_dataset_bytes : int
+        Largest DIMSE data set received ([dicom], shared by the listeners).
     tls_cert, tls_key, tls_ca : str
         PEM files (empty: none); a certificate and key serve TLS.
     require_client_cert : bool
@@ -56,6 +60,8 @@ class ListenerSettings:
 
     name: str
     max_associations: int
+    max_associations_per_address: int
+    max_dataset_bytes: int
     tls_cert: str
     tls_key: str
     tls_ca: str
@@ -93,7 +99,10 @@ class Settings:
     pdu_timeout: float = 60.0
     idle_timeout: float = 60.0
     tls_handshake_timeout: float = 10.0
+    max_dataset_bytes: int = 1 << 20
     mwl_max_associations: int = 50
+    mwl_max_associations_per_address: int = 10
+    mwl_max_matches: int = 0
     mwl_tls_cert: str = ""
     mwl_tls_key: str = ""
     mwl_tls_ca: str = ""
@@ -102,6 +111,10 @@ class Settings:
     mwl_find_ae_titles: tuple[str, ...] = ()
     mwl_mpps_ae_titles: tuple[str, ...] = ()
     print_max_associations: int = 20
+    print_max_associations_per_address: int = 5
+    print_max_image_box_bytes: int = 200 << 20
+    print_max_association_image_bytes: int = 1 << 30
+    print_min_free_mb: int = 100
     print_tls_cert: str = ""
     print_tls_key: str = ""
     print_tls_ca: str = ""
@@ -109,6 +122,7 @@ class Settings:
     print_allowed_hosts: tuple[str, ...] = ()
     # Guards of the HL7 MLLP listener (clinic.hl7.mllp), same names as the DICOM ones.
     hl7_max_connections: int = 32
+    hl7_max_connections_per_address: int = 4
     hl7_max_message_bytes: int = 1 << 20
     hl7_read_timeout: float = 30.0
     hl7_frame_timeout: float = 120.0
@@ -141,6 +155,8 @@ class Settings:
         return ListenerSettings(
             name="worklist",
             max_associations=self.mwl_max_associations,
+            max_associations_per_address=self.mwl_max_associations_per_address,
+            max_dataset_bytes=self.max_dataset_bytes,
             tls_cert=self.mwl_tls_cert,
             tls_key=self.mwl_tls_key,
             tls_ca=self.mwl_tls_ca,
@@ -158,6 +174,8 @@ class Settings:
         return ListenerSettings(
             name="print",
             max_associations=self.print_max_associations,
+            max_associations_per_address=self.print_max_associations_per_address,
+            max_dataset_bytes=self.max_dataset_bytes,
             tls_cert=self.print_tls_cert,
             tls_key=self.print_tls_key,
             tls_ca=self.print_tls_ca,
@@ -254,7 +272,10 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("dicom", "pdu_timeout", "pdu_timeout", None),
     ("dicom", "idle_timeout", "idle_timeout", None),
     ("dicom", "tls_handshake_timeout", "tls_handshake_timeout", None),
+    ("dicom", "max_dataset_bytes", "max_dataset_bytes", None),
     ("worklist", "max_associations", "mwl_max_associations", None),
+    ("worklist", "max_associations_per_address", "mwl_max_associations_per_address", None),
+    ("worklist", "max_matches", "mwl_max_matches", None),
     ("worklist", "tls_cert", "mwl_tls_cert", "CLINIC_MWL_TLS_CERT"),
     ("worklist", "tls_key", "mwl_tls_key", "CLINIC_MWL_TLS_KEY"),
     ("worklist", "tls_ca", "mwl_tls_ca", "CLINIC_MWL_TLS_CA"),
@@ -263,12 +284,17 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("worklist", "allowed_find_ae_titles", "mwl_find_ae_titles", None),
     ("worklist", "allowed_mpps_ae_titles", "mwl_mpps_ae_titles", None),
     ("print", "max_associations", "print_max_associations", None),
+    ("print", "max_associations_per_address", "print_max_associations_per_address", None),
+    ("print", "max_image_box_bytes", "print_max_image_box_bytes", None),
+    ("print", "max_association_image_bytes", "print_max_association_image_bytes", None),
+    ("print", "min_free_mb", "print_min_free_mb", None),
     ("print", "tls_cert", "print_tls_cert", "CLINIC_PRINT_TLS_CERT"),
     ("print", "tls_key", "print_tls_key", "CLINIC_PRINT_TLS_KEY"),
     ("print", "tls_ca", "print_tls_ca", "CLINIC_PRINT_TLS_CA"),
     ("print", "require_client_cert", "print_require_client_cert", None),
     ("print", "allowed_hosts", "print_allowed_hosts", None),
     ("hl7", "max_connections", "hl7_max_connections", None),
+    ("hl7", "max_connections_per_address", "hl7_max_connections_per_address", None),
     ("hl7", "max_message_bytes", "hl7_max_message_bytes", None),
     ("hl7", "read_timeout", "hl7_read_timeout", None),
     ("hl7", "frame_timeout", "hl7_frame_timeout", None),
@@ -299,11 +325,19 @@ _SECONDS = (
     "hl7_idle_timeout",
 )
 _COUNTS = (
+    "max_dataset_bytes",
     "mwl_max_associations",
+    "mwl_max_associations_per_address",
     "print_max_associations",
+    "print_max_associations_per_address",
+    "print_max_image_box_bytes",
+    "print_max_association_image_bytes",
     "hl7_max_connections",
+    "hl7_max_connections_per_address",
     "hl7_max_message_bytes",
 )
+#: Whole numbers where 0 means "no limit".
+_OPTIONAL_COUNTS = ("mwl_max_matches", "print_min_free_mb")
 _LISTS = (
     "mwl_allowed_hosts",
     "mwl_find_ae_titles",
@@ -435,6 +469,11 @@ def _convert(attr: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {value!r} is not true or false")
     if attr == "data_dir":
         return Path(str(value))
+    if attr in _OPTIONAL_COUNTS:
+        limit = _number(value, origin, int)
+        if limit < 0:
+            raise ConfigError(f"{origin}: {value!r} must be 0 (no limit) or more")
+        return limit
     if attr in _SECONDS or attr in _COUNTS:
         number = _number(value, origin, float if attr in _SECONDS else int)
         if number <= 0:

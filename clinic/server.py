@@ -125,12 +125,25 @@ class ClinicServer:
             {ae: str(p.archive) if p.archive else "" for ae, p in profiles.items()},
             wake,
         )
-        printing = PrintService(profiles, self.spool, settings.uid_root)
+        printing = PrintService(
+            profiles,
+            self.spool,
+            settings.uid_root,
+            incoming=settings.data_dir / "incoming",
+            max_association_image_bytes=settings.print_max_association_image_bytes,
+            min_free_mb=settings.print_min_free_mb,
+            # One service per data folder on SQLite: whatever is there at start is stale.
+            stale_after=(
+                0.0 if self.engine.dialect.name == "sqlite" else settings.association_timeout
+            ),
+        )
         printer = start_guarded_server(
             build_print_ae(settings),
             (settings.host, settings.print_port),
             [*print_handlers(printing), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
-            policy_from_settings(settings.print_listener, printing.admits),
+            policy_from_settings(
+                settings.print_listener, printing.admits, settings.print_max_image_box_bytes
+            ),
         )
         self._servers.append(printer)
         self.print_port = printer.server_address[1]
@@ -157,6 +170,7 @@ class ClinicServer:
             idle_timeout=settings.hl7_idle_timeout,
             frame_timeout=settings.hl7_frame_timeout,
             max_connections=settings.hl7_max_connections,
+            max_connections_per_address=settings.hl7_max_connections_per_address,
         )
         self._hl7.start()
         self.hl7_port = self._hl7.port

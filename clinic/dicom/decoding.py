@@ -4,16 +4,37 @@ pydicom decodes a received value on first access and raises there when the bytes
 not fit the VR (a length that is no multiple of the value size, an unknown character
 set...). The doors call :func:`first_undecodable` first, so such a request is refused
 with the status its service defines instead of failing somewhere inside the handler.
+
+Text that does not decode in its character set is a different case: pydicom does not
+raise but falls back to the first character set with replacement characters, leaving
+escape sequences (ISO 2022) or U+FFFD in the value. Such a value is undecodable too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from clinic.dicom.status import DimseFailure
+
+#: VRs whose values are decoded with the Specific Character Set.
+_TEXT_VRS = frozenset({"PN", "SH", "LO", "ST", "LT", "UT", "UC"})
+#: Left in a value only by pydicom's fallback: an undecoded ISO 2022 escape or U+FFFD.
+_GARBLED = ("\x1b", "\ufffd")
+
+
+def _garbled(value: Any) -> bool:
+    """Whether a decoded text value shows pydicom's fallback for undecodable bytes."""
+    values = value if isinstance(value, MultiValue | list | tuple) else [value]
+    for item in values:
+        text = str(item) if item is not None else ""
+        if any(mark in text for mark in _GARBLED):
+            return True
+    return False
 
 
 def received(read: Callable[[], Dataset], what: str, status: int) -> Dataset:
@@ -57,6 +78,13 @@ def first_undecodable(ds: Dataset) -> BaseTag | None:
             elem = ds[tag]
         except Exception:  # pydicom raises several types for malformed values
             return tag
+        if elem.VR in _TEXT_VRS:
+            try:
+                garbled = _garbled(elem.value)
+            except Exception:  # a person name decodes on first use
+                return tag
+            if garbled:
+                return tag
         if elem.VR == "SQ":
             for item in elem.value or ():
                 inner = first_undecodable(item)

@@ -7,8 +7,16 @@ closes those gaps without changing pynetdicom itself:
   (A-ABORT, connection closed), so memory stays flat whatever the claim;
 - every read has an idle deadline, every PDU a deadline from its first byte to its last,
   and the association as a whole a deadline, so idle or trickling peers cannot hold slots;
-- past ``max_associations`` new associations get A-ASSOCIATE-RJ (rejected-transient,
-  pynetdicom's own check); far past it connections are closed on arrival;
+- connections are counted when they are accepted, per door and per peer address: past
+  ``max_associations`` (or ``max_associations_per_address`` from one address) the
+  association request gets A-ASSOCIATE-RJ (rejected-transient, local limit exceeded),
+  and far past either limit connections are closed on arrival, so one address cannot
+  take the slots of another;
+- an association that sends nothing but C-ECHO keep-alives for ``idle_timeout`` is
+  ended like an idle one;
+- a DIMSE data set is counted as its P-DATA fragments arrive: one larger than
+  ``max_dataset_bytes`` (image boxes: ``image_box_bytes``) aborts the association
+  before pynetdicom has gathered it;
 - TLS (BCP 195: TLS 1.2 or newer) is negotiated in the association's own thread under
   its own timeout, never in the accepting thread;
 - hosts and calling AE titles are checked before the association is accepted.
@@ -54,12 +62,23 @@ ASSOCIATE_RQ_LIMIT = 64 * 1024
 PDU_SLACK = 1024
 #: Used when the AE announces no limit (maximum_pdu_size 0).
 UNLIMITED_PDU_CAP = 4 * 1024 * 1024
-#: Connections beyond ``max_associations * CONNECTION_FACTOR`` are closed on arrival.
+#: Connections beyond ``max_associations * CONNECTION_FACTOR`` (or that many times the
+#: per-address limit from one address) are closed on arrival.
 CONNECTION_FACTOR = 2
+#: Waiting connections the kernel queues for the accepting thread (listen backlog).
+LISTEN_BACKLOG = 128
+#: Largest command set accepted (a command is a few hundred bytes).
+COMMAND_LIMIT = 64 * 1024
+#: DIMSE command fields (PS3.7 E.1): C-ECHO-RQ and N-SET-RQ.
+C_ECHO_RQ = 0x0030
+N_SET_RQ = 0x0120
+#: Grayscale and Color Image Box SOP classes (PS3.4 H.4.3), whose N-SET carries pixels.
+IMAGE_BOX_CLASSES = frozenset({"1.2.840.10008.5.1.1.4", "1.2.840.10008.5.1.1.4.1"})
 
 # A-ASSOCIATE-RJ (result, source, diagnostic), PS3.8 9.3.4.
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
 REJECT_NO_REASON = (0x01, 0x01, 0x01)  # permanent, service user, no reason given
+REJECT_LIMIT = (0x02, 0x03, 0x02)  # transient, service provider (presentation), local limit
 
 _HEADER = struct.Struct(">BBL")
 
@@ -125,6 +144,13 @@ class ListenerPolicy:
         The door's name in log lines (``worklist``, ``print``).
     max_associations : int
         Associations served at once; more get A-ASSOCIATE-RJ (transient).
+    max_associations_per_address : int
+        Associations served at once for one peer address (at most
+        ``max_associations``); more from that address get A-ASSOCIATE-RJ (transient).
+    max_dataset_bytes : int
+        Largest DIMSE data set accepted; a larger one aborts the association.
+    image_box_bytes : int or None
+        Largest data set of an image box N-SET; ``None`` uses ``max_dataset_bytes``.
     association_timeout : float
         Seconds an association may last from connection to close.
     pdu_timeout : float
@@ -145,6 +171,9 @@ class ListenerPolicy:
 
     name: str
     max_associations: int = 50
+    max_associations_per_address: int = 10
+    max_dataset_bytes: int = 1 << 20
+    image_box_bytes: int | None = None
     association_timeout: float = 3600.0
     pdu_timeout: float = 60.0
     idle_timeout: float = 60.0
@@ -152,6 +181,11 @@ class ListenerPolicy:
     tls: ssl.SSLContext | None = None
     allowed_hosts: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     admit: Admit | None = field(default=None, compare=False)
+
+    @property
+    def per_address_limit(self) -> int:
+        """Associations one address may hold: its own limit, never above the door's."""
+        return min(self.max_associations_per_address, self.max_associations)
 
     def host_allowed(self, address: str) -> bool:
         """Whether a peer at ``address`` may associate."""
@@ -179,6 +213,58 @@ def parse_hosts(
     return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values)
 
 
+def address_key(client_address: Any) -> str:
+    """The peer address that per-address limits count: an IP without port or zone.
+
+    An IPv4-mapped IPv6 address counts as its IPv4 address.
+    """
+    host = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+    host = str(host).split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One accepted connection's place in its door's counts.
+
+    Attributes
+    ----------
+    address : str
+        The peer address it counts against.
+    admitted : bool
+        Whether it holds an association slot; a connection without one gets
+        A-ASSOCIATE-RJ (rejected-transient, local limit exceeded).
+    """
+
+    address: str
+    admitted: bool
+    released: bool = False
+
+
+def _command_fields(command: bytes) -> tuple[int | None, str]:
+    """(Command Field, SOP class UID) of an implicit VR little endian command set."""
+    field_value: int | None = None
+    sop_class = ""
+    offset = 0
+    while offset + 8 <= len(command):
+        group, element, length = struct.unpack_from("<HHL", command, offset)
+        value = command[offset + 8 : offset + 8 + length]
+        offset += 8 + length
+        if group != 0x0000:
+            break
+        if element == 0x0100 and len(value) >= 2:
+            field_value = struct.unpack_from("<H", value)[0]
+        elif element in (0x0002, 0x0003) and not sop_class:
+            sop_class = value.rstrip(b"\0 ").decode("ascii", "replace")
+    return field_value, sop_class
+
+
 class GuardedSocket(AssociationSocket):
     """An association socket that enforces size limits and deadlines on every read.
 
@@ -200,6 +286,13 @@ class GuardedSocket(AssociationSocket):
         self._gave_up = False
         self._rq_seen = False
         self._lock = threading.Lock()
+        # A request other than C-ECHO last arrived (or is being answered) at this time.
+        self._last_operation = now
+        self._in_operation = False
+        # The DIMSE message being received: its command so far, its data set's size.
+        self._command = bytearray()
+        self._dataset_bytes = 0
+        self._dataset_limit = policy.max_dataset_bytes
 
     # -- limits -----------------------------------------------------------------------
 
@@ -254,7 +347,53 @@ class GuardedSocket(AssociationSocket):
             return f"no traffic for {self.policy.idle_timeout:g} s"
         if self._pdu_deadline is not None and now >= self._pdu_deadline:
             return f"PDU not complete within {self.policy.pdu_timeout:g} s"
+        if self._rq_seen and now - self._last_operation >= self.policy.idle_timeout:
+            return f"nothing but C-ECHO for {self.policy.idle_timeout:g} s"
         return ""
+
+    def _count_pdata(self, body: bytes | bytearray) -> str:
+        """Count a P-DATA-TF body's fragments; the reason to give up, or ``""``.
+
+        Command fragments are gathered (at most :data:`COMMAND_LIMIT` bytes) to learn
+        which operation follows; data set fragments are only counted, against the
+        limit for that operation, so a data set is refused as soon as it passes it.
+        """
+        offset = 0
+        while offset + 6 <= len(body):
+            (item_length,) = struct.unpack_from(">L", body, offset)
+            header = body[offset + 5]
+            size = max(0, item_length - 2)
+            if header & 0x01:  # command fragment
+                self._command += body[offset + 6 : offset + 6 + size]
+                if len(self._command) > COMMAND_LIMIT:
+                    return f"command set larger than {COMMAND_LIMIT} bytes"
+                if header & 0x02:
+                    self._command_complete()
+            else:
+                self._dataset_bytes += size
+                if self._dataset_bytes > self._dataset_limit:
+                    return f"data set larger than {self._dataset_limit} bytes"
+                if header & 0x02:
+                    self._dataset_bytes = 0
+            offset += 4 + item_length
+        return ""
+
+    def _command_complete(self) -> None:
+        """A whole command arrived: note the operation and the limit of its data set."""
+        command_field, sop_class = _command_fields(bytes(self._command))
+        self._command.clear()
+        self._dataset_bytes = 0
+        limit = self.policy.max_dataset_bytes
+        if (
+            command_field == N_SET_RQ
+            and sop_class in IMAGE_BOX_CLASSES
+            and self.policy.image_box_bytes is not None
+        ):
+            limit = self.policy.image_box_bytes
+        self._dataset_limit = limit
+        self._in_operation = command_field != C_ECHO_RQ
+        if self._in_operation:
+            self._last_operation = time.monotonic()
 
     # -- AssociationSocket ------------------------------------------------------------
 
@@ -284,6 +423,12 @@ class GuardedSocket(AssociationSocket):
             self._pdu_deadline = None
             if self._body_type == 0x01:
                 self._rq_seen = True
+                self._last_operation = time.monotonic()
+            elif self._body_type == 0x04:
+                reason = self._count_pdata(data)
+                if reason:
+                    self.give_up(reason)
+                    return bytearray()
             return data
         pdu_type, _, length = _HEADER.unpack(bytes(data[:6]))
         limit = self.pdu_limit()
@@ -335,6 +480,24 @@ class GuardedSocket(AssociationSocket):
                 sock.settimeout(self.policy.idle_timeout)
         super().send(bytestream)
         self._last_traffic = time.monotonic()
+        if self._in_operation:
+            # Answering an operation (a long C-FIND) is not a keep-alive.
+            self._last_operation = self._last_traffic
+
+
+class CountedAssociation(WakingAssociation):
+    """An acceptor association that gives its connection's :class:`Ticket` back when it ends."""
+
+    ticket: Ticket | None = None
+    counted_by: GuardedServer | None = None
+
+    def run(self) -> None:
+        """Run the association, then free its place in the door's counts."""
+        try:
+            super().run()
+        finally:
+            if self.counted_by is not None and self.ticket is not None:
+                self.counted_by.release(self.ticket)
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -345,14 +508,22 @@ class GuardedRequestHandler(RequestHandler):
     def handle(self) -> None:
         """Wrap the connection in TLS if configured, then start the association."""
         server = self.server
+        ticket = server.take_ticket(self.request)
+        started = False
         try:
             if server.policy.tls is not None:
                 self.request = self._handshake(cast(socket.socket, self.request))
                 if self.request is None:
                     return
-            super().handle()
+            assoc = self._create_association()
+            assoc.ticket = ticket
+            assoc.counted_by = server
+            evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+            assoc.start()
+            started = True
         finally:
-            server.connection_started()
+            if not started and ticket is not None:
+                server.release(ticket)
 
     def _handshake(self, raw: socket.socket) -> Any:
         policy = self.server.policy
@@ -369,9 +540,9 @@ class GuardedRequestHandler(RequestHandler):
                 raw.close()
             return None
 
-    def _create_association(self) -> Association:
+    def _create_association(self) -> CountedAssociation:
         # pynetdicom's own set-up, with a GuardedSocket in place of AssociationSocket.
-        assoc = WakingAssociation(self.ae, "acceptor")
+        assoc = CountedAssociation(self.ae, "acceptor")
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
         assoc.set_socket(GuardedSocket(assoc, self.request, self.server.policy))
@@ -396,6 +567,9 @@ class GuardedRequestHandler(RequestHandler):
 class GuardedServer(ThreadedAssociationServer):
     """A threaded association server applying a :class:`ListenerPolicy`."""
 
+    #: The listen backlog (socketserver's default of 5 overflows under a burst).
+    request_queue_size = LISTEN_BACKLOG
+
     def __init__(
         self,
         ae: AE,
@@ -408,8 +582,12 @@ class GuardedServer(ThreadedAssociationServer):
         policy: ListenerPolicy,
     ) -> None:
         self.policy = policy
-        self._pending = 0
-        self._pending_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self._open = 0  # connections accepted and not yet ended
+        self._open_by_address: dict[str, int] = {}
+        self._admitted = 0  # of those, the ones holding an association slot
+        self._admitted_by_address: dict[str, int] = {}
+        self._tickets: dict[Any, Ticket] = {}
         # ssl_context stays None: pynetdicom would handshake in the accepting thread.
         super().__init__(
             ae,
@@ -422,25 +600,75 @@ class GuardedServer(ThreadedAssociationServer):
         )
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        """Close connections far past the association limit on arrival."""
-        cap = self.policy.max_associations * CONNECTION_FACTOR
-        with self._pending_lock:
-            open_now = self._pending + len(self.active_associations)
-            if open_now >= cap:
-                log.warning(
-                    "%s connection from %s closed: %d connections open",
-                    self.policy.name,
-                    client_address[0] if isinstance(client_address, tuple) else "?",
-                    open_now,
+        """Count the connection on arrival; close it when far past a limit.
+
+        It is counted here, in the accepting thread, so a burst of connections cannot
+        slip past a limit before their associations start. Within the limits it holds
+        an association slot; past them (up to :data:`CONNECTION_FACTOR` times) it is
+        kept to be refused with A-ASSOCIATE-RJ; beyond that it is closed at once.
+        """
+        policy = self.policy
+        address = address_key(client_address)
+        per_address = policy.per_address_limit
+        with self._counts_lock:
+            from_address = self._open_by_address.get(address, 0)
+            if self._open >= policy.max_associations * CONNECTION_FACTOR:
+                refusal = f"{self._open} connections open"
+            elif from_address >= per_address * CONNECTION_FACTOR:
+                refusal = f"{from_address} connections open from this address"
+            else:
+                refusal = ""
+                admitted = (
+                    self._admitted < policy.max_associations
+                    and self._admitted_by_address.get(address, 0) < per_address
                 )
-                return False
-            self._pending += 1
+                ticket = Ticket(address, admitted)
+                self._open += 1
+                self._open_by_address[address] = from_address + 1
+                if admitted:
+                    self._admitted += 1
+                    self._admitted_by_address[address] = (
+                        self._admitted_by_address.get(address, 0) + 1
+                    )
+                self._tickets[request] = ticket
+        if refusal:
+            log.warning("%s connection from %s closed: %s", policy.name, address, refusal)
+            return False
         return True
 
-    def connection_started(self) -> None:
-        """The handler thread is done: the association thread (if any) now counts."""
-        with self._pending_lock:
-            self._pending -= 1
+    def take_ticket(self, request: Any) -> Ticket | None:
+        """The ticket :meth:`verify_request` gave this connection (once)."""
+        with self._counts_lock:
+            return self._tickets.pop(request, None)
+
+    def release(self, ticket: Ticket) -> None:
+        """The connection ended: free its place (once)."""
+        with self._counts_lock:
+            if ticket.released:
+                return
+            ticket.released = True
+            self._open -= 1
+            _decrement(self._open_by_address, ticket.address)
+            if ticket.admitted:
+                self._admitted -= 1
+                _decrement(self._admitted_by_address, ticket.address)
+
+    def counts(self, address: str | None = None) -> tuple[int, int]:
+        """(open connections, associations holding a slot), of one address or all."""
+        with self._counts_lock:
+            if address is None:
+                return self._open, self._admitted
+            return (
+                self._open_by_address.get(address, 0),
+                self._admitted_by_address.get(address, 0),
+            )
+
+    def shutdown_request(self, request: Any) -> None:
+        """A connection closed before its handler ran: drop its ticket too."""
+        ticket = self.take_ticket(request)
+        if ticket is not None:
+            self.release(ticket)
+        super().shutdown_request(request)
 
     def _check_request(self, event: evt.Event) -> None:
         """EVT_REQUESTED: refuse hosts and calling AE titles the policy does not admit."""
@@ -455,6 +683,7 @@ class GuardedServer(ThreadedAssociationServer):
         calling = str(primitive.calling_ae_title).strip()
         called = str(primitive.called_ae_title).strip()
         refusal: tuple[int, int, int] | None = None
+        ticket = getattr(assoc, "ticket", None)
         if not self.policy.host_allowed(address):
             refusal = REJECT_NO_REASON
             log.warning(
@@ -468,6 +697,16 @@ class GuardedServer(ThreadedAssociationServer):
                 address,
                 calling,
                 called,
+            )
+        elif ticket is not None and not ticket.admitted:
+            refusal = REJECT_LIMIT
+            log.warning(
+                "%s association from %s refused: association limit reached "
+                "(%d for the door, %d per address)",
+                self.policy.name,
+                address,
+                self.policy.max_associations,
+                self.policy.per_address_limit,
             )
         if refusal is None:
             return
@@ -501,7 +740,9 @@ def start_guarded_server(
     GuardedServer
         The running server; stop it with ``shutdown()``.
     """
-    ae.maximum_associations = policy.max_associations
+    # The listener counts slots itself, at accept (GuardedServer.verify_request);
+    # pynetdicom's own count, taken later, never binds before it.
+    ae.maximum_associations = policy.max_associations * CONNECTION_FACTOR + 1
     # pynetdicom's own idle timer ignores what we send; ours counts both ways and
     # fires first, this one stays as a backstop.
     ae.network_timeout = 2 * policy.idle_timeout
@@ -521,7 +762,17 @@ def start_guarded_server(
     return server
 
 
-def policy_from_settings(listener: ListenerSettings, admit: Admit | None) -> ListenerPolicy:
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
+def policy_from_settings(
+    listener: ListenerSettings, admit: Admit | None, image_box_bytes: int | None = None
+) -> ListenerPolicy:
     """Build a listener's policy from its settings.
 
     Parameters
@@ -530,6 +781,9 @@ def policy_from_settings(listener: ListenerSettings, admit: Admit | None) -> Lis
         ``settings.worklist_listener`` or ``settings.print_listener``.
     admit : callable or None
         The door's calling AE check.
+    image_box_bytes : int, optional
+        The print door's limit for image box N-SET data sets ([print]
+        max_image_box_bytes); ``None`` holds them to ``max_dataset_bytes``.
 
     Returns
     -------
@@ -557,6 +811,9 @@ def policy_from_settings(listener: ListenerSettings, admit: Admit | None) -> Lis
     return ListenerPolicy(
         name=listener.name,
         max_associations=listener.max_associations,
+        max_associations_per_address=listener.max_associations_per_address,
+        max_dataset_bytes=listener.max_dataset_bytes,
+        image_box_bytes=image_box_bytes,
         association_timeout=listener.association_timeout,
         pdu_timeout=listener.pdu_timeout,
         idle_timeout=listener.idle_timeout,

@@ -52,6 +52,8 @@ UNRECOGNISED_OPERATION = 0x0211
 PENDING_WARNING = 0xFF01
 IDENTIFIER_MISMATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
+#: Refused: Out of Resources, answered past ``[worklist] max_matches``.
+OUT_OF_RESOURCES = 0xA700
 
 # -- Modality Performed Procedure Step, PS3.4 F.7.2 ------------------------------------
 #: Error ID with PROCESSING_FAILURE: "Performed Procedure Step Object may no longer be

@@ -66,6 +66,12 @@ COPIES: tuple[Copy, ...] = (
         "05c8d12b79863cdbdb901ce37187b7030a0434c5cd89d219ed0bedbda679a61e",
     ),
     Copy(
+        # Create the association, EVT_CONN_OPEN, start it: the handler adds its ticket.
+        "pynetdicom.transport.RequestHandler.handle",
+        "clinic.dicom.listener.GuardedRequestHandler.handle",
+        "034823fb4df3a87467bd0d45193f0d457fcf59c87fda8e97b2edfb89426f76dd",
+    ),
+    Copy(
         # How an acceptor refuses an association: A-ASSOCIATE-RJ, EVT_REJECTED, kill.
         "pynetdicom.acse.ACSE._negotiate_as_acceptor",
         "clinic.dicom.listener.GuardedServer._check_request",

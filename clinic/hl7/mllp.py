@@ -5,7 +5,8 @@ listener guards itself against the usual ways a peer can hurt it: a message larg
 than ``max_message_bytes`` is refused without being buffered, a frame must arrive
 within ``frame_timeout`` with no pause longer than ``read_timeout``, an idle
 connection is closed after ``idle_timeout``, and at most ``max_connections`` are
-served at once.
+served at once, at most ``max_connections_per_address`` of them from one peer address
+(counted on arrival; the excess is closed at once), so one address cannot take the door.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ CARRIAGE_RETURN = 0x0D
 _BETWEEN_FRAMES = b"\r\n\t "  # tolerated between frames (some senders add a newline)
 _HEAD_BYTES = 4096  # kept of a refused message, to echo its control ID
 _CHUNK = 65536
+#: Waiting connections the kernel queues for the accepting thread (listen backlog).
+LISTEN_BACKLOG = 128
 
 
 class MessageHandler(Protocol):
@@ -58,6 +61,7 @@ class _TcpServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
     block_on_close = False
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], listener: MllpListener) -> None:
         if ":" in address[0]:
@@ -66,7 +70,7 @@ class _TcpServer(socketserver.ThreadingTCPServer):
         super().__init__(address, _RequestHandler)
 
     def verify_request(self, request: object, client_address: object) -> bool:
-        return self.listener._admit()
+        return self.listener._admit(client_address)
 
 
 class _RequestHandler(socketserver.BaseRequestHandler):
@@ -96,6 +100,9 @@ class MllpListener:
         Longest time, in seconds, one frame may take to arrive (stops trickling peers).
     max_connections : int
         Connections served at once; more are closed on arrival.
+    max_connections_per_address : int
+        Connections served at once for one peer address (at most ``max_connections``);
+        more from that address are closed on arrival.
     """
 
     def __init__(
@@ -109,6 +116,7 @@ class MllpListener:
         idle_timeout: float = 300.0,
         frame_timeout: float = 120.0,
         max_connections: int = 32,
+        max_connections_per_address: int = 4,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -118,6 +126,7 @@ class MllpListener:
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout
         self.max_connections = max_connections
+        self.max_connections_per_address = min(max_connections_per_address, max_connections)
         # A peer that streams past a refused message is cut off after this much.
         self.max_discard_bytes = 16 * max_message_bytes
         self._server: _TcpServer | None = None
@@ -125,6 +134,7 @@ class MllpListener:
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
         self._admitted = 0
+        self._admitted_by_address: dict[str, int] = {}
         self._stopping = False
 
     @property
@@ -179,13 +189,35 @@ class MllpListener:
 
     # -- connections -----------------------------------------------------------------
 
-    def _admit(self) -> bool:
+    def _admit(self, client_address: object) -> bool:
+        """Count a connection on arrival (in the accepting thread); False closes it."""
+        address = _address(client_address)
         with self._lock:
-            if self._stopping or self._admitted >= self.max_connections:
+            if self._stopping:
+                return False
+            from_address = self._admitted_by_address.get(address, 0)
+            if self._admitted >= self.max_connections:
                 log.warning("HL7 connection refused: %d connections open", self._admitted)
                 return False
+            if from_address >= self.max_connections_per_address:
+                log.warning(
+                    "HL7 connection from %s refused: %d connections open from this address",
+                    address,
+                    from_address,
+                )
+                return False
             self._admitted += 1
+            self._admitted_by_address[address] = from_address + 1
             return True
+
+    def _release(self, address: str) -> None:
+        """A counted connection ended (call with the lock held)."""
+        self._admitted -= 1
+        left = self._admitted_by_address.get(address, 0) - 1
+        if left > 0:
+            self._admitted_by_address[address] = left
+        else:
+            self._admitted_by_address.pop(address, None)
 
     def _serve(self, sock: socket.socket, address: object) -> None:
         peer = _peer(address)
@@ -204,7 +236,7 @@ class MllpListener:
         finally:
             with self._lock:
                 self._connections.discard(conn)
-                self._admitted -= 1
+                self._release(_address(address))
             log.debug("HL7 connection from %s closed", peer)
 
     def _converse(self, conn: _Connection) -> None:
@@ -297,6 +329,15 @@ class MllpListener:
 def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def _address(address: object) -> str:
+    """The peer address that per-address limits count (no port; IPv4-mapped as IPv4)."""
+    host = address[0] if isinstance(address, tuple) and address else str(address)
+    host = str(host)
+    if host.startswith("::ffff:") and "." in host:
+        return host[len("::ffff:") :]
+    return host
 
 
 def _peer(address: object) -> str:

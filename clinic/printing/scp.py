@@ -10,7 +10,11 @@ the association ends; printed jobs live on in the spool.
 from __future__ import annotations
 
 import logging
+import secrets
+import shutil
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -76,16 +80,37 @@ class PrintService:
         Where N-ACTION puts jobs.
     uid_root : str
         Root of the instance UIDs the SCP assigns.
+    incoming : Path, optional
+        Where each association's image box pixels are written as they arrive (a
+        folder per association, removed when it ends); ``None`` keeps them in memory.
+    max_association_image_bytes : int
+        Most bytes of pixels one association's image boxes may hold (0xC605 past it).
+    min_free_mb : int
+        Free-space floor of the spool's file system: below it a print N-ACTION is
+        refused with 0xC602 (film box) or 0xC601 (film session). 0: no floor.
     """
 
     def __init__(
-        self, profiles: dict[str, PrinterProfile], spool: Spool, uid_root: str = ""
+        self,
+        profiles: dict[str, PrinterProfile],
+        spool: Spool,
+        uid_root: str = "",
+        *,
+        incoming: Path | None = None,
+        max_association_image_bytes: int = 0,
+        min_free_mb: int = 0,
+        stale_after: float = 3600.0,
     ) -> None:
         self.profiles = profiles
         self.spool = spool
         self.uid_root = uid_root
+        self.incoming = incoming
+        self.max_association_image_bytes = max_association_image_bytes
+        self.min_free_bytes = min_free_mb * 1024 * 1024
         self._sessions: dict[int, PrintSession] = {}
         self._lock = threading.Lock()
+        if incoming is not None:
+            remove_stale_stashes(incoming, stale_after)
 
     # -- association state --------------------------------------------------------
 
@@ -117,7 +142,13 @@ class PrintService:
             current = self._sessions.get(id(assoc))
         if current is not None:
             return current
-        created = PrintSession(self._profile(assoc), self._new_uid)
+        stash = self.incoming / secrets.token_hex(8) if self.incoming is not None else None
+        created = PrintSession(
+            self._profile(assoc),
+            self._new_uid,
+            stash=stash,
+            max_image_bytes=self.max_association_image_bytes,
+        )
         with self._lock:
             self._sessions[id(assoc)] = created
         return created
@@ -125,7 +156,18 @@ class PrintService:
     def handle_end(self, event: evt.Event) -> None:
         """EVT_RELEASED / EVT_ABORTED / EVT_CONN_CLOSE: forget the association's session."""
         with self._lock:
-            self._sessions.pop(id(event.assoc), None)
+            ended = self._sessions.pop(id(event.assoc), None)
+        if ended is not None:
+            ended.close()
+
+    def _below_floor(self) -> bool:
+        """Whether the spool's file system has less free space than the floor."""
+        if not self.min_free_bytes:
+            return False
+        try:
+            return shutil.disk_usage(self.spool.root).free < self.min_free_bytes
+        except OSError:
+            return True
 
     @staticmethod
     def _answer(outcome: Outcome) -> tuple[Any, Dataset | None]:
@@ -215,6 +257,13 @@ class PrintService:
             job_request, outcome = session.print_film_session(uid)
             full = SESSION_QUEUE_FULL
         calling = event.assoc.requestor.ae_title.strip()
+        if self._below_floor():
+            log.error(
+                "print job from %s refused: less than %d MiB free for the spool",
+                calling,
+                self.min_free_bytes // (1024 * 1024),
+            )
+            raise DimseFailure(full, "print queue is full: disk space below its floor")
         try:
             job = self.spool.submit(job_request, session.profile, calling)
         except Exception as exc:
@@ -316,6 +365,23 @@ class PrintService:
     def handle_echo(_event: evt.Event) -> int:
         """EVT_C_ECHO: always success."""
         return SUCCESS
+
+
+def remove_stale_stashes(incoming: Path, stale_after: float) -> None:
+    """Remove association stash folders under ``incoming`` older than ``stale_after`` s.
+
+    No association lasts longer than its deadline, so an older folder was left by a
+    crash (with a shared data folder, a younger one may be another service's).
+    """
+    if not incoming.is_dir():
+        return
+    cutoff = time.time() - stale_after
+    for folder in incoming.iterdir():
+        try:
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def build_print_ae(settings: Settings) -> AE:

@@ -9,8 +9,12 @@ attributes and a success or warning status.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,6 +114,8 @@ class ImageBox:
     position: int
     film_box_uid: str
     image: ImageSpec | None = None
+    #: The file holding ``image``'s pixels while the association lasts (see stash).
+    stash_file: Path | None = None
 
 
 @dataclass
@@ -270,16 +276,79 @@ class PrintSession:
         The printer the association called.
     new_uid : callable
         Returns a new SOP Instance UID for instances the SCP creates.
+    stash : Path, optional
+        A folder of this association's own: each image box's pixels are written there as
+        they arrive and read back from the file (memory-mapped) when printed, so an
+        association's images are not held in memory. ``None`` keeps them in memory.
+    max_image_bytes : int
+        Most bytes of pixels the association's image boxes may hold at once; an image
+        box N-SET past it is refused with 0xC605. 0: no limit.
     """
 
-    def __init__(self, profile: PrinterProfile, new_uid: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        profile: PrinterProfile,
+        new_uid: Callable[[], str],
+        *,
+        stash: Path | None = None,
+        max_image_bytes: int = 0,
+    ) -> None:
         self.profile = profile
         self.new_uid = new_uid
+        self.stash = stash
+        self.max_image_bytes = max_image_bytes
         self.film_session: FilmSessionState | None = None
         self.film_boxes: dict[str, FilmBox] = {}
         self.image_boxes: dict[str, ImageBox] = {}
         self.annotations: dict[str, tuple[str, int]] = {}  # uid -> (film box uid, position)
         self.luts: dict[str, LutSpec] = {}
+
+    def close(self) -> None:
+        """The association ended: remove its stashed pixels."""
+        for box in self.image_boxes.values():
+            box.image = None
+            box.stash_file = None
+        if self.stash is not None:
+            shutil.rmtree(self.stash, ignore_errors=True)
+
+    def held_image_bytes(self) -> int:
+        """Bytes of pixels in this association's image boxes now."""
+        return sum(
+            box.image.pixels.nbytes for box in self.image_boxes.values() if box.image is not None
+        )
+
+    def _empty_box(self, box: ImageBox) -> None:
+        box.image = None
+        if box.stash_file is not None:
+            with contextlib.suppress(OSError):
+                box.stash_file.unlink()
+            box.stash_file = None
+
+    def _stash_pixels(self, pixels: NDArray[Any]) -> tuple[NDArray[Any], Path | None]:
+        """Write ``pixels`` to the stash; return them memory-mapped from there, and the file.
+
+        Raises
+        ------
+        DimseFailure
+            0xC605 when the image does not fit on the file system or the write fails.
+        """
+        if self.stash is None:
+            return pixels, None
+        try:
+            self.stash.mkdir(parents=True, exist_ok=True)
+            if shutil.disk_usage(self.stash).free < pixels.nbytes:
+                raise DimseFailure(INSUFFICIENT_MEMORY, "not enough free disk space for the image")
+            path = self.stash / f"{secrets.token_hex(8)}.npy"
+            try:
+                with open(path, "wb") as handle:
+                    np.save(handle, pixels, allow_pickle=False)
+                return np.load(path, mmap_mode="r", allow_pickle=False), path
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
+        except OSError:
+            raise DimseFailure(INSUFFICIENT_MEMORY, "cannot store the image") from None
 
     def _instance_uid(self, uid: str | None) -> str:
         """The UID of a new instance: the SCU's own (if it is a valid UID), or a new one."""
@@ -510,7 +579,9 @@ class PrintSession:
         """N-DELETE Basic Film Box and its Image and Annotation Boxes."""
         box = self._film_box(uid)
         for image_uid in box.image_box_uids:
-            self.image_boxes.pop(image_uid, None)
+            image_box = self.image_boxes.pop(image_uid, None)
+            if image_box is not None:
+                self._empty_box(image_box)
         for annotation_uid in box.annotation_uids:
             self.annotations.pop(annotation_uid, None)
         del self.film_boxes[uid]
@@ -646,12 +717,21 @@ class PrintSession:
             lut = self.luts[lut_uid]
 
         if own not in ds or not ds[own].value:
-            image_box.image = None  # an empty sequence empties the box
+            self._empty_box(image_box)  # an empty sequence empties the box
             return outcome
         if len(ds[own].value) != 1:
             raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"{own} must hold one item")
         item = ds[own].value[0]
         pixels, photometric, bits, aspect = self._decode(item, color, little_endian)
+        if self.max_image_bytes:
+            held = self.held_image_bytes()
+            if image_box.image is not None:
+                held -= image_box.image.pixels.nbytes
+            if held + pixels.nbytes > self.max_image_bytes:
+                raise DimseFailure(
+                    INSUFFICIENT_MEMORY,
+                    f"images of this association would exceed {self.max_image_bytes} bytes",
+                )
         image = ImageSpec(
             position=image_box.position,
             pixels=pixels,
@@ -676,7 +756,12 @@ class PrintSession:
                     outcome.warn(IMAGE_CROPPED, "image larger than its box, cropped")
                 else:
                     outcome.warn(IMAGE_DEMAGNIFIED, "image larger than its box, demagnified")
+        stored, path = self._stash_pixels(pixels)
+        del pixels
+        self._empty_box(image_box)
+        image.pixels = stored
         image_box.image = image
+        image_box.stash_file = path
         return outcome
 
     def _box_rect(self, image_box: ImageBox) -> Rect:

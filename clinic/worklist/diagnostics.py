@@ -2,7 +2,9 @@
 
 Queries are recorded off the answering thread: a small writer thread stores the
 latest query of each AE title, so a busy modality never waits on this bookkeeping.
-Only attribute keywords are kept, never values (no patient data).
+Only attribute keywords are kept, never values (no patient data). At most
+``max_ae_titles`` AE titles are kept (those queried most recently), so a peer that
+invents a new calling AE title for every query cannot grow the table.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.store.db import transaction
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: How long the writer gathers records before it commits them together.
 BATCH_WINDOW_S = 0.5
+#: Calling AE titles whose last query is kept; past it the least recent are forgotten.
+MAX_AE_TITLES = 1000
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,15 @@ class QueryLogWriter:
     ----------
     session_factory : sessionmaker
         The store to write to.
+    max_ae_titles : int
+        Rows kept at most (one per calling AE title); the least recent go first.
     """
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], max_ae_titles: int = MAX_AE_TITLES
+    ) -> None:
         self._factory = session_factory
+        self._max_rows = max_ae_titles
         self._queue: queue.Queue[QueryRecord | None] = queue.Queue(maxsize=10_000)
         self._thread = threading.Thread(target=self._run, name="mwl-query-log", daemon=True)
         self._thread.start()
@@ -112,5 +122,22 @@ class QueryLogWriter:
                             character_set=rec.character_set,
                         )
                     )
+                session.flush()
+                self._prune(session)
         except Exception:  # diagnostics must never take the service down
             log.exception("could not store worklist query diagnostics")
+
+    def _prune(self, session: Session) -> None:
+        """Forget the least recently seen AE titles past ``max_ae_titles``."""
+        count = session.scalar(select(func.count()).select_from(WorklistQueryLog)) or 0
+        excess = count - self._max_rows
+        if excess <= 0:
+            return
+        oldest = (
+            select(WorklistQueryLog.calling_ae_title)
+            .order_by(WorklistQueryLog.at, WorklistQueryLog.calling_ae_title)
+            .limit(excess)
+        )
+        session.execute(
+            delete(WorklistQueryLog).where(WorklistQueryLog.calling_ae_title.in_(oldest))
+        )

@@ -26,10 +26,12 @@ from clinic.dicom.decoding import received
 from clinic.dicom.pending import PendingStream
 from clinic.dicom.status import (
     CANCEL,
+    OUT_OF_RESOURCES,
     PENDING,
     PENDING_WARNING,
     SUCCESS,
     UNABLE_TO_PROCESS,
+    DimseFailure,
     dimse_handler,
     status_of,
 )
@@ -50,6 +52,8 @@ UTF8 = "ISO_IR 192"
 LATIN1 = "ISO_IR 100"
 #: A query in Latin-1, with or without ISO 2022 code extensions, is answered in Latin-1.
 LATIN1_TERMS = frozenset({LATIN1, "ISO 2022 IR 100"})
+#: Bookings fetched from the database at a time while answering a C-FIND.
+FETCH_BATCH = 200
 
 #: Transfer syntaxes accepted on every context: implicit and explicit little endian,
 #: deflated explicit little endian, explicit big endian.
@@ -166,14 +170,24 @@ class WorklistService:
             syntax = str(event.context.transfer_syntax)
             plan = AnswerPlan.compile(query, charset, syntax, transform)
             stream = PendingStream(event, pending) if plan is not None else None
-            results = session.execute(build_select(query)).unique()
+            # Rows arrive in batches (a server-side cursor on PostgreSQL): memory holds
+            # one batch and the bounded send queue, whatever the number of matches.
+            results = session.execute(build_select(query).execution_options(yield_per=FETCH_BATCH))
             matches = 0
+            limit = self.settings.mwl_max_matches
             for procedure, station in results:
                 if event.is_cancelled:
                     record["status"] = CANCEL
                     record["matches"] = matches
                     yield CANCEL, None
                     return
+                if limit and matches >= limit:
+                    results.close()
+                    record["matches"] = matches
+                    # Success would claim an answer for every match (PS3.4 K.4.1.3).
+                    raise DimseFailure(
+                        OUT_OF_RESOURCES, f"more than {limit} matches; narrow the query"
+                    )
                 row = Row(procedure, station)
                 matches += 1
                 if plan is None or stream is None:

@@ -566,6 +566,15 @@ def _garbage_date() -> Dataset:
     return ds
 
 
+def _undecodable_ir87_name() -> Dataset:
+    # JIS X 0208 designated, then bytes that are no JIS X 0208 characters.
+    ds = mwl_query()
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    del ds.PatientName
+    ds.add(DataElement(0x00100010, "PN", b"\x1b$B\xff\xfe\x80\x81\x1b(B"))
+    return ds
+
+
 def _reversed_range() -> Dataset:
     return mwl_query({}, {"ScheduledProcedureStepStartDate": f"{TOMORROW:%Y%m%d}-{TODAY:%Y%m%d}"})
 
@@ -581,6 +590,7 @@ BAD = [
     ("two sps items", _two_sps_items, 0xA900, "more than one item"),
     ("garbage date", _garbage_date, 0xC000, "ScheduledProcedureStepStartDate"),
     ("reversed range", _reversed_range, 0xC000, "ends before it starts"),
+    ("undecodable ISO 2022 IR 87 name", _undecodable_ir87_name, 0xC000, "(0010,0010)"),
 ]
 
 

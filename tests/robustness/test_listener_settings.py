@@ -88,3 +88,65 @@ def test_open_by_default() -> None:
     policy = ListenerPolicy(name="x")
     assert policy.host_allowed("203.0.113.9") and policy.admit is None and policy.tls is None
     assert parse_hosts(("10.1.2.3",))[0].num_addresses == 1
+
+
+def test_fairness_and_budget_settings_are_read(tmp_path: Path) -> None:
+    settings = _load(
+        tmp_path,
+        """
+[worklist]
+max_associations = 8
+max_associations_per_address = 20
+max_matches = 500
+[print]
+max_associations_per_address = 2
+max_image_box_bytes = 3000000
+[dicom]
+max_dataset_bytes = 65536
+[hl7]
+max_connections_per_address = 3
+""",
+    )
+    assert settings.mwl_max_matches == 500
+    assert settings.hl7_max_connections_per_address == 3
+    worklist = policy_from_settings(settings.worklist_listener, None)
+    # A per-address limit above the door's total is the total.
+    assert worklist.per_address_limit == 8
+    assert worklist.max_dataset_bytes == 65536 and worklist.image_box_bytes is None
+    printing = policy_from_settings(
+        settings.print_listener, None, settings.print_max_image_box_bytes
+    )
+    assert printing.per_address_limit == 2 and printing.image_box_bytes == 3000000
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("[worklist]\nmax_associations_per_address = 0", "greater than 0"),
+        ("[worklist]\nmax_matches = -1", "0 \\(no limit\\) or more"),
+        ("[dicom]\nmax_dataset_bytes = 'lots'", "not a number"),
+        ("[hl7]\nmax_connections_per_address = 0", "greater than 0"),
+        ("[print]\nmin_free_mb = -5", "0 \\(no limit\\) or more"),
+        ("[print]\nmax_association_image_bytes = 0", "greater than 0"),
+    ],
+)
+def test_bad_fairness_settings_are_refused(tmp_path: Path, text: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        _load(tmp_path, text)
+
+
+def test_shipped_configuration_states_the_defaults() -> None:
+    """config/clinic.toml, read as it ships, gives the built-in defaults of the guards."""
+    shipped = load_settings(Path(__file__).parents[2] / "config" / "clinic.toml", environ={})
+    defaults = Settings()
+    for name in (
+        "max_dataset_bytes",
+        "mwl_max_associations_per_address",
+        "mwl_max_matches",
+        "print_max_associations_per_address",
+        "print_max_image_box_bytes",
+        "print_max_association_image_bytes",
+        "print_min_free_mb",
+        "hl7_max_connections_per_address",
+    ):
+        assert getattr(shipped, name) == getattr(defaults, name), name

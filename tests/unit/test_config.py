@@ -350,7 +350,13 @@ def test_every_listener_setting_is_a_key_of_its_section() -> None:
     """A listener's settings have the names of its section's keys (messages rely on it)."""
     keys = {(section, key) for section, key, _, _ in config._KEYS}
     shared = {f.name for f in dataclasses.fields(ListenerSettings)} - {"name"}
-    timeouts = {"association_timeout", "pdu_timeout", "idle_timeout", "tls_handshake_timeout"}
+    timeouts = {
+        "association_timeout",
+        "pdu_timeout",
+        "idle_timeout",
+        "tls_handshake_timeout",
+        "max_dataset_bytes",
+    }
     for listener in (Settings().worklist_listener, Settings().print_listener):
         for name in shared - timeouts:
             assert (listener.name, name) in keys, (listener.name, name)

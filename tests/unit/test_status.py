@@ -23,6 +23,7 @@ TABLES: dict[str, dict[int, tuple[str, str]]] = {
     "PENDING_WARNING": WORKLIST,
     "IDENTIFIER_MISMATCH": WORKLIST,
     "UNABLE_TO_PROCESS": WORKLIST,
+    "OUT_OF_RESOURCES": WORKLIST,
     **{
         name: PRINT
         for name in (
