@@ -23,7 +23,7 @@ from clinic.domain.errors import NotFound, PatientConflict, ValidationError
 from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.store import migrate
-from clinic.store.db import make_engine, make_session_factory
+from clinic.store.db import make_engine, make_session_factory, redact_database_errors
 
 log = logging.getLogger("clinic")
 
@@ -42,6 +42,8 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # A database error's message may quote values: every handler withholds it.
+    redact_database_errors()
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # pynetdicom's own INFO lines are per PDU; keep them out of the service log.
     logging.getLogger("pynetdicom").setLevel(

@@ -30,7 +30,7 @@ from clinic.printing.scp import PrintService, build_print_ae, print_handlers
 from clinic.printing.spool import Spool, requeue
 from clinic.store import migrate
 from clinic.store.backup import hold_service_lock
-from clinic.store.db import make_engine, make_session_factory
+from clinic.store.db import make_engine, make_session_factory, redact_database_errors
 from clinic.web import create_app
 from clinic.worklist.access import restrict_worklist, worklist_admit
 from clinic.worklist.diagnostics import QueryLogWriter
@@ -69,6 +69,7 @@ class ClinicServer:
     def start(self) -> None:
         """Migrate the store, then start every listener (non-blocking)."""
         settings = self.settings
+        redact_database_errors()  # whoever configured logging, no database message leaks
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # Held while the service runs: `clinic restore` refuses to overwrite its database.
         self._lock = hold_service_lock(settings.data_dir)
