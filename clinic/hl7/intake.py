@@ -2,13 +2,17 @@
 
 Every write to bookings goes through :class:`clinic.domain.bookings.Scheduler` with the
 actor ``hl7:<sending application>``; a message that is not accepted writes nothing.
-Accepted messages are remembered by sender and MSH-10, with their acknowledgement,
-so a retransmission gets the same answer and is not applied twice.
+Accepted messages are remembered by sender, MSH-10 and a digest of their content, with
+their acknowledgement: a retransmission (same sender, control ID and content) gets the
+same answer and is not applied twice; a control ID the sender uses again for another
+message (a counter that restarted) is processed as the new message it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 
 from sqlalchemy import case, select
@@ -80,19 +84,29 @@ class OrderIntake:
             problem = Problem(Location("MSH"), orm.INTERNAL_ERROR, "the message cannot be read")
             return self._encode(build_ack("AR", orm.peek_header(raw), [problem]))
         header = parsed.header
+        digest = content_digest(raw)
         with self._lock:
-            stored = self._stored_ack(header)
-            if stored is not None:
+            stored = self._stored_acks(header)
+            replay = next((ack for seen, ack in stored if seen in (None, digest)), None)
+            if replay is not None:
                 log.info(
                     "HL7 %s %s: retransmission, answered as before",
                     header.type_name,
                     header.control_id[:40],
                 )
-                return self._encode(stored)
+                return self._encode(replay)
+            if stored:
+                log.warning(
+                    "HL7 %s %s: control ID reused by %s with different content; "
+                    "processed as a new message",
+                    header.type_name,
+                    header.control_id[:40],
+                    (header.sender or "an unnamed sender")[:40],
+                )
             code, problems, order, procedure_id = self._process(parsed)
             ack = build_ack(code, header, problems)
             if code == "AA" and order is not None:
-                self._remember(header, order, procedure_id, ack)
+                self._remember(header, order, procedure_id, ack, digest)
         log.info(
             "HL7 %s %s %s: %s",
             header.type_name,
@@ -210,17 +224,23 @@ class OrderIntake:
                     return found
         return None
 
-    def _stored_ack(self, header: Header) -> str | None:
+    def _stored_acks(self, header: Header) -> list[tuple[str | None, str]]:
+        """The ``(digest, ack)`` of each accepted message with this sender and control ID."""
         with self.session_factory() as session:
-            return session.scalar(
-                select(Hl7Message.ack).where(
+            rows = session.execute(
+                select(Hl7Message.digest, Hl7Message.ack)
+                .where(
                     Hl7Message.sending_application == _hd(header.sending_application),
                     Hl7Message.sending_facility == _hd(header.sending_facility),
                     Hl7Message.control_id == header.control_id[:200],
                 )
+                .order_by(Hl7Message.id)
             )
+            return [(digest, ack) for digest, ack in rows]
 
-    def _remember(self, header: Header, order: Order, procedure_id: int | None, ack: str) -> None:
+    def _remember(
+        self, header: Header, order: Order, procedure_id: int | None, ack: str, digest: str
+    ) -> None:
         try:
             with transaction(self.session_factory) as session:
                 session.add(
@@ -231,12 +251,47 @@ class OrderIntake:
                         message_type=header.type_name[:16],
                         order_control=order.control,
                         procedure_id=procedure_id,
+                        digest=digest,
                         ack=ack,
                     )
                 )
         except IntegrityError:
             # Another process took the same message at the same moment; its record stands.
             log.warning("HL7 %s: control ID recorded twice", header.control_id[:40])
+
+
+_SEGMENT_ENDS = re.compile(rb"[\r\n]+")
+#: MSH-7 (date/time of message) as an index into the MSH segment split on its field
+#: separator: ``MSH``, MSH-2 (encoding characters), MSH-3, ... MSH-7.
+_MSH_7 = 6
+
+
+def content_digest(raw: bytes) -> str:
+    """Return the SHA-256 (hex) of a message's content, the part a resend keeps.
+
+    A sender that repeats a message after a lost acknowledgement may renew its MSH-7
+    (date/time of message) and end segments with CR, LF or CR LF: both are left out,
+    so only a different message gets a different digest.
+
+    Parameters
+    ----------
+    raw : bytes
+        The message as received, without MLLP framing.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
+    data = _SEGMENT_ENDS.sub(b"\r", raw).strip(b"\r\n\t ")
+    first, end, rest = data.partition(b"\r")
+    if first.startswith(b"MSH") and len(first) > 3:
+        separator = first[3:4]
+        fields = first.split(separator)
+        if len(fields) > _MSH_7:
+            fields[_MSH_7] = b""
+        first = separator.join(fields)
+    return hashlib.sha256(first + end + rest).hexdigest()
 
 
 def _hd(parts: tuple[str, ...]) -> str:

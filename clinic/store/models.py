@@ -379,16 +379,20 @@ class Hl7Message(Base):
     """An HL7 order message that was accepted, kept so a retransmission is not applied twice.
 
     A sender that missed the acknowledgement sends the same message again with the same
-    MSH-10; it gets the stored ``ack`` back instead of a second booking.
+    MSH-10; it gets the stored ``ack`` back instead of a second booking. ``digest`` tells
+    a retransmission (same content) from a control ID the sender used again for another
+    message; rows stored before digests were kept have none and answer every message
+    with their control ID.
     """
 
     __tablename__ = "hl7_messages"
     __table_args__ = (
         Index(
-            "uq_hl7_messages_sender_control",
+            "uq_hl7_messages_sender_control_digest",
             "sending_application",
             "sending_facility",
             "control_id",
+            "digest",
             unique=True,
         ),
     )
@@ -400,6 +404,8 @@ class Hl7Message(Base):
     message_type: Mapped[str] = mapped_column(String(16))
     order_control: Mapped[str] = mapped_column(String(2), default="")
     procedure_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # SHA-256 (hex) of the message without MSH-7, segment ends normalised; None: older row.
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
     # The acknowledgement as sent (HL7 text, no MLLP framing).
     ack: Mapped[str] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

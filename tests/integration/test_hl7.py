@@ -24,10 +24,16 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 from sqlalchemy import func, select
+from sqlalchemy import text as sql
 
+from clinic.config import Settings
+from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
+from clinic.hl7.intake import OrderIntake, content_digest
 from clinic.hl7.mllp import MllpListener
 from clinic.server import ClinicServer
+from clinic.store.db import make_engine, make_session_factory
+from clinic.store.migrate import upgrade
 from clinic.store.models import AuditEntry, Hl7Message, Patient, Procedure, Station
 
 DEADLINE = 10.0  # seconds any one answer may take
@@ -367,6 +373,88 @@ def test_retransmission_is_not_booked_twice(server: ClinicServer, client: MllpCl
     assert error_location(duplicate) == "ORC^1^2"
     assert str(ack_of(duplicate)["ERR.F3.R1.C1"]) == "205"
     assert row_counts(server) == counts
+
+
+def test_a_resend_with_a_new_message_time_and_lf_endings_is_a_retransmission(
+    server: ClinicServer, client: MllpClient
+) -> None:
+    first = client.send(new_order())
+    counts = row_counts(server)
+    resend = new_order().replace(b"20261126090000", b"20261126091500").replace(b"\r", b"\r\n")
+    assert resend != new_order()
+    assert client.send(resend) == first
+    assert row_counts(server) == counts
+    assert len(bookings(server)) == 1
+
+
+def test_a_reused_control_id_with_another_order_is_booked(
+    server: ClinicServer, client: MllpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A practice system whose counter restarted sends MSG1 again, for another exam."""
+    assert ack_code(client.send(new_order())) == "AA"
+    other = message(
+        msh("MSG1"),
+        pid(f3="P200^^^PMS^MR", f5="Roe^Richard", f7="19750304"),
+        orc(placer="PL200", filler="FL200"),
+        obr(f2="PL200^PMS", f18="ACC200", f19="RP200", f20="SPS200"),
+    )
+    with caplog.at_level(logging.INFO, logger="clinic.hl7"):
+        answer = client.send(other)
+    assert ack_code(answer) == "AA"
+    assert str(ack_of(answer)["MSA.F2"]) == "MSG1"
+    assert sorted(p.accession_number for p in bookings(server)) == ["ACC100", "ACC200"]
+    entry = worklist(server)["ACC200"]
+    assert entry.PatientID == "P200"
+    assert "control ID reused" in caplog.text and "MSG1" in caplog.text
+    for private in ("Roe", "Richard", "P200", "19750304"):
+        assert private not in caplog.text
+
+    # Each of the two messages, sent again, is a retransmission of itself.
+    counts = row_counts(server)
+    assert counts["hl7_messages"] == 2
+    assert client.send(other) == answer
+    assert ack_code(client.send(new_order())) == "AA"
+    assert row_counts(server) == counts
+
+
+def test_a_stored_message_without_digest_answers_its_control_id_as_before(
+    settings: Settings,
+) -> None:
+    """Rows stored by an earlier version (no digest) keep the earlier rule."""
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine, "0005_orders")
+    with engine.begin() as conn:
+        conn.execute(
+            sql(
+                "INSERT INTO hl7_messages (sending_application, sending_facility, control_id, "
+                "message_type, order_control, ack, received_at) VALUES "
+                "('PMS', 'PRAXIS', 'OLD1', 'ORM^O01', 'NW', 'MSH|old ack', '2026-11-01')"
+            )
+        )
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        [row] = session.scalars(select(Hl7Message))
+        assert row.digest is None
+    intake = OrderIntake(Scheduler(factory), Catalog(factory))
+    assert intake.handle(new_order("OLD1")) == b"MSH|old ack"
+    assert ack_code(intake.handle(new_order("NEW1"))) == "AA"
+    with factory() as session:
+        digests = list(session.scalars(select(Hl7Message.digest).order_by(Hl7Message.id)))
+    assert digests[0] is None and digests[1] == content_digest(new_order("NEW1"))
+    engine.dispose()
+
+
+def test_content_digest_leaves_out_message_time_and_segment_ends() -> None:
+    base = new_order()
+    digest = content_digest(base)
+    assert len(digest) == 64
+    assert content_digest(base.replace(b"20261126090000", b"20300101000000")) == digest
+    assert content_digest(base.replace(b"\r", b"\n")) == digest
+    assert content_digest(base.replace(b"\r", b"\r\n") + b"\r\n") == digest
+    assert content_digest(base.replace(b"ACC100", b"ACC101")) != digest
+    assert content_digest(base.replace(b"|PMS|PRAXIS|", b"|PMS|OTHER|")) != digest
+    assert content_digest(b"not HL7 at all") != digest
 
 
 def test_latin1_names_are_decoded(server: ClinicServer, client: MllpClient) -> None:
