@@ -89,6 +89,8 @@ class Settings:
     accent_insensitive: bool = True
     mwl_character_set: str = "ISO_IR 192"
     accept_any_called_ae_title: bool = False
+    # A booking still SCHEDULED whose day is older than this many days leaves the worklist.
+    worklist_past_days: int = 1
     print_port: int = 11113
     printer_ae_title: str = "PDFPRINT"
     # AE@host:port of a Storage SCP archiving the default printer's jobs; empty: off.
@@ -264,6 +266,7 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("worklist", "accent_insensitive", "accent_insensitive", "CLINIC_ACCENT_INSENSITIVE"),
     ("worklist", "character_set", "mwl_character_set", "CLINIC_MWL_CHARACTER_SET"),
     ("worklist", "accept_any_called_ae_title", "accept_any_called_ae_title", None),
+    ("worklist", "past_days", "worklist_past_days", "CLINIC_WORKLIST_PAST_DAYS"),
     ("identifiers", "uid_root", "uid_root", "CLINIC_UID_ROOT"),
     ("print", "port", "print_port", "CLINIC_PRINT_PORT"),
     ("print", "printer_ae_title", "printer_ae_title", "CLINIC_PRINTER_AE_TITLE"),
@@ -451,12 +454,14 @@ def _convert(attr: str, value: Any, origin: str) -> Any:
             raise ConfigError(f"{origin}: {value!r} must be between 1 and 1440 minutes")
         return minutes
     if attr == "retention_days":
-        try:
-            days = int(str(value).strip())
-        except ValueError:
-            raise ConfigError(f"{origin}: {value!r} is not a whole number of days") from None
+        days = _days(value, origin)
         if days < 0:
             raise ConfigError(f"{origin}: days must be 0 (keep forever) or more")
+        return days
+    if attr == "worklist_past_days":
+        days = _days(value, origin)
+        if days < 0:
+            raise ConfigError(f"{origin}: days must be 0 (today on) or more")
         return days
     if attr in _BOOLS:
         if isinstance(value, bool):
@@ -486,6 +491,13 @@ def _convert(attr: str, value: Any, origin: str) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: {value!r} must be text")
     return value.strip() if attr != "database_url" else value
+
+
+def _days(value: Any, origin: str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{origin}: {value!r} is not a whole number of days") from None
 
 
 def _number(value: Any, origin: str, kind: type[int] | type[float]) -> int | float:

@@ -20,7 +20,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
-from sqlalchemy import ColumnElement, Select, and_, false, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, contains_eager
 
 from clinic.dicom.decoding import first_undecodable
@@ -584,25 +584,66 @@ def _seconds(value: dt.time) -> int:
     return value.hour * 3600 + value.minute * 60 + value.second
 
 
-def build_select(query: WorklistQuery) -> Select[Procedure, Station]:
+def build_select(
+    query: WorklistQuery, stale_before: dt.datetime | None = None
+) -> Select[Procedure, Station]:
     """The SQL statement for a query: active bookings meeting every condition, by start.
 
+    Parameters
+    ----------
+    query : WorklistQuery
+        The parsed identifier.
+    stale_before : datetime, optional
+        A booking still ``SCHEDULED`` that starts before this instant is no longer
+        served (an exam nobody performed, on a station that does not report MPPS);
+        bookings in progress are served whatever their day. ``None`` serves them all.
+
+    Notes
+    -----
     When a patient key can walk an index and no start date narrows the bookings, the
     status test is written so that no index applies to it (``status || ''``): without
     table statistics SQLite would otherwise walk every active booking by status and
     look each patient up, rather than find the few patients by name first. With a start
-    date, the status and start index holds just that window and stays the better path.
+    date, the status and start index holds just that window and stays the better path;
+    the cut-off of stale bookings is a range on that same index.
     """
     drive_by_patient = query.patient_index and SPS_DATE not in query.matching_keys
     status = Procedure.status.concat("") if drive_by_patient else Procedure.status
+    served: ColumnElement[bool] = status.in_(ACTIVE_STATUSES)
+    if stale_before is not None:
+        scheduled = ProcedureStatus.SCHEDULED.value
+        others = [s for s in ACTIVE_STATUSES if s != scheduled]
+        served = or_(
+            and_(status == scheduled, Procedure.scheduled_start >= stale_before),
+            status.in_(others),
+        )
     return (
         select(Procedure, Station)
         .join(Procedure.patient)
         .outerjoin(Station, Station.ae_title == Procedure.station_ae_title)
         .options(contains_eager(Procedure.patient))
-        .where(status.in_(ACTIVE_STATUSES), *query.conditions)
+        .where(served, *query.conditions)
         .order_by(Procedure.scheduled_start, Procedure.id)
     )
+
+
+def stale_cutoff(past_days: int, today: dt.date | None = None) -> dt.datetime:
+    """The start of the oldest day whose still-scheduled bookings the worklist serves.
+
+    Parameters
+    ----------
+    past_days : int
+        How many days before today are still served (``0``: today on).
+    today : date, optional
+        Today in local time (the clock's by default).
+
+    Returns
+    -------
+    datetime
+        Midnight (local, naive like ``scheduled_start``) of ``today - past_days``.
+    """
+    day = (today or dt.date.today()) - dt.timedelta(days=past_days)
+    return dt.datetime.combine(day, dt.time.min)
 
 
 # -- rows -> response identifiers ------------------------------------------------------

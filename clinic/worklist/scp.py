@@ -44,6 +44,7 @@ from clinic.worklist.matching import (
     build_response,
     build_select,
     parse_identifier,
+    stale_cutoff,
 )
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,10 @@ class WorklistService:
             stream = PendingStream(event, pending) if plan is not None else None
             # Rows arrive in batches (a server-side cursor on PostgreSQL): memory holds
             # one batch and the bounded send queue, whatever the number of matches.
-            results = session.execute(build_select(query).execution_options(yield_per=FETCH_BATCH))
+            stale_before = stale_cutoff(self.settings.worklist_past_days)
+            results = session.execute(
+                build_select(query, stale_before).execution_options(yield_per=FETCH_BATCH)
+            )
             matches = 0
             limit = self.settings.mwl_max_matches
             for procedure, station in results:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,8 @@ BOOKING = {
     "patient_name": "NOVÁK^JAN",
     "modality": "CR",
     "station_ae_title": "XRAY1",
-    "scheduled_start": "2026-11-26T09:00",
+    # Today: a booking still scheduled from days ago is no longer on the worklist.
+    "scheduled_start": f"{dt.date.today().isoformat()}T09:00",
     "accession_number": "MPPSACC1",
     "requested_procedure_id": "RP1",
     "step_id": "SPS1",

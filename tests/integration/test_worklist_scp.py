@@ -235,6 +235,66 @@ def test_typical_queries(
     assert accessions(answers) == expected  # ordered by start
 
 
+def _stale_day(server: ClinicServer) -> ClinicServer:
+    """Bookings of yesterday and three days ago still scheduled, and one in progress."""
+    book(server, "Y1", scheduled_start=at(TODAY - dt.timedelta(days=1), "16:00"))
+    book(server, "D3", scheduled_start=at(TODAY - dt.timedelta(days=3), "09:00"))
+    book(server, "R3", scheduled_start=at(TODAY - dt.timedelta(days=3), "10:00"))
+    book(server, "T1", scheduled_start=at(TODAY, "08:00"))
+    assert server.scheduler is not None
+    [started] = [p for p in server.scheduler.list_procedures() if p.accession_number == "R3"]
+    server.scheduler.set_status(started.id, "IN_PROGRESS", "test")
+    return server
+
+
+#: R3 is in progress: served whatever its day.
+STALE_QUERIES: list[tuple[str, dict[str, str], set[str]]] = [
+    ("no date", {}, {"Y1", "R3", "T1"}),
+    ("station, no date", {"ScheduledStationAETitle": "XRAY1"}, {"Y1", "R3", "T1"}),
+    (
+        "the last week on",
+        {"ScheduledProcedureStepStartDate": f"{(TODAY - dt.timedelta(days=7)):%Y%m%d}-"},
+        {"Y1", "R3", "T1"},
+    ),
+    (
+        "three days ago",
+        {"ScheduledProcedureStepStartDate": f"{(TODAY - dt.timedelta(days=3)):%Y%m%d}"},
+        {"R3"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("sps", "expected"), [q[1:] for q in STALE_QUERIES], ids=[q[0] for q in STALE_QUERIES]
+)
+def test_a_booking_left_scheduled_for_days_leaves_the_worklist(
+    server: ClinicServer, sps: dict[str, str], expected: set[str]
+) -> None:
+    """Default past_days = 1: yesterday's is still served, three days ago's is not."""
+    _stale_day(server)
+    answers, final = query(server, mwl_query(sps=sps))
+    assert final.Status == 0x0000
+    assert set(accessions(answers)) == expected
+
+
+def test_past_days_is_configurable(settings: Settings) -> None:
+    srv = ClinicServer(dataclasses.replace(settings, worklist_past_days=3))
+    srv.start()
+    try:
+        _stale_day(srv)
+        answers, _ = query(srv, mwl_query())
+        assert set(accessions(answers)) == {"Y1", "D3", "R3", "T1"}
+    finally:
+        srv.stop()
+    srv = ClinicServer(dataclasses.replace(settings, worklist_past_days=0))
+    srv.start()
+    try:
+        answers, _ = query(srv, mwl_query())
+        assert set(accessions(answers)) == {"R3", "T1"}
+    finally:
+        srv.stop()
+
+
 def test_answer_carries_requested_keys(day: ClinicServer) -> None:
     ds = mwl_query(
         {

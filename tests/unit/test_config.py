@@ -46,6 +46,7 @@ def test_defaults(no_file: Path) -> None:
     assert settings.mwl_character_set == "ISO_IR 192"
     assert settings.uid_root == ""
     assert settings.log_level == "INFO"
+    assert settings.worklist_past_days == 1
     assert settings.config_file is None
     expected = (no_file / "var" / "clinic.db").resolve()
     assert settings.resolved_database_url == f"sqlite:///{expected}"
@@ -161,6 +162,13 @@ def test_boolean_spellings(no_file: Path, text: str, expected: bool) -> None:
     assert settings.accent_insensitive is expected
 
 
+def test_worklist_past_days(tmp_path: Path) -> None:
+    path = write(tmp_path / "site.toml", "[worklist]\npast_days = 3\n")
+    assert load_settings(path, environ={}).worklist_past_days == 3
+    env = {"CLINIC_WORKLIST_PAST_DAYS": " 0 "}
+    assert load_settings(path, environ=env).worklist_past_days == 0
+
+
 def test_clinic_config_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "other.toml", "[print]\nprinter_ae_title = 'OTHER'\n")
     settings = load_settings(environ={"CLINIC_CONFIG": str(path)})
@@ -197,6 +205,9 @@ BAD_ENV = [
     ("CLINIC_LOG_LEVEL", "LOUD", "log level"),
     ("CLINIC_HOST", " ", "must not be empty"),
     ("CLINIC_DATABASE_URL", "clinic.db", "is not a URL"),
+    ("CLINIC_WORKLIST_PAST_DAYS", "-1", "0 (today on) or more"),
+    ("CLINIC_WORKLIST_PAST_DAYS", "1.5", "whole number of days"),
+    ("CLINIC_WORKLIST_PAST_DAYS", "", "whole number of days"),
 ]
 
 

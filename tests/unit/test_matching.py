@@ -8,6 +8,7 @@ case builds a C-FIND identifier, runs it through ``parse_identifier`` and
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,7 @@ from clinic.worklist.matching import (
     build_select,
     like_pattern,
     parse_identifier,
+    stale_cutoff,
 )
 from tests.conftest import (
     ON_POSTGRESQL,
@@ -839,13 +841,52 @@ def test_matching_and_return_keys_recorded() -> None:
     assert query.return_keys == ["PatientName", "PatientID"]
 
 
+# -- stale bookings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("top", "sps", "expected"),
+    [
+        ({}, {}, {"A06", "A_07", "AX07", "A09"}),
+        ({}, {"ScheduledProcedureStepStartDate": "20261126"}, set()),
+        ({}, {"ScheduledProcedureStepStartDate": "20261125-20261127"}, {"A06", "A_07", "A09"}),
+        ({"PatientName": "M*"}, {}, set()),  # the patient-driven plan
+        ({"PatientID": "P%9"}, {}, {"A09"}),  # in progress: served whatever its day
+        ({}, {"ScheduledStationAETitle": "PAN1"}, {"A06"}),
+    ],
+)
+def test_stale_scheduled_bookings_are_not_served(
+    factory: sessionmaker[Session], top: dict[str, Any], sps: dict[str, Any], expected: set[str]
+) -> None:
+    """Still SCHEDULED and starting before the cut-off: off the worklist, any query."""
+    query = parse_identifier(identifier(top, sps), MatchOptions())
+    with factory() as session:
+        rows = session.execute(build_select(query, dt.datetime(2026, 11, 27))).unique()
+        assert {p.accession_number for p, _ in rows} == expected
+
+
+def test_stale_cutoff_is_midnight_past_days_ago() -> None:
+    today = dt.date(2026, 12, 1)
+    assert stale_cutoff(1, today) == dt.datetime(2026, 11, 30)
+    assert stale_cutoff(0, today) == dt.datetime(2026, 12, 1)
+    assert stale_cutoff(3, today) == dt.datetime(2026, 11, 28)
+    assert stale_cutoff(1) == dt.datetime.combine(
+        dt.date.today() - dt.timedelta(days=1), dt.time()
+    )
+
+
 # -- the queries walk indexes ----------------------------------------------------------
 
 
+#: The cut-off of stale bookings the service adds to every query (here: two days back).
+STALE_BEFORE = dt.datetime(2026, 11, 25)
+
+
 def _plan(engine: Engine, ds: Dataset) -> str:
+    """SQLite's plan of the query the service runs for ``ds`` (stale bookings cut off)."""
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's query plan (PostgreSQL: the test_postgresql_plan tests)")
-    stmt = build_select(parse_identifier(ds, MatchOptions()))
+    stmt = build_select(parse_identifier(ds, MatchOptions()), STALE_BEFORE)
     compiled = stmt.compile(engine, compile_kwargs={"render_postcompile": True})
     params = tuple(compiled.params[name] for name in compiled.positiontup or ())
     with engine.connect() as conn:
@@ -1015,7 +1056,7 @@ def test_name_and_today_query_uses_the_date_window(engine: Engine) -> None:
 
 def _postgresql_plan(engine: Engine, ds: Dataset) -> str:
     """PostgreSQL's plan when it may not scan a whole table: which index can serve the query."""
-    stmt = build_select(parse_identifier(ds, MatchOptions(prefix_range=False)))
+    stmt = build_select(parse_identifier(ds, MatchOptions(prefix_range=False)), STALE_BEFORE)
     compiled = stmt.compile(engine, compile_kwargs={"render_postcompile": True})
     with engine.connect() as conn:
         conn.exec_driver_sql("SET enable_seqscan = off")
