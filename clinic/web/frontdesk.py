@@ -23,7 +23,9 @@ from flask import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from clinic.config import Settings
 from clinic.domain import patients as patient_search
+from clinic.domain.attendance import Attendance, stale_cutoff
 from clinic.domain.bookings import Scheduler
 from clinic.domain.calendar import Calendar, booking_end, overlapping_ids
 from clinic.domain.catalog import Catalog
@@ -135,6 +137,11 @@ def overlap_problems(ids: list[int]) -> list[str]:
 def _sessions() -> sessionmaker[Session]:
     factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
     return factory
+
+
+def _past_days() -> int:
+    settings: Settings = current_app.config["CLINIC_SETTINGS"]
+    return settings.worklist_past_days
 
 
 def _performed() -> PerformedSteps:
@@ -258,8 +265,12 @@ def day() -> str:
                 free[key] = _calendar().free_slots(key, day, 1)
             except NotFound:
                 free[key] = []
+    past_days = _past_days()
+    not_done = [] if printable else list(Attendance(_scheduler()).not_done(past_days))
     return render_template(
         "day_print.html" if printable else "day.html",
+        not_done=not_done,
+        stale_before=stale_cutoff(past_days),
         day=day,
         prev_day=day - dt.timedelta(days=1),
         next_day=day + dt.timedelta(days=1),
@@ -541,6 +552,10 @@ def _render_procedure(
             can_cancel=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED),
             end=booking_end(proc.scheduled_start, proc.duration_minutes),
             clash=clash,
+            can_mark_not_attended=proc.status == ProcedureStatus.SCHEDULED
+            and proc.scheduled_start <= dt.datetime.now(),
+            off_worklist=proc.status == ProcedureStatus.SCHEDULED
+            and proc.scheduled_start < stale_cutoff(_past_days()),
             status_actions=STATUS_ACTIONS.get(proc.status, []),
             button=EmptyForm(formdata=None),
             performed=_performed().for_procedure(proc.id),
@@ -632,6 +647,36 @@ def cancel(procedure_id: int) -> Any:
         )
     flash(f"Cancelled: {proc.accession_number}.", "success")
     return redirect(url_for("frontdesk.day", date=proc.scheduled_start.date().isoformat()))
+
+
+@bp.post("/procedures/<int:procedure_id>/not-attended")
+@login_required
+def not_attended(procedure_id: int) -> Any:
+    """Mark an exam whose time has passed as not attended (cancelled with that reason).
+
+    Offered for the "not done" exams of the day view (still scheduled after their day
+    left the worklist) and on the page of any booked exam whose time has passed.
+    """
+    g.patient_data = True
+    proc = _load(procedure_id)
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        proc = Attendance(_scheduler()).mark_not_attended(procedure_id, actor())
+    except TransitionError:
+        return _render_procedure(
+            proc,
+            problems=["Only a booked exam whose time has passed can be marked not attended."],
+            status=409,
+        )
+    flash(f"Not attended: {proc.accession_number}.", "success")
+    back = request.form.get("date", "").strip()
+    try:
+        day = parse_date(back) if back else proc.scheduled_start.date()
+    except ValueError:
+        day = proc.scheduled_start.date()
+    return redirect(url_for("frontdesk.day", date=day.isoformat()))
 
 
 #: Status moves offered as buttons (for modalities that do not report MPPS).

@@ -627,24 +627,6 @@ def build_select(
     )
 
 
-def stale_cutoff(past_days: int, today: dt.date | None = None) -> dt.datetime:
-    """The start of the oldest day whose still-scheduled bookings the worklist serves.
-
-    Parameters
-    ----------
-    past_days : int
-        How many days before today are still served (``0``: today on).
-    today : date, optional
-        Today in local time (the clock's by default).
-
-    Returns
-    -------
-    datetime
-        Midnight (local, naive like ``scheduled_start``) of ``today - past_days``.
-    """
-    day = (today or dt.date.today()) - dt.timedelta(days=past_days)
-    return dt.datetime.combine(day, dt.time.min)
-
 
 # -- rows -> response identifiers ------------------------------------------------------
 

@@ -35,6 +35,7 @@ from clinic.dicom.status import (
     dimse_handler,
     status_of,
 )
+from clinic.domain.attendance import stale_cutoff
 from clinic.store.models import Station, utcnow
 from clinic.worklist.answers import AnswerPlan, reference_encode
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
@@ -44,7 +45,6 @@ from clinic.worklist.matching import (
     build_response,
     build_select,
     parse_identifier,
-    stale_cutoff,
 )
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.dicom.status import IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS, DimseFailure
+from clinic.domain.attendance import stale_cutoff
 from clinic.domain.bookings import Scheduler
 from clinic.domain.names import fold, fold_ascii, trim_name
 from clinic.store.db import make_engine, make_session_factory
@@ -39,7 +40,6 @@ from clinic.worklist.matching import (
     build_select,
     like_pattern,
     parse_identifier,
-    stale_cutoff,
 )
 from tests.conftest import (
     ON_POSTGRESQL,

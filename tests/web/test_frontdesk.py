@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -330,3 +331,64 @@ def test_status_buttons(desk: FlaskClient, scheduler: Scheduler, audit_rows: Any
         "web:alice",
     ]
     assert "Exam done" not in desk.get(url).get_data(as_text=True)
+
+
+def _not_done_section(page: str) -> str:
+    match = re.search(r'<section aria-labelledby="not-done-h".*?</section>', page, re.S)
+    return match.group(0) if match else ""
+
+
+def test_not_done_exams_are_marked_not_attended(
+    desk: FlaskClient, scheduler: Scheduler, audit_rows: Any
+) -> None:
+    def at(days: int, accession: str, patient: str) -> int:
+        start = dt.datetime.combine(TODAY + dt.timedelta(days=days), dt.time(9, 0))
+        raw = {
+            **BOOKING,
+            "patient_id": patient,
+            "accession_number": accession,
+            "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
+        }
+        return scheduler.book(raw, actor="t").id
+
+    stale = at(-3, "OLD3", "PN3")
+    yesterday = at(-1, "YDAY1", "PN1")
+    coming = at(2, "NEXT2", "PN2")
+
+    page = desk.get("/").get_data(as_text=True)
+    section = _not_done_section(page)
+    assert "OLD3" in section  # three days ago: off the worklist, listed as not done
+    assert "YDAY1" not in section and "NEXT2" not in section  # yesterday's is still served
+    assert f"/procedures/{stale}/not-attended" in section
+    assert f"/procedures/{stale}#resched-h" in section  # reschedule on its page
+    booking_page = desk.get(f"/procedures/{stale}").get_data(as_text=True)
+    assert "no longer on the worklist" in booking_page and "Not attended" in booking_page
+    assert "no longer on the worklist" not in desk.get(f"/procedures/{yesterday}").get_data(
+        as_text=True
+    )
+
+    url = f"/procedures/{stale}/not-attended"
+    assert desk.post(url, data={}).status_code == 400  # no CSRF token
+    assert scheduler.get(stale).status == "SCHEDULED"
+    done = post_form(desk, "/", url, {"date": TODAY.isoformat()})
+    assert done.status_code == 302
+    assert f"date={TODAY.isoformat()}" in done.headers["Location"]
+    marked = scheduler.get(stale)
+    assert (marked.status, marked.cancel_reason) == ("CANCELLED", "Not attended")
+    [entry] = [r for r in audit_rows("procedure") if r.entity_id == str(stale)][-1:]
+    assert entry.actor == "web:alice" and entry.action == "status"
+    assert json.loads(entry.detail) == {
+        "status": ["SCHEDULED", "CANCELLED"],
+        "reason": "Not attended",
+    }
+    assert "OLD3" not in _not_done_section(desk.get("/").get_data(as_text=True))
+
+    # Yesterday's may be marked too (its time has passed); an exam still to come may not.
+    assert post_form(desk, "/", f"/procedures/{yesterday}/not-attended", {}).status_code == 302
+    assert scheduler.get(yesterday).cancel_reason == "Not attended"
+    refused = post_form(desk, "/", f"/procedures/{coming}/not-attended", {})
+    assert refused.status_code == 409
+    assert "whose time has passed" in refused.get_data(as_text=True)
+    assert scheduler.get(coming).status == "SCHEDULED"
+    again = post_form(desk, "/", url, {})
+    assert again.status_code == 409  # already cancelled
