@@ -2,10 +2,14 @@
 
 The MPPS door parses DICOM and calls :class:`PerformedSteps`; this module knows nothing
 of the network. A step links to the bookings named in its Scheduled Step Attributes
-(by step and requested procedure IDs, else Study Instance UID, else accession number)
-and moves them: IN PROGRESS starts them, COMPLETED and DISCONTINUED finish them, so
-they leave the worklist. A step that names no known booking is kept for the front desk,
-who can attach it by hand.
+(:func:`find_bookings`: Scheduled Procedure Step ID with the Requested Procedure ID when
+sent, else accession number, else Study Instance UID; a modality's own Study UID never
+prevents the link and is kept with the step) and moves them: IN PROGRESS starts them,
+COMPLETED and DISCONTINUED finish them, so they leave the worklist. A step DISCONTINUED
+because the wrong worklist entry was picked (:data:`WRONG_ENTRY_REASONS`) instead
+returns its bookings to SCHEDULED, back onto the worklist, and is kept marked as taken
+on the wrong entry. A step that names no known booking is kept for the front desk, who
+can attach it by hand.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from clinic.domain.bookings import TRANSITIONS, transition
 from clinic.domain.errors import NotFound
 from clinic.store.db import transaction
 from clinic.store.models import (
+    ACTIVE_STATUSES,
     PerformedStep,
     PerformedStepLink,
     PerformedStepStatus,
@@ -32,6 +37,18 @@ from clinic.store.models import (
 )
 
 FINAL_STATUSES = (PerformedStepStatus.COMPLETED.value, PerformedStepStatus.DISCONTINUED.value)
+
+#: Performed Procedure Step Discontinuation Reasons (PS3.16 CID 9300) that say the step
+#: was taken on the wrong worklist entry, so the booking it named was never performed:
+#: (code value, coding scheme designator) -> code meaning. CID 9300 has one such code;
+#: the other reasons (equipment failure, patient refused, incorrect procedure or side
+#: ordered, duplicate order, ...) concern the exam or the order itself and finish the
+#: booking as DISCONTINUED. 113038 "Incorrect Modality Worklist Entry" (CID 7011, the
+#: title of a rejection note) says the same and is taken from modalities that send it.
+WRONG_ENTRY_REASONS = {
+    ("110514", "DCM"): "Incorrect worklist entry selected",
+    ("113038", "DCM"): "Incorrect Modality Worklist Entry",
+}
 
 #: What a performed step status makes of a booking.
 BOOKING_STATUS = {
@@ -63,6 +80,24 @@ class StepReference:
     step_id: str = ""
 
 
+@dataclass(frozen=True)
+class Reason:
+    """A coded reason (a Code Sequence item): value, coding scheme and meaning."""
+
+    value: str
+    scheme: str = ""
+    meaning: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.value} ({self.scheme})" if self.scheme else self.value
+        return f"{text} {self.meaning}".strip()
+
+    @property
+    def wrong_entry(self) -> bool:
+        """Whether the reason says the wrong worklist entry was picked."""
+        return (self.value, self.scheme.upper()) in WRONG_ENTRY_REASONS
+
+
 @dataclass
 class StepReport:
     """What a modality says about a performed step (a creation, or the changes of an update).
@@ -81,31 +116,58 @@ class StepReport:
     ended_at: dt.datetime | None = None
     performed_series: list[dict[str, Any]] | None = None
     references: list[StepReference] = field(default_factory=list)
+    #: Performed Procedure Step Discontinuation Reason Code Sequence; ``None``: not sent.
+    discontinuation_reasons: list[Reason] | None = None
     dataset_json: str = "{}"
 
 
 def find_bookings(session: Session, ref: StepReference) -> list[Procedure]:
-    """Return the bookings a Scheduled Step Attributes item names.
+    """Return the booking a Scheduled Step Attributes item names (none, or one).
 
-    The step ID with the requested procedure ID is the precise key; a modality that
-    performs an unscheduled or re-keyed exam may send only the Study Instance UID or
-    the accession number, which are tried in that order.
+    The keys are tried in the order modalities are reliable about them:
+
+    1. the Scheduled Procedure Step ID, with the Requested Procedure ID when sent: what
+       the modality took from the worklist entry it performed;
+    2. the accession number;
+    3. the Study Instance UID. Many intraoral sensors and panoramic units make a
+       Study Instance UID of their own, so it only decides when nothing else does.
+
+    A key that names several bookings (IDs an ordering system reused) is narrowed by
+    the keys sent beside it, then to bookings still to be done; when it still names
+    more than one, the next key decides, and a step no key settles stays unlinked for
+    the front desk rather than being guessed.
     """
-    stmt = select(Procedure)
-    if ref.step_id and ref.requested_procedure_id:
-        stmt = stmt.where(
-            Procedure.step_id == ref.step_id,
-            Procedure.requested_procedure_id == ref.requested_procedure_id,
-        )
-        if ref.study_instance_uid:
-            stmt = stmt.where(Procedure.study_instance_uid == ref.study_instance_uid)
-    elif ref.study_instance_uid:
-        stmt = stmt.where(Procedure.study_instance_uid == ref.study_instance_uid)
-    elif ref.accession_number:
-        stmt = stmt.where(Procedure.accession_number == ref.accession_number)
-    else:
-        return []
-    return list(session.scalars(stmt).unique())
+    if ref.step_id:
+        stmt = select(Procedure).where(Procedure.step_id == ref.step_id)
+        if ref.requested_procedure_id:
+            stmt = stmt.where(Procedure.requested_procedure_id == ref.requested_procedure_id)
+        found = _settle(list(session.scalars(stmt).unique()), ref)
+        if found is not None:
+            return [found]
+    for column, value in (
+        (Procedure.accession_number, ref.accession_number),
+        (Procedure.study_instance_uid, ref.study_instance_uid),
+    ):
+        if value:
+            found = session.scalars(select(Procedure).where(column == value)).first()
+            if found is not None:
+                return [found]
+    return []
+
+
+def _settle(candidates: list[Procedure], ref: StepReference) -> Procedure | None:
+    """The one booking among ``candidates`` the other keys point at, if there is one."""
+    for keep in (
+        lambda p: p.accession_number == ref.accession_number,
+        lambda p: p.study_instance_uid == ref.study_instance_uid,
+        lambda p: p.status in ACTIVE_STATUSES,
+    ):
+        if len(candidates) <= 1:
+            break
+        narrowed = [p for p in candidates if keep(p)]
+        if narrowed:
+            candidates = narrowed
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _move_booking(session: Session, proc: Procedure, step_status: str, actor: str) -> None:
@@ -130,6 +192,38 @@ def _move_booking(session: Session, proc: Procedure, step_status: str, actor: st
             proc.id,
             {"status": proc.status, "performed_step_status": step_status},
         )
+
+
+def _return_to_worklist(
+    session: Session, proc: Procedure, step: PerformedStep, reason: Reason, actor: str
+) -> None:
+    """Undo what a step taken on the wrong worklist entry did to a booking.
+
+    The booking goes back to SCHEDULED (and so onto the worklist) unless another step
+    is still performing it; a booking that finished or was cancelled meanwhile stays
+    as it is. This is the only way back from IN_PROGRESS to SCHEDULED.
+    """
+    detail: dict[str, Any] = {"performed_step": step.sop_instance_uid, "reason": str(reason)}
+    running = session.scalar(
+        select(PerformedStep.id)
+        .join(PerformedStepLink)
+        .where(
+            PerformedStepLink.procedure_id == proc.id,
+            PerformedStep.id != step.id,
+            PerformedStep.status == PerformedStepStatus.IN_PROGRESS.value,
+            PerformedStep.wrong_entry.is_(False),
+        )
+        .limit(1)
+    )
+    if proc.status == ProcedureStatus.IN_PROGRESS and running is None:
+        detail["status"] = [proc.status, ProcedureStatus.SCHEDULED.value]
+        proc.status = ProcedureStatus.SCHEDULED.value
+        audit(session, actor, "status", "procedure", proc.id, detail)
+        return
+    detail["status"] = proc.status
+    if running is not None:
+        detail["still_performed_by"] = running
+    audit(session, actor, "mpps-wrong-entry", "procedure", proc.id, detail)
 
 
 class PerformedSteps:
@@ -233,8 +327,21 @@ class PerformedSteps:
                 step.performed_series = json.dumps(report.performed_series)
                 changes["performed_series"] = len(report.performed_series)
             step.dataset_json = report.dataset_json
-            for link in step.links:
-                _move_booking(session, link.procedure, step.status, actor)
+            reasons = report.discontinuation_reasons
+            if reasons is not None:
+                text = "; ".join(str(r) for r in reasons)[:255]
+                if text != step.discontinuation_reason:
+                    changes["discontinuation_reason"] = [step.discontinuation_reason, text]
+                    step.discontinuation_reason = text
+            wrong = next((r for r in reasons or () if r.wrong_entry), None)
+            if step.status == PerformedStepStatus.DISCONTINUED and wrong is not None:
+                step.wrong_entry = True
+                changes["wrong_entry"] = True
+                for link in step.links:
+                    _return_to_worklist(session, link.procedure, step, wrong, actor)
+            else:
+                for link in step.links:
+                    _move_booking(session, link.procedure, step.status, actor)
             audit(session, actor, "update", "performed_step", sop_instance_uid, changes)
             return step
 
@@ -267,7 +374,8 @@ class PerformedSteps:
                 return step
             step.links.append(PerformedStepLink(procedure_id=procedure_id))
             session.flush()
-            _move_booking(session, proc, step.status, actor)
+            if not step.wrong_entry:  # a step on the wrong entry performed nothing
+                _move_booking(session, proc, step.status, actor)
             audit(
                 session,
                 actor,

@@ -351,6 +351,11 @@ class PerformedStep(Base):
     performed_series: Mapped[str] = mapped_column(Text, default="[]")
     # The whole instance as DICOM JSON (PS3.18 F.2), to answer what the modality sent.
     dataset_json: Mapped[str] = mapped_column(Text, default="{}")
+    # Why a DISCONTINUED step stopped ("110514 (DCM) Incorrect worklist entry selected").
+    discontinuation_reason: Mapped[str] = mapped_column(String(255), default="")
+    # Discontinued because the wrong worklist entry was picked: its bookings went back
+    # to SCHEDULED; it stays linked to them for the record, moving nothing.
+    wrong_entry: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

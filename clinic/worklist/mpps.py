@@ -38,6 +38,7 @@ from clinic.domain.performed import (
     FINAL_STATUSES,
     DuplicateStep,
     PerformedSteps,
+    Reason,
     StepIsFinal,
     StepReference,
     StepReport,
@@ -144,6 +145,27 @@ def _performed_series(ds: Dataset) -> list[dict[str, Any]] | None:
     return series
 
 
+def _reasons(ds: Dataset) -> list[Reason] | None:
+    """Performed Procedure Step Discontinuation Reason Code Sequence (0040,0281)."""
+    keyword = "PerformedProcedureStepDiscontinuationReasonCodeSequence"
+    if keyword not in ds:
+        return None
+    try:
+        return [
+            Reason(
+                value=_text(item, "CodeValue")[:16],
+                scheme=_text(item, "CodingSchemeDesignator")[:16],
+                meaning=_text(item, "CodeMeaning")[:64],
+            )
+            for item in ds[keyword].value or []
+            if _text(item, "CodeValue")
+        ]
+    except (AttributeError, TypeError, ValueError):  # not a sequence of items
+        raise DimseFailure(
+            INVALID_ATTRIBUTE_VALUE, f"{keyword} is not a code sequence", (keyword,)
+        ) from None
+
+
 def _to_json(ds: Dataset) -> str:
     try:
         return str(ds.to_json(bulk_data_threshold=65536))
@@ -186,6 +208,7 @@ def report_from(ds: Dataset, *, creating: bool) -> StepReport:
         ended_at=_datetime(ds, "PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime"),
         performed_series=_performed_series(ds),
         references=references,
+        discontinuation_reasons=_reasons(ds),
         dataset_json=_to_json(ds),
     )
 
@@ -291,7 +314,13 @@ class MppsService:
                 f"step is {exc} and may no longer be updated",
                 error_id=ERROR_ID_NO_LONGER_UPDATABLE,
             ) from None
-        log.info("MPPS N-SET from %s: %s", calling, report.status or "values updated")
+        reasons = ", ".join(r.value for r in report.discontinuation_reasons or ())
+        log.info(
+            "MPPS N-SET from %s: %s%s",
+            calling,
+            report.status or "values updated",
+            f" (reason {reasons[:40]})" if reasons and report.status == "DISCONTINUED" else "",
+        )
         return SUCCESS, Dataset()
 
 

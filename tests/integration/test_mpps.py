@@ -279,3 +279,178 @@ def test_cancelled_booking_is_not_reopened(booked: ClinicServer, assoc: Associat
     booked.scheduler.cancel(proc.id, "patient did not come", actor="test")
     assert n_create(assoc, create_dataset(), str(generate_uid())) == 0x0000
     assert booking_status(booked) == "CANCELLED"
+
+
+# -- linking as real modalities send, and the wrong worklist entry ---------------------------
+
+
+def step_row(server: ClinicServer, uid: str) -> PerformedStep:
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        step = session.scalar(select(PerformedStep).where(PerformedStep.sop_instance_uid == uid))
+    assert step is not None
+    return step
+
+
+def own_study(**keys: str) -> Dataset:
+    """An N-CREATE from a modality that makes its own Study Instance UID."""
+    ds = create_dataset()
+    ref = ds.ScheduledStepAttributesSequence[0]
+    ref.StudyInstanceUID = generate_uid()
+    for keyword, value in keys.items():
+        setattr(ref, keyword, value)
+    return ds
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {},  # SPS ID, Requested Procedure ID and accession as the worklist gave them
+        {"RequestedProcedureID": "", "AccessionNumber": ""},  # SPS ID alone
+        {"ScheduledProcedureStepID": "", "RequestedProcedureID": ""},  # accession alone
+    ],
+    ids=["sps-and-rp", "sps-only", "accession-only"],
+)
+def test_a_modality_with_its_own_study_uid_is_linked(
+    booked: ClinicServer, assoc: Association, keys: dict[str, str]
+) -> None:
+    ds = own_study(**keys)
+    own_uid = str(ds.ScheduledStepAttributesSequence[0].StudyInstanceUID)
+    uid = str(generate_uid())
+    assert n_create(assoc, ds, uid) == 0x0000
+    assert booking_status(booked) == "IN_PROGRESS"
+    assert worklist_accessions(assoc) == ["MPPSACC1:STARTED"]
+    step = step_row(booked, uid)
+    assert step.study_instance_uid == own_uid  # the modality's own, kept with the step
+    assert booked.session_factory is not None
+    with booked.session_factory() as session:
+        proc_id = session.scalar(select(Procedure.id))
+    assert proc_id is not None
+    [linked] = PerformedSteps(booked.session_factory).for_procedure(proc_id)
+    assert linked.sop_instance_uid == uid
+    assert n_set(assoc, final_dataset("COMPLETED"), uid) == 0x0000
+    assert booking_status(booked) == "COMPLETED"
+
+
+def test_a_wrong_step_id_falls_back_to_the_accession_number(
+    booked: ClinicServer, assoc: Association
+) -> None:
+    ds = own_study(ScheduledProcedureStepID="MODALITY7", RequestedProcedureID="")
+    assert n_create(assoc, ds, str(generate_uid())) == 0x0000
+    assert booking_status(booked) == "IN_PROGRESS"
+
+
+def test_a_step_id_used_twice_is_settled_by_the_accession_number(
+    booked: ClinicServer, assoc: Association
+) -> None:
+    assert booked.scheduler is not None
+    other = {
+        **BOOKING,
+        "patient_id": "MP2",
+        "patient_name": "DRUHY^PETR",
+        "accession_number": "MPPSACC2",
+        "study_instance_uid": "1.2.826.0.1.3680043.10.543.78",
+    }
+    booked.scheduler.book(other, actor="test")  # same SPS ID and Requested Procedure ID
+    ds = own_study(AccessionNumber="MPPSACC2")
+    assert n_create(assoc, ds, str(generate_uid())) == 0x0000
+    assert booking_status(booked, "MPPSACC2") == "IN_PROGRESS"
+    assert booking_status(booked, "MPPSACC1") == "SCHEDULED"
+    # Neither accession nor Study UID settles it: the step stays for the front desk.
+    ds = own_study(AccessionNumber="")
+    uid = str(generate_uid())
+    assert n_create(assoc, ds, uid) == 0x0000
+    assert booking_status(booked, "MPPSACC1") == "SCHEDULED"
+    assert booked.session_factory is not None
+    unlinked = PerformedSteps(booked.session_factory).unlinked()
+    assert [s.sop_instance_uid for s in unlinked] == [uid]
+
+
+def reason(code: str, meaning: str, scheme: str = "DCM") -> Dataset:
+    item = Dataset()
+    item.CodeValue = code
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def test_incorrect_worklist_entry_puts_the_booking_back_on_the_worklist(
+    booked: ClinicServer, assoc: Association
+) -> None:
+    uid = str(generate_uid())
+    assert n_create(assoc, create_dataset(), uid) == 0x0000
+    assert worklist_accessions(assoc) == ["MPPSACC1:STARTED"]
+    discontinued = final_dataset("DISCONTINUED")
+    del discontinued.PerformedSeriesSequence
+    discontinued.PerformedProcedureStepDiscontinuationReasonCodeSequence = [
+        reason("110514", "Incorrect worklist entry selected")
+    ]
+    assert n_set(assoc, discontinued, uid) == 0x0000
+
+    assert booking_status(booked) == "SCHEDULED"
+    assert worklist_accessions(assoc) == ["MPPSACC1:SCHEDULED"]  # C-FIND finds it again
+    step = step_row(booked, uid)
+    assert step.status == "DISCONTINUED" and step.wrong_entry
+    assert step.discontinuation_reason == "110514 (DCM) Incorrect worklist entry selected"
+    assert booked.session_factory is not None
+    with booked.session_factory() as session:
+        proc_id = session.scalar(select(Procedure.id))
+        moves = [
+            (a.actor, a.detail)
+            for a in session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.entity == "procedure", AuditEntry.action == "status"
+                )
+            )
+        ]
+    assert [actor for actor, _ in moves] == ["mpps:XRAY1", "mpps:XRAY1"]
+    assert '"status": ["IN_PROGRESS", "SCHEDULED"]' in moves[-1][1]
+    assert "110514" in moves[-1][1]
+    # The step is kept with the booking, marked, moving nothing any more.
+    assert proc_id is not None
+    [kept] = PerformedSteps(booked.session_factory).for_procedure(proc_id)
+    assert kept.sop_instance_uid == uid and kept.wrong_entry
+
+    # The radiographer picks the right entry for this patient later: it runs as usual.
+    again = str(generate_uid())
+    assert n_create(assoc, create_dataset(), again) == 0x0000
+    assert booking_status(booked) == "IN_PROGRESS"
+    assert n_set(assoc, final_dataset("COMPLETED"), again) == 0x0000
+    assert booking_status(booked) == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning"),
+    [
+        ("110501", "Equipment failure"),
+        ("110515", "Patient condition prevented continuing"),
+        ("110502", "Incorrect procedure ordered"),
+    ],
+)
+def test_other_discontinuation_reasons_discontinue_the_booking(
+    booked: ClinicServer, assoc: Association, code: str, meaning: str
+) -> None:
+    uid = str(generate_uid())
+    assert n_create(assoc, create_dataset(), uid) == 0x0000
+    discontinued = final_dataset("DISCONTINUED")
+    discontinued.PerformedProcedureStepDiscontinuationReasonCodeSequence = [
+        reason(code, meaning)
+    ]
+    assert n_set(assoc, discontinued, uid) == 0x0000
+    assert booking_status(booked) == "DISCONTINUED"
+    assert worklist_accessions(assoc) == []
+    step = step_row(booked, uid)
+    assert not step.wrong_entry and step.discontinuation_reason.startswith(code)
+
+
+def test_110514_in_another_coding_scheme_is_not_a_wrong_entry(
+    booked: ClinicServer, assoc: Association
+) -> None:
+    uid = str(generate_uid())
+    assert n_create(assoc, create_dataset(), uid) == 0x0000
+    discontinued = final_dataset("DISCONTINUED")
+    discontinued.PerformedProcedureStepDiscontinuationReasonCodeSequence = [
+        reason("110514", "local code", scheme="99LOCAL")
+    ]
+    assert n_set(assoc, discontinued, uid) == 0x0000
+    assert booking_status(booked) == "DISCONTINUED"

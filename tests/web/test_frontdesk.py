@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
+from clinic.domain.performed import PerformedSteps, Reason, StepReference, StepReport
 from tests.web.conftest import BOOKING, post_form
 
 TODAY = dt.date.today()
@@ -392,3 +393,31 @@ def test_not_done_exams_are_marked_not_attended(
     assert scheduler.get(coming).status == "SCHEDULED"
     again = post_form(desk, "/", url, {})
     assert again.status_code == 409  # already cancelled
+
+
+def test_booking_page_shows_each_steps_study_uid_and_a_wrong_entry(
+    desk: FlaskClient, scheduler: Scheduler
+) -> None:
+    proc = scheduler.book({**BOOKING, "step_id": "SPS9", "requested_procedure_id": "RP9"}, "t")
+    steps = PerformedSteps(scheduler.session_factory)
+    own_uid = "1.2.826.0.1.3680043.10.543.4242"
+    started = dt.datetime.combine(TODAY, dt.time(9, 40))
+    ref = StepReference(study_instance_uid=own_uid, step_id="SPS9", requested_procedure_id="RP9")
+    report = StepReport(status="IN PROGRESS", started_at=started, references=[ref])
+    steps.create("1.2.3.4.5.6.1", report, "PANO1")
+    page = desk.get(f"/procedures/{proc.id}").get_data(as_text=True)
+    assert own_uid in page and "the modality's own" in page
+    assert proc.study_instance_uid in page
+    assert "wrong worklist entry" not in page
+
+    wrong = Reason("110514", "DCM", "Incorrect worklist entry selected")
+    steps.update(
+        "1.2.3.4.5.6.1",
+        StepReport(status="DISCONTINUED", ended_at=started, discontinuation_reasons=[wrong]),
+        "PANO1",
+    )
+    assert scheduler.get(proc.id).status == "SCHEDULED"
+    page = desk.get(f"/procedures/{proc.id}").get_data(as_text=True)
+    assert "taken on the wrong worklist entry" in page
+    assert "110514 (DCM) Incorrect worklist entry selected" in page
+    assert "Exam started" in page  # back to booked: the usual buttons again
