@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -20,7 +22,7 @@ def test_echo_and_find(server: ClinicServer) -> None:
             "patient_name": "MÜLLER^HANS",
             "modality": "CR",
             "station_ae_title": "XRAY1",
-            "scheduled_start": "2026-11-26T09:30",
+            "scheduled_start": f"{dt.date.today().isoformat()}T09:30",
         },
         actor="test",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import subprocess
@@ -80,7 +81,8 @@ def booking(n: int, station: str = "XRAY1") -> dict[str, Any]:
         "patient_sex": "O",
         "modality": "CR",
         "station_ae_title": station,
-        "scheduled_start": "2026-11-26T09:30",
+        # Today: a booking still scheduled days after its day is off the worklist.
+        "scheduled_start": f"{dt.date.today().isoformat()}T09:30",
         "accession_number": f"ACC{n:08d}",
     }
 
