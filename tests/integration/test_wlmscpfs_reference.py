@@ -47,6 +47,7 @@ through the ``server`` fixture (port 0).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import time
@@ -65,6 +66,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from clinic.config import Settings
 from clinic.domain.fields import clean_procedure
 from clinic.server import ClinicServer
 from clinic.store.models import Station
@@ -313,6 +315,12 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
             proc.kill()
             proc.wait(timeout=5)
         log.close()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The examples are dated years back, and wlmscpfs serves every date: so does clinic here."""
+    return dataclasses.replace(settings, worklist_past_days=365_000)
 
 
 @pytest.fixture
