@@ -67,6 +67,19 @@ def test_engine_errors_carry_no_parameters(settings: Settings) -> None:
     engine.dispose()
 
 
+def test_statement_logging_carries_no_parameters(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At DEBUG (``CLINIC_LOG_LEVEL``) SQLAlchemy logs statements: never their values."""
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"), pytest.raises(IntegrityError):
+        duplicate_patient(make_session_factory(engine))
+    assert "INSERT INTO patients" in caplog.text  # statements are logged...
+    assert "GEHEIMNIS" not in caplog.text and PATIENT_ID not in caplog.text  # ...values not
+    engine.dispose()
+
+
 def test_driver_messages_are_withheld_from_tracebacks() -> None:
     # What PostgreSQL writes for a unique violation: the value itself.
     driver = sqlite3.IntegrityError(f"Key (patient_id)=({PATIENT_ID}) already exists")
