@@ -7,9 +7,9 @@ sent, else accession number, else Study Instance UID; a modality's own Study UID
 prevents the link and is kept with the step) and moves them: IN PROGRESS starts them,
 COMPLETED and DISCONTINUED finish them, so they leave the worklist. A step DISCONTINUED
 because the wrong worklist entry was picked (:data:`WRONG_ENTRY_REASONS`) instead
-returns its bookings to SCHEDULED, back onto the worklist, and is kept marked as taken
-on the wrong entry. A step that names no known booking is kept for the front desk, who
-can attach it by hand.
+returns its bookings to SCHEDULED (ARRIVED when checked in), back onto the worklist, and
+is kept marked as taken on the wrong entry. A step that names no known booking is kept
+for the front desk, who can attach it by hand.
 """
 
 from __future__ import annotations
@@ -195,14 +195,21 @@ def _move_booking(session: Session, proc: Procedure, step_status: str, actor: st
 
 
 def _return_to_worklist(
-    session: Session, proc: Procedure, step: PerformedStep, reason: Reason, actor: str
+    session: Session, link: PerformedStepLink, step: PerformedStep, reason: Reason, actor: str
 ) -> None:
     """Undo what a step taken on the wrong worklist entry did to a booking.
 
-    The booking goes back to SCHEDULED (and so onto the worklist) unless another step
-    is still performing it; a booking that finished or was cancelled meanwhile stays
-    as it is. This is the only way back from IN_PROGRESS to SCHEDULED.
+    The booking goes back onto the worklist as it was before the step started it:
+    SCHEDULED, or ARRIVED when its patient had been checked in; unless another step is
+    still performing it. A booking that finished or was cancelled meanwhile stays as it
+    is. This is the only way back from IN_PROGRESS.
     """
+    proc = link.procedure
+    back = (
+        ProcedureStatus.ARRIVED.value
+        if link.status_before == ProcedureStatus.ARRIVED
+        else ProcedureStatus.SCHEDULED.value
+    )
     detail: dict[str, Any] = {"performed_step": step.sop_instance_uid, "reason": str(reason)}
     running = session.scalar(
         select(PerformedStep.id)
@@ -216,8 +223,8 @@ def _return_to_worklist(
         .limit(1)
     )
     if proc.status == ProcedureStatus.IN_PROGRESS and running is None:
-        detail["status"] = [proc.status, ProcedureStatus.SCHEDULED.value]
-        proc.status = ProcedureStatus.SCHEDULED.value
+        detail["status"] = [proc.status, back]
+        proc.status = back
         audit(session, actor, "status", "procedure", proc.id, detail)
         return
     detail["status"] = proc.status
@@ -282,7 +289,9 @@ class PerformedSteps:
                     if proc.id in linked:
                         continue
                     linked.append(proc.id)
-                    step.links.append(PerformedStepLink(procedure_id=proc.id))
+                    step.links.append(
+                        PerformedStepLink(procedure_id=proc.id, status_before=proc.status)
+                    )
                     _move_booking(session, proc, step.status, actor)
             audit(
                 session,
@@ -338,7 +347,7 @@ class PerformedSteps:
                 step.wrong_entry = True
                 changes["wrong_entry"] = True
                 for link in step.links:
-                    _return_to_worklist(session, link.procedure, step, wrong, actor)
+                    _return_to_worklist(session, link, step, wrong, actor)
             else:
                 for link in step.links:
                     _move_booking(session, link.procedure, step.status, actor)
@@ -372,7 +381,9 @@ class PerformedSteps:
                 raise NotFound(performed_step_id if step is None else procedure_id)
             if any(link.procedure_id == procedure_id for link in step.links):
                 return step
-            step.links.append(PerformedStepLink(procedure_id=procedure_id))
+            step.links.append(
+                PerformedStepLink(procedure_id=procedure_id, status_before=proc.status)
+            )
             session.flush()
             if not step.wrong_entry:  # a step on the wrong entry performed nothing
                 _move_booking(session, proc, step.status, actor)

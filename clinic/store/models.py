@@ -375,6 +375,9 @@ class PerformedStepLink(Base):
     procedure_id: Mapped[int] = mapped_column(
         ForeignKey("procedures.id"), primary_key=True, index=True
     )
+    # The booking's status when the step was linked ("" for links made before it was
+    # kept): where a step taken on the wrong worklist entry returns it (SCHEDULED, ARRIVED).
+    status_before: Mapped[str] = mapped_column(String(16), default="")
 
     performed_step: Mapped[PerformedStep] = relationship(back_populates="links")
     procedure: Mapped[Procedure] = relationship()

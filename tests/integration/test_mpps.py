@@ -454,3 +454,23 @@ def test_110514_in_another_coding_scheme_is_not_a_wrong_entry(
     ]
     assert n_set(assoc, discontinued, uid) == 0x0000
     assert booking_status(booked) == "DISCONTINUED"
+
+
+def test_a_checked_in_booking_taken_by_mistake_returns_checked_in(
+    booked: ClinicServer, assoc: Association
+) -> None:
+    assert booked.scheduler is not None and booked.session_factory is not None
+    with booked.session_factory() as session:
+        proc_id = session.scalar(select(Procedure.id))
+    assert proc_id is not None
+    booked.scheduler.arrive(proc_id, "web:desk")
+    uid = str(generate_uid())
+    assert n_create(assoc, create_dataset(), uid) == 0x0000
+    assert booking_status(booked) == "IN_PROGRESS"
+    discontinued = final_dataset("DISCONTINUED")
+    discontinued.PerformedProcedureStepDiscontinuationReasonCodeSequence = [
+        reason("110514", "Incorrect worklist entry selected")
+    ]
+    assert n_set(assoc, discontinued, uid) == 0x0000
+    assert booking_status(booked) == "ARRIVED"  # the patient is still waiting
+    assert worklist_accessions(assoc) == ["MPPSACC1:ARRIVED"]

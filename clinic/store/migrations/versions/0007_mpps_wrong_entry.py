@@ -1,4 +1,5 @@
-"""performed steps: discontinuation reason, taken on the wrong worklist entry
+"""performed steps: discontinuation reason, taken on the wrong worklist entry, and the
+status each linked booking had before the step
 
 Revision ID: 0007_mpps_wrong_entry
 Revises: 0006_print_link, 0004_mpps (which made performed_steps)
@@ -29,9 +30,15 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("wrong_entry", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    with op.batch_alter_table("performed_step_links", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("status_before", sa.String(length=16), nullable=False, server_default="")
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("performed_step_links", schema=None) as batch_op:
+        batch_op.drop_column("status_before")
     with op.batch_alter_table("performed_steps", schema=None) as batch_op:
         batch_op.drop_column("wrong_entry")
         batch_op.drop_column("discontinuation_reason")
