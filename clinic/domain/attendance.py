@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 
 from clinic.domain.bookings import Scheduler
 from clinic.domain.errors import TransitionError
@@ -53,7 +53,7 @@ class Attendance:
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
 
-    def not_done(self, past_days: int, limit: int = 200) -> Sequence[Procedure]:
+    def not_done(self, past_days: int, limit: int = 20) -> tuple[Sequence[Procedure], int]:
         """Bookings still SCHEDULED whose day is off the worklist, most recent first.
 
         Parameters
@@ -61,19 +61,26 @@ class Attendance:
         past_days : int
             The worklist's ``past_days``: bookings before :func:`stale_cutoff` are listed.
         limit : int
-            At most this many.
+            At most this many are returned (a station without MPPS may leave hundreds).
+
+        Returns
+        -------
+        tuple
+            The most recent ``limit`` bookings and how many there are in all.
         """
+        condition = and_(
+            Procedure.status == ProcedureStatus.SCHEDULED.value,
+            Procedure.scheduled_start < stale_cutoff(past_days),
+        )
         stmt = (
             select(Procedure)
-            .where(
-                Procedure.status == ProcedureStatus.SCHEDULED.value,
-                Procedure.scheduled_start < stale_cutoff(past_days),
-            )
+            .where(condition)
             .order_by(Procedure.scheduled_start.desc(), Procedure.id.desc())
             .limit(limit)
         )
         with self.scheduler.session_factory() as session:
-            return list(session.scalars(stmt).unique())
+            total = session.scalar(select(func.count()).select_from(Procedure).where(condition))
+            return list(session.scalars(stmt).unique()), int(total or 0)
 
     def mark_not_attended(
         self, procedure_id: int, actor: str, now: dt.datetime | None = None

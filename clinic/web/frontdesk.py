@@ -266,10 +266,13 @@ def day() -> str:
             except NotFound:
                 free[key] = []
     past_days = _past_days()
-    not_done = [] if printable else list(Attendance(_scheduler()).not_done(past_days))
+    not_done, not_done_total = (
+        ([], 0) if printable else Attendance(_scheduler()).not_done(past_days)
+    )
     return render_template(
         "day_print.html" if printable else "day.html",
         not_done=not_done,
+        not_done_total=not_done_total,
         stale_before=stale_cutoff(past_days),
         day=day,
         prev_day=day - dt.timedelta(days=1),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from clinic.domain.attendance import Attendance
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.performed import PerformedSteps, Reason, StepReference, StepReport
@@ -421,3 +422,21 @@ def test_booking_page_shows_each_steps_study_uid_and_a_wrong_entry(
     assert "taken on the wrong worklist entry" in page
     assert "110514 (DCM) Incorrect worklist entry selected" in page
     assert "Exam started" in page  # back to booked: the usual buttons again
+
+
+def test_not_done_lists_the_most_recent_and_counts_them_all(scheduler: Scheduler) -> None:
+    for days in (3, 4, 5):
+        start = dt.datetime.combine(TODAY - dt.timedelta(days=days), dt.time(9, 0))
+        scheduler.book(
+            {
+                **BOOKING,
+                "patient_id": f"ND{days}",
+                "accession_number": f"ND{days}",
+                "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
+            },
+            actor="t",
+        )
+    attendance = Attendance(scheduler)
+    shown, total = attendance.not_done(1, limit=2)
+    assert [p.accession_number for p in shown] == ["ND3", "ND4"] and total == 3
+    assert attendance.not_done(4)[1] == 1  # past_days 4: 3 and 4 days ago are still served
