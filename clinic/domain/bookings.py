@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import identifiers
 from clinic.domain.audit import audit
+from clinic.domain.catalog import codes_from_catalog, set_codes
 from clinic.domain.errors import NotFound, TransitionError, ValidationError
 from clinic.domain.fields import clean_procedure
 from clinic.domain.names import name_keys
@@ -465,6 +466,7 @@ class Scheduler:
             status=ProcedureStatus.SCHEDULED.value,
         )
         _set_physicians(proc, cleaned)
+        set_codes(proc, codes_from_catalog(session, cleaned))
         session.add(proc)
         # The id is known only after a flush: _finish_creates audits the creation.
         pending: list[tuple[Procedure, str]] = session.info.setdefault("pending_creates", [])
@@ -539,6 +541,7 @@ class Scheduler:
             if key in cleaned:
                 setattr(proc, key, cleaned[key])
         _set_physicians(proc, cleaned)
+        set_codes(proc, cleaned)
         after = _procedure_fields(proc)
         changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
         if changes:
@@ -579,5 +582,15 @@ def _procedure_fields(proc: Procedure) -> dict[str, Any]:
         "notes": proc.notes,
         "placer_order_number": proc.placer_order_number,
         "filler_order_number": proc.filler_order_number,
+        "procedure_code": [
+            proc.procedure_code_value,
+            proc.procedure_code_scheme,
+            proc.procedure_code_meaning,
+        ],
+        "protocol_code": [
+            proc.protocol_code_value,
+            proc.protocol_code_scheme,
+            proc.protocol_code_meaning,
+        ],
         "status": proc.status,
     }

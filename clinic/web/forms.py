@@ -205,6 +205,26 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
         ],
     )
     active = BooleanField("Offered for booking", default=True)
+    code_scheme = StringField(
+        "Coding scheme of the code (empty: 99CLINIC, the clinic's own)",
+        validators=[Length(max=16, message="At most 16 characters.")],
+    )
+    code_meaning = StringField(
+        "Code meaning (empty: the description)",
+        validators=[Length(max=64, message="At most 64 characters.")],
+    )
+    protocol_code_value = StringField(
+        "Protocol code (for the modality)",
+        validators=[Length(max=16, message="At most 16 characters.")],
+    )
+    protocol_code_scheme = StringField(
+        "Protocol coding scheme (empty: 99CLINIC)",
+        validators=[Length(max=16, message="At most 16 characters.")],
+    )
+    protocol_code_meaning = StringField(
+        "Protocol meaning (empty: the description)",
+        validators=[Length(max=64, message="At most 64 characters.")],
+    )
 
 
 class TokenForm(FlaskForm):  # type: ignore[misc]

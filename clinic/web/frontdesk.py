@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patients as patient_search
 from clinic.domain.bookings import Scheduler
-from clinic.domain.catalog import Catalog
+from clinic.domain.catalog import Catalog, procedure_code
 from clinic.domain.errors import NotFound, TransitionError, ValidationError
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
@@ -316,6 +316,7 @@ def book() -> Any:
         "station_ae_title": form.station.data or (entry.default_station if entry else ""),
         "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
         "procedure_description": entry.description if entry else (form.description.data or ""),
+        "procedure_code": procedure_code(entry).as_dict() if entry else None,
         "referring_physician": person_name_from_input(form.referring_physician.data or ""),
         "priority": form.priority.data or "",
         "notes": form.notes.data or "",

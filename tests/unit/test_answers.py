@@ -67,12 +67,27 @@ def request(shape: str) -> Dataset:
         item.ScheduledProcedureStepLocation = ""
         item.ScheduledProcedureStepStatus = ""
         item.ScheduledProtocolCodeSequence = []
+        ds.TimezoneOffsetFromUTC = ""
+        ds.RequestedProcedureCodeSequence = []
+    elif shape == "codes":
+        # Code sequences asking for some of their attributes, and one unknown to clinic.
+        code = Dataset()
+        code.CodeValue = ""
+        code.CodeMeaning = ""
+        code.CodingSchemeVersion = ""
+        ds.RequestedProcedureCodeSequence = [code]
+        protocol = Dataset()
+        protocol.CodingSchemeDesignator = ""
+        protocol.CodeValue = ""
+        item.ScheduledProtocolCodeSequence = [protocol]
+        item.Modality = ""
+        ds.TimezoneOffsetFromUTC = ""
     # shape "everything": an empty item asks for every SPS attribute
     ds.ScheduledProcedureStepSequence = [item]
     return ds
 
 
-SHAPES = ["typical", "odd", "everything"]
+SHAPES = ["typical", "odd", "codes", "everything"]
 
 text = st.text(
     alphabet=st.sampled_from("abcXYZ019 ^=\\-.ÄäØøßÅŠšřčŘ€日本語"), min_size=0, max_size=40
@@ -105,6 +120,11 @@ def rows(draw: st.DrawFn) -> Row:
         status=draw(st.sampled_from([ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS])),
         notes=draw(st.none() | text),
     )
+    for prefix in ("procedure", "protocol"):
+        # A code, or none (empty value).
+        setattr(procedure, f"{prefix}_code_value", draw(st.sampled_from(["", "RPID5", "36643-5"])))
+        setattr(procedure, f"{prefix}_code_scheme", draw(st.sampled_from(["", "LN", "99CLINIC"])))
+        setattr(procedure, f"{prefix}_code_meaning", draw(text))
     station = draw(
         st.none() | st.builds(SimpleNamespace, name=ascii_text, location=st.none() | text)
     )
