@@ -4,21 +4,45 @@ pydicom decodes a received value on first access and raises there when the bytes
 not fit the VR (a length that is no multiple of the value size, an unknown character
 set...). The doors call :func:`first_undecodable` first, so such a request is refused
 with the status its service defines instead of failing somewhere inside the handler.
+
+Text that is not valid in its character set is a different case: pydicom warns and
+decodes it anyway, with replacement characters or with its escape sequences left in
+(an ISO 2022 IR 87 name whose JIS bytes are wrong). ``strict_text`` finds those too.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+#: VRs whose text is decoded with the Specific Character Set (PS3.5 6.1.2.3).
+CHARSET_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+#: What a lenient decoding leaves behind: U+FFFD, or an escape sequence it did not consume.
+_LEFTOVERS = ("\ufffd", "\x1b")
 
-def first_undecodable(ds: Dataset) -> BaseTag | None:
+
+def _badly_decoded(value: Any) -> bool:
+    values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    for one in values:
+        text = str(one) if one is not None else ""
+        if any(mark in text for mark in _LEFTOVERS):
+            return True
+    return False
+
+
+def first_undecodable(ds: Dataset, *, strict_text: bool = False) -> BaseTag | None:
     """Decode every value of ``ds``, sequence items included.
 
     Parameters
     ----------
     ds : Dataset
         A dataset decoded lazily from the network.
+    strict_text : bool
+        Also report text that is not valid in the dataset's Specific Character Set,
+        which pydicom would otherwise decode with replacement characters.
 
     Returns
     -------
@@ -32,7 +56,9 @@ def first_undecodable(ds: Dataset) -> BaseTag | None:
             return tag
         if elem.VR == "SQ":
             for item in elem.value or ():
-                inner = first_undecodable(item)
+                inner = first_undecodable(item, strict_text=strict_text)
                 if inner is not None:
                     return inner
+        elif strict_text and elem.VR in CHARSET_TEXT_VRS and _badly_decoded(elem.value):
+            return tag
     return None

@@ -2,7 +2,7 @@
 
 The MPPS door parses DICOM and calls :class:`PerformedSteps`; this module knows nothing
 of the network. A step links to the bookings named in its Scheduled Step Attributes
-(by step and requested procedure IDs, else Study Instance UID, else accession number)
+(by step and requested procedure IDs, else accession number, else Study Instance UID)
 and moves them: IN PROGRESS starts them, COMPLETED and DISCONTINUED finish them, so
 they leave the worklist. A step that names no known booking is kept for the front desk,
 who can attach it by hand.
@@ -87,25 +87,26 @@ class StepReport:
 def find_bookings(session: Session, ref: StepReference) -> list[Procedure]:
     """Return the bookings a Scheduled Step Attributes item names.
 
-    The step ID with the requested procedure ID is the precise key; a modality that
-    performs an unscheduled or re-keyed exam may send only the Study Instance UID or
-    the accession number, which are tried in that order.
+    The Scheduled Procedure Step ID (with the Requested Procedure ID when sent) is the
+    precise key; failing that, the accession number, then the Study Instance UID. Each
+    key is tried only when the one before found nothing, so a Study Instance UID the
+    modality made up itself never prevents a link by the keys the worklist gave it.
     """
-    stmt = select(Procedure)
-    if ref.step_id and ref.requested_procedure_id:
-        stmt = stmt.where(
-            Procedure.step_id == ref.step_id,
-            Procedure.requested_procedure_id == ref.requested_procedure_id,
-        )
-        if ref.study_instance_uid:
-            stmt = stmt.where(Procedure.study_instance_uid == ref.study_instance_uid)
-    elif ref.study_instance_uid:
-        stmt = stmt.where(Procedure.study_instance_uid == ref.study_instance_uid)
-    elif ref.accession_number:
-        stmt = stmt.where(Procedure.accession_number == ref.accession_number)
-    else:
-        return []
-    return list(session.scalars(stmt).unique())
+    keys: list[list[Any]] = []
+    if ref.step_id:
+        by_step = [Procedure.step_id == ref.step_id]
+        if ref.requested_procedure_id:
+            by_step.append(Procedure.requested_procedure_id == ref.requested_procedure_id)
+        keys.append(by_step)
+    if ref.accession_number:
+        keys.append([Procedure.accession_number == ref.accession_number])
+    if ref.study_instance_uid:
+        keys.append([Procedure.study_instance_uid == ref.study_instance_uid])
+    for conditions in keys:
+        found = list(session.scalars(select(Procedure).where(*conditions)).unique())
+        if found:
+            return found
+    return []
 
 
 def _move_booking(session: Session, proc: Procedure, step_status: str, actor: str) -> None:

@@ -493,7 +493,7 @@ def parse_identifier(identifier: Dataset, options: MatchOptions) -> WorklistQuer
         0xA900 for structural problems (wrong VR, a sequence where a value belongs,
         more than one SPS item), 0xC000 for values that cannot be parsed.
     """
-    undecodable = first_undecodable(identifier)
+    undecodable = first_undecodable(identifier, strict_text=True)
     if undecodable is not None:
         raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{undecodable}: value cannot be decoded")
     query = WorklistQuery(request=identifier)
