@@ -19,7 +19,28 @@ from clinic.domain import vr
 
 log = logging.getLogger(__name__)
 
-CHARACTER_SETS = ("ISO_IR 192", "ISO_IR 100")
+#: What a worklist answer's character set may be set to (per station, or the default):
+#: the names of :data:`clinic.worklist.charsets.STATION_SETS`.
+CHARACTER_SETS = (
+    "ISO_IR 192",
+    "ISO_IR 100",
+    "ISO_IR 101",
+    "ISO_IR 109",
+    "ISO_IR 110",
+    "ISO_IR 144",
+    "ISO_IR 127",
+    "ISO_IR 126",
+    "ISO_IR 138",
+    "ISO_IR 148",
+    "ISO_IR 203",
+    "ISO_IR 166",
+    "GB18030",
+    "GBK",
+    "ISO 2022 IR 87",
+    "ISO 2022 IR 13",
+    "ISO 2022 IR 149",
+    "ISO 2022 IR 58",
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

@@ -39,6 +39,7 @@ from pynetdicom import evt
 from pynetdicom.dsutils import encode as pydicom_encode
 from pynetdicom.pdu_primitives import P_DATA
 
+from clinic.worklist.charsets import SIMPLE_CODECS
 from clinic.worklist.matching import (
     ANSWERED_APART,
     CODE_ITEM_PARTS,
@@ -54,8 +55,9 @@ from clinic.worklist.matching import (
     sequence_item,
 )
 
-#: Python codecs of the character sets an answer can be given in (PS3.3 C.12.1.1.2).
-CODECS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1"}
+#: Python codecs of the character sets the plan writes (PS3.3 C.12.1.1.2); answers in
+#: ISO 2022 sets with code extensions are written by pydicom.
+CODECS = SIMPLE_CODECS
 #: VRs whose text is in the Specific Character Set; the others are default repertoire.
 _CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 #: VRs with a value the plan can write (text); any VR can be written empty.

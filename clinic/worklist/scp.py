@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,12 +18,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from unidecode import unidecode
 
 from clinic.config import Settings
 from clinic.dicom.status import failure_status
 from clinic.store.models import Station, utcnow
 from clinic.worklist.answers import AnswerPlan, PendingStream, reference_encode
+from clinic.worklist.charsets import answer_set, station_terms, transliterator
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
 from clinic.worklist.matching import (
     STATUS_UNABLE_TO_PROCESS,
@@ -44,8 +43,6 @@ _config.LOG_RESPONSE_IDENTIFIERS = False
 
 UTF8 = "ISO_IR 192"
 LATIN1 = "ISO_IR 100"
-#: A query in Latin-1, with or without ISO 2022 code extensions, is answered in Latin-1.
-LATIN1_TERMS = frozenset({LATIN1, "ISO 2022 IR 100"})
 STATUS_PENDING = 0xFF00
 STATUS_PENDING_WARNING = 0xFF01  # optional keys not supported
 STATUS_CANCEL = 0xFE00
@@ -60,22 +57,9 @@ def to_latin1(text: str) -> str:
 
     Text is composed first (NFC), so a decomposed ``u`` + combining diaeresis becomes
     Latin-1's ``ü``; an accent Latin-1 has no composed letter for is dropped from its
-    letter, never turned into ``?``.
+    letter, never turned into ``?``. (:func:`transliterator` of ``ISO_IR 100``.)
     """
-    try:
-        text.encode("latin-1")
-        return text
-    except UnicodeEncodeError:
-        pass
-    out = []
-    for char in unicodedata.normalize("NFC", text):
-        if ord(char) < 256:
-            out.append(char)
-        elif unicodedata.combining(char):
-            continue
-        else:
-            out.append(unidecode(char) or "?")
-    return "".join(out)
+    return transliterator(LATIN1)(text)
 
 
 class WorklistService:
@@ -107,18 +91,22 @@ class WorklistService:
         )
 
     def answer_character_set(self, request: Dataset, session: Session, calling_ae: str) -> str:
-        """Pick the answer's character set: the query's Latin-1, the station's, or the default."""
+        """Pick the answer's Specific Character Set (``\\``-joined terms).
+
+        The query's own set when clinic writes it (single-byte sets, UTF-8, GB18030,
+        GBK, ISO 2022 with code extensions); else the calling station's; else the
+        service default.
+        """
         requested = request.get("SpecificCharacterSet", "")
         values = list(requested) if isinstance(requested, MultiValue) else [requested]
         # A peer may send it with any VR; only text can name a character set.
-        if LATIN1_TERMS.intersection(v for v in values if isinstance(v, str)):
-            return LATIN1
-        if UTF8 in values:
-            return UTF8
+        chosen = answer_set(v for v in values if isinstance(v, str))
+        if chosen is not None:
+            return chosen
         station_charset = session.scalar(
             select(Station.character_set).where(Station.ae_title == calling_ae)
         )
-        return station_charset or self.settings.mwl_character_set
+        return station_terms(station_charset or self.settings.mwl_character_set)
 
     def handle_find(self, event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
         """EVT_C_FIND handler: yield one pending response per matching booking."""
@@ -165,8 +153,8 @@ class WorklistService:
         pending = STATUS_PENDING_WARNING if query.unsupported else STATUS_PENDING
         with self.session_factory() as session:
             charset = self.answer_character_set(identifier, session, calling_ae)
-            record["character_set"] = charset
-            transform: Callable[[str], str] = to_latin1 if charset == LATIN1 else str
+            record["character_set"] = charset[:16]
+            transform: Callable[[str], str] = transliterator(charset)
             syntax = str(event.context.transfer_syntax)
             plan = AnswerPlan.compile(query, charset, syntax, transform)
             stream = PendingStream(event, pending) if plan is not None else None

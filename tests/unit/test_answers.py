@@ -30,6 +30,7 @@ from clinic.worklist.answers import (
     frame_message,
     reference_encode,
 )
+from clinic.worklist.charsets import SIMPLE_CODECS, transliterator
 from clinic.worklist.matching import MatchOptions, Row, build_response, parse_identifier
 from clinic.worklist.scp import to_latin1
 
@@ -90,7 +91,9 @@ def request(shape: str) -> Dataset:
 SHAPES = ["typical", "odd", "codes", "everything"]
 
 text = st.text(
-    alphabet=st.sampled_from("abcXYZ019 ^=\\-.ÄäØøßÅŠšřčŘ€日本語"), min_size=0, max_size=40
+    alphabet=st.sampled_from("abcXYZ019 ^=\\-.ÄäØøßÅŠšřčŘ€日本語ИванΓιώργοςשרוןทองġ"),
+    min_size=0,
+    max_size=40,
 )
 ascii_text = st.text(alphabet=st.sampled_from("ABCXYZ0129 ._-"), min_size=0, max_size=16)
 
@@ -131,18 +134,19 @@ def rows(draw: st.DrawFn) -> Row:
     return Row(procedure, station)  # type: ignore[arg-type]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     row=rows(),
     shape=st.sampled_from(SHAPES),
     syntax=st.sampled_from(sorted(SYNTAXES)),
-    latin1=st.booleans(),
+    charset=st.sampled_from(sorted(SIMPLE_CODECS)),
 )
 def test_encoder_writes_what_pydicom_writes(
-    row: Row, shape: str, syntax: str, latin1: bool
+    row: Row, shape: str, syntax: str, charset: str
 ) -> None:
+    """Every set the plan writes (single-byte sets, UTF-8, GB18030, GBK) as pydicom does."""
     query = parse_identifier(request(shape), MatchOptions())
-    charset, transform = ("ISO_IR 100", to_latin1) if latin1 else ("ISO_IR 192", str)
+    transform = to_latin1 if charset == "ISO_IR 100" else transliterator(charset)
     plan = AnswerPlan.compile(query, charset, syntax, transform)
     assert plan is not None
     with warnings.catch_warnings():
