@@ -42,6 +42,8 @@ CHARACTER_SETS = (
     "ISO 2022 IR 58",
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: How HL7 orders are answered: a general ACK, or ORR^O02 / ORI^O24.
+ORDER_RESPONSES = ("ack", "orr")
 
 
 class ConfigError(Exception):
@@ -92,6 +94,7 @@ class Settings:
     hl7_read_timeout: float = 30.0
     hl7_frame_timeout: float = 120.0
     hl7_idle_timeout: float = 300.0
+    hl7_order_response: str = "ack"
     uid_root: str = ""
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -166,6 +169,7 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("hl7", "read_timeout", "hl7_read_timeout", None),
     ("hl7", "frame_timeout", "hl7_frame_timeout", None),
     ("hl7", "idle_timeout", "hl7_idle_timeout", None),
+    ("hl7", "order_response", "hl7_order_response", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
 ]
@@ -368,6 +372,11 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
                 f"{where('uid_root')}: UID root {settings.uid_root!r} "
                 f"{problem or 'must be at most 40 characters to leave room for a suffix'}"
             )
+    if settings.hl7_order_response not in ORDER_RESPONSES:
+        raise ConfigError(
+            f"{where('hl7_order_response')}: order response must be one of "
+            f"{', '.join(repr(r) for r in ORDER_RESPONSES)}"
+        )
     if settings.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"{where('log_level')}: log level must be one of {', '.join(LOG_LEVELS)}")
     if not settings.host:

@@ -166,6 +166,14 @@ class Header:
     processing_id: str = ""
     version: str = ""
     character_set: str = ""
+    #: MSH-15 and MSH-16: ``AL``, ``NE``, ``ER``, ``SU``; either set means enhanced mode.
+    accept_ack_type: str = ""
+    application_ack_type: str = ""
+
+    @property
+    def enhanced(self) -> bool:
+        """Whether the sender asks for enhanced acknowledgement (MSH-15 or MSH-16 valued)."""
+        return bool(self.accept_ack_type or self.application_ack_type)
 
     @property
     def sender(self) -> str:
@@ -268,6 +276,8 @@ def read_header(msg: Any) -> Header:
         processing_id=value(msh, 11),
         version=value(msh, 12),
         character_set=value(msh, 18).upper(),
+        accept_ack_type=value(msh, 15).upper(),
+        application_ack_type=value(msh, 16).upper(),
     )
 
 
