@@ -176,8 +176,19 @@ def transliterator(character_set: str) -> Callable[[str], str]:
     def holds(char: str) -> bool:
         return any(h(char) for h in holders)
 
+    single = SIMPLE_CODECS.get(terms[0]) if len(terms) == 1 else None
+
+    def fits(text: str) -> bool:
+        if single is not None:  # one codec: let it check the whole text at C speed
+            try:
+                text.encode(single)
+            except UnicodeError:
+                return False
+            return True
+        return all(holds(c) for c in text)
+
     def transform(text: str) -> str:
-        if all(holds(c) for c in text):
+        if fits(text):
             return text
         out = []
         for char in unicodedata.normalize("NFC", text):

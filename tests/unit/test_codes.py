@@ -185,3 +185,33 @@ def test_catalog_refuses_bad_codes(scheduler: Scheduler) -> None:
             actor="admin",
         )
     assert set(caught.value.errors) == {"protocol_code_value", "code_scheme"}
+
+
+# -- the migration ---------------------------------------------------------------------------
+
+
+def test_migration_matches_the_models_and_goes_back(tmp_path: Any) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from clinic.store.db import make_engine
+    from clinic.store.migrate import alembic_config, upgrade
+    from clinic.store.models import Base
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine)
+    ours = ("code", "protocol")
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert [d for d in diffs if any(word in str(d) for word in ours)] == []
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006_print_link")
+    columns = {c["name"] for c in inspect(engine).get_columns("procedures")}
+    assert "procedure_code_value" not in columns and "placer_order_number" in columns
+    upgrade(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("procedure_catalog")}
+    assert {"code_scheme", "protocol_code_value"} <= columns
