@@ -80,7 +80,7 @@ def parse_code(raw: Any) -> Code:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested thousands deep exhausts the decoder
             raise ValueError(
                 'must be a JSON object {"value": ..., "scheme": ..., "meaning": ...}'
             ) from None

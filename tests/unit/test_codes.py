@@ -66,6 +66,7 @@ def test_code_from_csv_columns() -> None:
         ({"value": "X", "scheme": "LN", "meaning": "M", "version": "1"}, "unknown part"),
         (["X", "LN", "M"], "must be an object"),
         ("X^LN^M", "must be a JSON object"),
+        ("[" * 100000, "must be a JSON object"),
     ],
 )
 def test_bad_codes_name_the_part(value: Any, message: str) -> None:
