@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from clinic.config import ConfigError, Settings, load_settings
 from clinic.domain.bookings import Scheduler
-from clinic.domain.errors import NotFound, ValidationError
+from clinic.domain.errors import NotFound, PatientConflict, ValidationError
 from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.store import migrate
@@ -71,7 +72,9 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 def _scheduler(settings: Settings) -> Scheduler:
     engine = make_engine(settings.resolved_database_url)
     migrate.upgrade(engine)
-    return Scheduler(make_session_factory(engine), settings.uid_root)
+    return Scheduler(
+        make_session_factory(engine), settings.uid_root, settings.default_duration_minutes
+    )
 
 
 @main.command()
@@ -127,6 +130,13 @@ def procedures() -> None:
     """Bookings: import and list."""
 
 
+def _consume(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Hand out ``rows`` front to back, letting each go once handed out (bounded memory)."""
+    rows.reverse()
+    while rows:
+        yield rows.pop()
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Read an import file: a JSON list of objects, or a CSV with a header row.
 
@@ -171,22 +181,44 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 @procedures.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--actor", default="import", show_default=True, help="Name in the audit log.")
+@click.option(
+    "--update-patients",
+    is_flag=True,
+    help="Let rows change the stored name, birth date or sex of an existing patient ID.",
+)
 @click.pass_context
-def procedures_import(ctx: click.Context, file: Path, actor: str) -> None:
+def procedures_import(ctx: click.Context, file: Path, actor: str, update_patients: bool) -> None:
     """Import bookings from FILE (JSON list or CSV): all rows, or none."""
     rows = read_rows(file)
     scheduler = _scheduler(_settings(ctx))
     bar = tqdm(total=len(rows), unit="row", file=sys.stderr, disable=len(rows) < PROGRESS_THRESHOLD)
     try:
-        result = scheduler.import_procedures(rows, actor=f"cli:{actor}", progress=bar.update)
+        result = scheduler.import_procedures(
+            _consume(rows),
+            actor=f"cli:{actor}",
+            progress=bar.update,
+            update_patients=update_patients,
+        )
     except ValidationError as exc:
         bar.close()
         for field_name, message in exc.errors.items():
             click.echo(f"error: row {exc.row}, field {field_name}: {message}", err=True)
         click.echo("nothing was imported", err=True)
         ctx.exit(1)
+    except PatientConflict as exc:
+        bar.close()
+        for field_name, values in exc.conflicts.items():
+            click.echo(
+                f"error: row {exc.row}, field {field_name}: the patient ID is stored with "
+                f"{values['stored']!r}, the row has {values['sent']!r} "
+                "(--update-patients changes the stored patient)",
+                err=True,
+            )
+        click.echo("nothing was imported", err=True)
+        ctx.exit(1)
     bar.close()
-    click.echo(f"imported {len(rows)} row(s): {result.created} created, {result.updated} updated")
+    total = result.created + result.updated
+    click.echo(f"imported {total} row(s): {result.created} created, {result.updated} updated")
 
 
 @procedures.command("list")
@@ -275,7 +307,7 @@ def tokens_create(ctx: click.Context, name: str) -> None:
 
 @main.group("print-jobs")
 def print_jobs() -> None:
-    """The print spool: list jobs, print one again."""
+    """The print spool: list jobs, print one again, send one to the archive again."""
 
 
 def _print_store(settings: Settings) -> Any:
@@ -300,6 +332,7 @@ def print_jobs_list(ctx: click.Context, as_json: bool) -> None:
             f"{item['id']:>6}  {item['created_at']}  {item['status']:<7} "
             f"{item['calling_ae_title']:<16} -> {item['printer_ae_title']:<16} "
             f"{item['films']} film(s)  {item['pdf_path']}"
+            + (f"  archive: {item['archive_status']}" if item["archive_status"] else "")
         )
 
 
@@ -314,6 +347,33 @@ def print_jobs_reprint(ctx: click.Context, job_id: int) -> None:
         click.echo(f"error: there is no print job {job_id}", err=True)
         ctx.exit(1)
     click.echo(f"print job {job_id} queued again; the running service prints it")
+
+
+@print_jobs.command("archive")
+@click.argument("job_id", type=int)
+@click.pass_context
+def print_jobs_archive(ctx: click.Context, job_id: int) -> None:
+    """Send printed job JOB_ID to its printer's archive (PACS) again."""
+    from clinic.domain.errors import NotFound
+    from clinic.domain.print_jobs import DeskRefusal, PrintDesk
+    from clinic.printing.profiles import load_profiles
+
+    settings = _settings(ctx)
+    try:
+        profiles = load_profiles(settings)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(1)
+    printers = {ae: str(p.archive) if p.archive else "" for ae, p in profiles.items()}
+    try:
+        PrintDesk(_print_store(settings), printers).send_again(job_id, "cli")
+    except NotFound:
+        click.echo(f"error: there is no print job {job_id}", err=True)
+        ctx.exit(1)
+    except DeskRefusal as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(1)
+    click.echo(f"print job {job_id} queued for its archive; the running service sends it")
 
 
 @main.command("backup")

@@ -10,12 +10,14 @@ import ipaddress
 import logging
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from clinic.domain import vr
+from clinic.domain.calendar import DEFAULT_HOURS, WEEKDAYS, OpeningHours
+from clinic.domain.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,44 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class ListenerSettings:
+    """The settings of one DICOM listener, read from :class:`Settings`.
+
+    Built by :attr:`Settings.worklist_listener` and :attr:`Settings.print_listener`;
+    the flat attributes of :class:`Settings` (and the configuration file's keys and
+    environment variables) stay what they are.
+
+    Attributes
+    ----------
+    name : str
+        ``worklist`` or ``print``: the listener in log lines, and its section of
+        ``config/clinic.toml`` (where its keys have these attributes' names).
+    max_associations : int
+        Associations served at once.
+    tls_cert, tls_key, tls_ca : str
+        PEM files (empty: none); a certificate and key serve TLS.
+    require_client_cert : bool
+        Refuse peers without a certificate signed by ``tls_ca``.
+    allowed_hosts : tuple of str
+        Addresses or networks allowed to associate (empty: all).
+    association_timeout, pdu_timeout, idle_timeout, tls_handshake_timeout : float
+        Deadlines in seconds ([dicom], shared by the listeners).
+    """
+
+    name: str
+    max_associations: int
+    tls_cert: str
+    tls_key: str
+    tls_ca: str
+    require_client_cert: bool
+    allowed_hosts: tuple[str, ...]
+    association_timeout: float
+    pdu_timeout: float
+    idle_timeout: float
+    tls_handshake_timeout: float
+
+
+@dataclass(frozen=True)
 class Settings:
     """The service's configuration, validated.
 
@@ -68,6 +108,8 @@ class Settings:
     accept_any_called_ae_title: bool = False
     print_port: int = 11113
     printer_ae_title: str = "PDFPRINT"
+    # AE@host:port of a Storage SCP archiving the default printer's jobs; empty: off.
+    print_archive: str = ""
     hl7_port: int = 2575
     # Guards of the two DICOM listeners (clinic.dicom.listener); see config/clinic.toml [dicom].
     association_timeout: float = 3600.0
@@ -99,7 +141,16 @@ class Settings:
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
     retention_days: int = 0
+    # [scheduling]: how long a booking lasts unless the catalog says, and when stations open.
+    default_duration_minutes: int = 15
+    opening_hours: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOURS))
+    closed_dates: tuple[str, ...] = ()
     config_file: Path | None = None
+
+    @property
+    def opening(self) -> OpeningHours:
+        """The clinic's opening hours and closed dates (checked when loaded)."""
+        return OpeningHours.from_mapping(self.opening_hours, self.closed_dates)
 
     @property
     def resolved_database_url(self) -> str:
@@ -107,6 +158,40 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'clinic.store.db').resolve()}"
+
+    @property
+    def worklist_listener(self) -> ListenerSettings:
+        """The worklist listener's settings ([worklist] and [dicom])."""
+        return ListenerSettings(
+            name="worklist",
+            max_associations=self.mwl_max_associations,
+            tls_cert=self.mwl_tls_cert,
+            tls_key=self.mwl_tls_key,
+            tls_ca=self.mwl_tls_ca,
+            require_client_cert=self.mwl_require_client_cert,
+            allowed_hosts=self.mwl_allowed_hosts,
+            association_timeout=self.association_timeout,
+            pdu_timeout=self.pdu_timeout,
+            idle_timeout=self.idle_timeout,
+            tls_handshake_timeout=self.tls_handshake_timeout,
+        )
+
+    @property
+    def print_listener(self) -> ListenerSettings:
+        """The print listener's settings ([print] and [dicom])."""
+        return ListenerSettings(
+            name="print",
+            max_associations=self.print_max_associations,
+            tls_cert=self.print_tls_cert,
+            tls_key=self.print_tls_key,
+            tls_ca=self.print_tls_ca,
+            require_client_cert=self.print_require_client_cert,
+            allowed_hosts=self.print_allowed_hosts,
+            association_timeout=self.association_timeout,
+            pdu_timeout=self.pdu_timeout,
+            idle_timeout=self.idle_timeout,
+            tls_handshake_timeout=self.tls_handshake_timeout,
+        )
 
     def describe(self) -> dict[str, Any]:
         """Return the settings as a dict fit for a log line: secrets masked."""
@@ -119,6 +204,48 @@ class Settings:
                 value = str(value)
             shown[f.name] = value
         return shown
+
+
+@dataclass(frozen=True)
+class ArchiveTarget:
+    """A Storage SCP that receives the printed jobs: ``AE@host:port``."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def parse_archive(value: str, where: str) -> ArchiveTarget | None:
+    """Parse ``AE@host:port`` (empty: no archive).
+
+    Parameters
+    ----------
+    value : str
+        The setting as written.
+    where : str
+        Names the setting in the error message.
+
+    Raises
+    ------
+    ConfigError
+        When the value is not ``AE@host:port`` with a valid AE title and port.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    ae_title, at, address = text.rpartition("@")
+    host, colon, port_text = address.rpartition(":")
+    if not at or not colon or not host:
+        raise ConfigError(f"{where}: {value!r} must be AE@host:port")
+    problem = vr.check_ae(ae_title)
+    if problem:
+        raise ConfigError(f"{where}: AE title {ae_title!r} {problem}")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{where}: port {port_text!r} must be a number from 1 to 65535")
+    return ArchiveTarget(ae_title.strip(), host.strip("[]"), int(port_text))
 
 
 def _mask_url(url: str) -> str:
@@ -146,6 +273,7 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("identifiers", "uid_root", "uid_root", "CLINIC_UID_ROOT"),
     ("print", "port", "print_port", "CLINIC_PRINT_PORT"),
     ("print", "printer_ae_title", "printer_ae_title", "CLINIC_PRINTER_AE_TITLE"),
+    ("print", "archive", "print_archive", "CLINIC_PRINT_ARCHIVE"),
     ("dicom", "association_timeout", "association_timeout", None),
     ("dicom", "pdu_timeout", "pdu_timeout", None),
     ("dicom", "idle_timeout", "idle_timeout", None),
@@ -172,7 +300,12 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("hl7", "order_response", "hl7_order_response", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
+    ("scheduling", "default_duration_minutes", "default_duration_minutes", None),
+    ("scheduling", "closed_dates", "closed_dates", None),
 ]
+
+#: (section, key) -> Settings attribute, for messages naming where a key was set.
+_ATTRIBUTE_OF = {(section, key): attr for section, key, attr, _ in _KEYS}
 
 _PORTS = ("web_port", "mwl_port", "print_port", "hl7_port")
 _BOOLS = (
@@ -196,7 +329,13 @@ _COUNTS = (
     "hl7_max_connections",
     "hl7_max_message_bytes",
 )
-_LISTS = ("mwl_allowed_hosts", "mwl_find_ae_titles", "mwl_mpps_ae_titles", "print_allowed_hosts")
+_LISTS = (
+    "mwl_allowed_hosts",
+    "mwl_find_ae_titles",
+    "mwl_mpps_ae_titles",
+    "print_allowed_hosts",
+    "closed_dates",
+)
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -263,9 +402,29 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     printers = raw.get("printers", {})
     if not isinstance(printers, dict):
         raise ConfigError(f"[printers] in {path} must be a table")
-    settings = Settings(**converted, printers=printers, config_file=config_file)
+    hours = _opening_hours(raw.get("scheduling", {}).get("opening_hours"), path)
+    settings = Settings(
+        **converted, printers=printers, opening_hours=hours, config_file=config_file
+    )
     _validate(settings, {a: o for a, (_, o) in values.items()})
     return settings
+
+
+def _opening_hours(table: Any, path: Path) -> dict[str, str]:
+    """``[scheduling.opening_hours]``: weekday -> hours; weekdays not named keep the default."""
+    hours = dict(DEFAULT_HOURS)
+    if table is None:
+        return hours
+    origin = f"scheduling.opening_hours in {path}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin} must be a table")
+    for key, value in table.items():
+        if key not in WEEKDAYS:
+            raise ConfigError(f"{origin}: {key!r} is not one of {', '.join(WEEKDAYS)}")
+        if not isinstance(value, str):
+            raise ConfigError(f'{origin}: {key} must be text such as "08:00-17:00"')
+        hours[key] = value.strip()
+    return hours
 
 
 def _convert(attr: str, value: Any, origin: str) -> Any:
@@ -277,6 +436,11 @@ def _convert(attr: str, value: Any, origin: str) -> Any:
         if not 0 <= port <= 65535:
             raise ConfigError(f"{origin}: port {port} is outside 0-65535")
         return port
+    if attr == "default_duration_minutes":
+        minutes = _number(value, origin, int)
+        if not 1 <= minutes <= 24 * 60:
+            raise ConfigError(f"{origin}: {value!r} must be between 1 and 1440 minutes")
+        return minutes
     if attr == "retention_days":
         try:
             days = int(str(value).strip())
@@ -319,34 +483,38 @@ def _number(value: Any, origin: str, kind: type[int] | type[float]) -> int | flo
         raise ConfigError(f"{origin}: {value!r} is not a number") from None
 
 
-def _validate_listener_guards(settings: Settings, where: Any) -> None:
+def _validate_listener_guards(settings: Settings, where: Callable[[str], str]) -> None:
     """TLS files that exist and come in pairs, hosts that parse, AE titles that are valid."""
-    for door in ("mwl", "print"):
-        cert, key, ca = (getattr(settings, f"{door}_tls_{k}") for k in ("cert", "key", "ca"))
+
+    def at(listener: ListenerSettings, key: str) -> str:
+        # Where the listener's key was set: its file key or environment variable.
+        return where(_ATTRIBUTE_OF[listener.name, key])
+
+    for listener in (settings.worklist_listener, settings.print_listener):
+        cert, key, ca = listener.tls_cert, listener.tls_key, listener.tls_ca
         if bool(cert) != bool(key):
-            raise ConfigError(f"{where(f'{door}_tls_cert')}: tls_cert and tls_key go together")
-        for attr, path in (
-            (f"{door}_tls_cert", cert),
-            (f"{door}_tls_key", key),
-            (f"{door}_tls_ca", ca),
-        ):
+            raise ConfigError(f"{at(listener, 'tls_cert')}: tls_cert and tls_key go together")
+        for name, path in (("tls_cert", cert), ("tls_key", key), ("tls_ca", ca)):
             if path and not Path(path).is_file():
-                raise ConfigError(f"{where(attr)}: file {path} does not exist")
+                raise ConfigError(f"{at(listener, name)}: file {path} does not exist")
         if ca and not cert:
-            raise ConfigError(f"{where(f'{door}_tls_ca')}: tls_ca needs tls_cert and tls_key")
-        if getattr(settings, f"{door}_require_client_cert") and not ca:
+            raise ConfigError(f"{at(listener, 'tls_ca')}: tls_ca needs tls_cert and tls_key")
+        if listener.require_client_cert and not ca:
             raise ConfigError(
-                f"{where(f'{door}_require_client_cert')}: client certificates need tls_ca"
+                f"{at(listener, 'require_client_cert')}: client certificates need tls_ca"
             )
-        for host in getattr(settings, f"{door}_allowed_hosts"):
+        for host in listener.allowed_hosts:
             try:
                 ipaddress.ip_network(host, strict=False)
             except ValueError:
                 raise ConfigError(
-                    f"{where(f'{door}_allowed_hosts')}: {host!r} is not an address or network"
+                    f"{at(listener, 'allowed_hosts')}: {host!r} is not an address or network"
                 ) from None
-    for attr in ("mwl_find_ae_titles", "mwl_mpps_ae_titles"):
-        for title in getattr(settings, attr):
+    for attr, titles in (
+        ("mwl_find_ae_titles", settings.mwl_find_ae_titles),
+        ("mwl_mpps_ae_titles", settings.mwl_mpps_ae_titles),
+    ):
+        for title in titles:
             problem = vr.check_ae(title)
             if problem:
                 raise ConfigError(f"{where(attr)}: AE title {title!r} {problem}")
@@ -356,10 +524,13 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
     def where(attr: str) -> str:
         return origins.get(attr, attr)
 
-    for attr in ("mwl_ae_title", "printer_ae_title"):
-        problem = vr.check_ae(getattr(settings, attr))
+    for attr, title in (
+        ("mwl_ae_title", settings.mwl_ae_title),
+        ("printer_ae_title", settings.printer_ae_title),
+    ):
+        problem = vr.check_ae(title)
         if problem:
-            raise ConfigError(f"{where(attr)}: AE title {getattr(settings, attr)!r} {problem}")
+            raise ConfigError(f"{where(attr)}: AE title {title!r} {problem}")
     if settings.mwl_character_set not in CHARACTER_SETS:
         raise ConfigError(
             f"{where('mwl_character_set')}: character set must be one of "
@@ -384,6 +555,14 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError(f"{where('database_url')}: {settings.database_url!r} is not a URL")
     _validate_listener_guards(settings, where)
-    nonzero = [getattr(settings, p) for p in _PORTS if getattr(settings, p) != 0]
+    parse_archive(settings.print_archive, where("print_archive"))
+    try:
+        OpeningHours.from_mapping(settings.opening_hours, settings.closed_dates)
+    except ValidationError as exc:
+        key, problem = next(iter(exc.errors.items()))
+        origin = where("closed_dates") if key == "closed_dates" else "[scheduling.opening_hours]"
+        raise ConfigError(f"{origin}: {key}: {problem}") from None
+    ports = (settings.web_port, settings.mwl_port, settings.print_port, settings.hl7_port)
+    nonzero = [port for port in ports if port != 0]
     if len(nonzero) != len(set(nonzero)):
         raise ConfigError("two listeners are configured on the same port")

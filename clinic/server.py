@@ -16,19 +16,15 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from clinic.config import Settings
-from clinic.dicom.listener import (
-    policy_from_settings,
-    restrict_worklist,
-    set_tcp_nodelay,
-    start_guarded_server,
-    worklist_admit,
-)
+from clinic.dicom.listener import policy_from_settings, set_tcp_nodelay, start_guarded_server
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.performed import PerformedSteps
+from clinic.domain.print_jobs import PrintDesk
 from clinic.domain.retention import RetentionWorker
 from clinic.hl7.intake import OrderIntake
 from clinic.hl7.mllp import MllpListener
+from clinic.printing.archiver import Archiver
 from clinic.printing.profiles import load_profiles
 from clinic.printing.scp import PrintService, build_print_ae, print_handlers
 from clinic.printing.spool import Spool, requeue
@@ -36,6 +32,7 @@ from clinic.store import migrate
 from clinic.store.backup import hold_service_lock
 from clinic.store.db import make_engine, make_session_factory
 from clinic.web import create_app
+from clinic.worklist.access import restrict_worklist, worklist_admit
 from clinic.worklist.diagnostics import QueryLogWriter
 from clinic.worklist.mpps import MppsService, mpps_handlers
 from clinic.worklist.scp import WorklistService, build_worklist_ae, worklist_handlers
@@ -65,6 +62,7 @@ class ClinicServer:
     _web_thread: threading.Thread | None = None
     _query_log: QueryLogWriter | None = None
     spool: Spool | None = None
+    archiver: Archiver | None = None
     _retention: RetentionWorker | None = None
     _lock: BinaryIO | None = None
 
@@ -77,7 +75,9 @@ class ClinicServer:
         self.engine = make_engine(settings.resolved_database_url)
         migrate.upgrade(self.engine)
         self.session_factory = make_session_factory(self.engine)
-        self.scheduler = Scheduler(self.session_factory, settings.uid_root)
+        self.scheduler = Scheduler(
+            self.session_factory, settings.uid_root, settings.default_duration_minutes
+        )
         self._query_log = QueryLogWriter(self.session_factory)
 
         service = WorklistService(self.session_factory, settings, self._query_log)
@@ -97,7 +97,7 @@ class ClinicServer:
                 ),
                 (evt.EVT_CONN_OPEN, set_tcp_nodelay),
             ],
-            policy_from_settings(settings, "mwl", worklist_admit(find_aes, mpps_aes)),
+            policy_from_settings(settings.worklist_listener, worklist_admit(find_aes, mpps_aes)),
         )
         self._servers.append(mwl)
         self.mwl_port = mwl.server_address[1]
@@ -105,12 +105,32 @@ class ClinicServer:
         profiles = load_profiles(settings)
         self.spool = Spool(self.session_factory, settings.data_dir, profiles, settings.uid_root)
         self.spool.start()
+        # Its own thread: a PACS that is down never holds up printing.
+        self.archiver = Archiver(
+            self.session_factory,
+            self.spool.root,
+            profiles,
+            settings.uid_root,
+            refile=self.spool.refile,
+        )
+        self.archiver.start()
+        spool, archiver = self.spool, self.archiver
+
+        def wake() -> None:
+            spool.wake()
+            archiver.wake()
+
+        desk = PrintDesk(
+            self.session_factory,
+            {ae: str(p.archive) if p.archive else "" for ae, p in profiles.items()},
+            wake,
+        )
         printing = PrintService(profiles, self.spool, settings.uid_root)
         printer = start_guarded_server(
             build_print_ae(settings),
             (settings.host, settings.print_port),
             [*print_handlers(printing), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
-            policy_from_settings(settings, "print", printing.admits),
+            policy_from_settings(settings.print_listener, printing.admits),
         )
         self._servers.append(printer)
         self.print_port = printer.server_address[1]
@@ -121,6 +141,7 @@ class ClinicServer:
             self.scheduler,
             reprint=lambda job: requeue(factory, job),
             refile=self.spool.refile,
+            print_desk=desk,
         )
         self._web = create_server(app, host=settings.host, port=settings.web_port, threads=8)
         self.web_port = int(self._web.effective_port)
@@ -177,6 +198,9 @@ class ClinicServer:
         if self._retention is not None:
             self._retention.stop()
             self._retention = None
+        if self.archiver is not None:
+            self.archiver.stop()
+            self.archiver = None
         if self.spool is not None:
             self.spool.stop()
             self.spool = None

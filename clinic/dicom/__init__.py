@@ -1,2 +1,13 @@
 """DICOM plumbing shared by the worklist and print doors: guarded listeners, reactors,
-status datasets and checks on received data sets."""
+pending-response streaming, status datasets and checks on received data sets.
+
+Every workaround of pynetdicom lives in this package; :mod:`clinic.dicom.upstream`
+lists what it takes from pynetdicom's internals.
+"""
+
+from pynetdicom import _config
+
+# Identifiers, attribute lists and print images carry patient data: pynetdicom must
+# not log them. Set here, where every door's DICOM code is imported from.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False

@@ -12,6 +12,7 @@ decodes it anyway, with replacement characters or with its escape sequences left
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydicom import charset as pydicom_charset
@@ -19,10 +20,35 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from clinic.dicom.status import DimseFailure
+
 #: VRs whose text is decoded with the Specific Character Set (PS3.5 6.1.2.3).
 CHARSET_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 #: What a lenient decoding leaves behind: U+FFFD, or an escape sequence it did not consume.
 _LEFTOVERS = ("\ufffd", "\x1b")
+
+
+def received(read: Callable[[], Dataset], what: str, status: int) -> Dataset:
+    """Decode a request's data set (``lambda: event.identifier`` and the like).
+
+    Parameters
+    ----------
+    read : callable
+        Returns the data set; pynetdicom decodes it on this first access.
+    what : str
+        Its name in the Error Comment (``identifier``, ``attribute list``).
+    status : int
+        The service's status for a data set that cannot be read.
+
+    Raises
+    ------
+    DimseFailure
+        ``status``, "<what> cannot be decoded", when pydicom cannot read it.
+    """
+    try:
+        return read()
+    except Exception:  # pydicom raises many types for bytes it cannot read
+        raise DimseFailure(status, f"{what} cannot be decoded") from None
 
 
 def _badly_decoded(value: Any) -> bool:

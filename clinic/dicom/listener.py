@@ -24,14 +24,13 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.events import EventHandlerType
@@ -44,7 +43,7 @@ from pynetdicom.transport import (
 )
 from pynetdicom.utils import make_target
 
-from clinic.config import ConfigError, Settings
+from clinic.config import ConfigError, ListenerSettings
 from clinic.dicom.reactors import WakingAssociation
 
 log = logging.getLogger(__name__)
@@ -57,8 +56,6 @@ PDU_SLACK = 1024
 UNLIMITED_PDU_CAP = 4 * 1024 * 1024
 #: Connections beyond ``max_associations * CONNECTION_FACTOR`` are closed on arrival.
 CONNECTION_FACTOR = 2
-#: Refused: Not Authorised (PS3.7 C.4), for operations a calling AE may not use.
-STATUS_NOT_AUTHORISED = 0x0124
 
 # A-ASSOCIATE-RJ (result, source, diagnostic), PS3.8 9.3.4.
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
@@ -524,103 +521,13 @@ def start_guarded_server(
     return server
 
 
-def not_authorised(operation: str) -> Dataset:
-    """The status dataset refusing ``operation`` to a calling AE (0x0124)."""
-    ds = Dataset()
-    ds.Status = STATUS_NOT_AUTHORISED
-    ds.ErrorComment = f"calling AE title may not {operation}"[:64]
-    return ds
-
-
-def allow_find(
-    allowed: frozenset[str], handler: Callable[[evt.Event], Iterator[tuple[Any, Dataset | None]]]
-) -> Callable[[evt.Event], Iterator[tuple[Any, Dataset | None]]]:
-    """Wrap a C-FIND handler: calling AE titles outside ``allowed`` get 0x0124.
-
-    An empty ``allowed`` lets every calling AE through.
-    """
-    if not allowed:
-        return handler
-
-    def guarded(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
-        calling = event.assoc.requestor.ae_title.strip()
-        if calling not in allowed:
-            log.warning("worklist query from %s refused: not on the allow-list", calling)
-            yield not_authorised("query the worklist"), None
-            return
-        yield from handler(event)
-
-    return guarded
-
-
-def allow_operation(
-    allowed: frozenset[str],
-    operation: str,
-    handler: Callable[[evt.Event], tuple[Any, Dataset | None]],
-) -> Callable[[evt.Event], tuple[Any, Dataset | None]]:
-    """Wrap an N-* handler: calling AE titles outside ``allowed`` get 0x0124.
-
-    An empty ``allowed`` lets every calling AE through.
-    """
-    if not allowed:
-        return handler
-
-    def guarded(event: evt.Event) -> tuple[Any, Dataset | None]:
-        calling = event.assoc.requestor.ae_title.strip()
-        if calling not in allowed:
-            log.warning("%s from %s refused: not on the allow-list", operation, calling)
-            return not_authorised(operation), None
-        return handler(event)
-
-    return guarded
-
-
-def restrict_worklist(
-    handlers: list[EventHandlerType], find: frozenset[str], mpps: frozenset[str]
-) -> list[EventHandlerType]:
-    """Apply the worklist door's per-operation allow-lists to its handlers.
-
-    C-FIND is refused (0x0124) to calling AE titles outside ``find``, MPPS N-CREATE
-    and N-SET to those outside ``mpps``; an empty set allows every calling AE.
-    """
-    restricted: list[EventHandlerType] = []
-    for item in handlers:
-        event, handler = item[0], item[1]
-        if event is evt.EVT_C_FIND:
-            handler = allow_find(find, handler)
-        elif event is evt.EVT_N_CREATE:
-            handler = allow_operation(mpps, "create a performed procedure step", handler)
-        elif event is evt.EVT_N_SET:
-            handler = allow_operation(mpps, "update a performed procedure step", handler)
-        restricted.append(cast(EventHandlerType, (event, handler, *item[2:])))
-    return restricted
-
-
-def worklist_admit(find: frozenset[str], mpps: frozenset[str]) -> Admit | None:
-    """Association check of the worklist door: a calling AE on neither list is refused.
-
-    While either list is empty (open) every calling AE may associate; the
-    operations are then checked one by one (:func:`restrict_worklist`).
-    """
-    if not find or not mpps:
-        return None
-    allowed = find | mpps
-
-    def admit(calling: str, _called: str) -> bool:
-        return calling in allowed
-
-    return admit
-
-
-def policy_from_settings(settings: Settings, door: str, admit: Admit | None) -> ListenerPolicy:
-    """Build the policy of the ``mwl`` or ``print`` listener from the settings.
+def policy_from_settings(listener: ListenerSettings, admit: Admit | None) -> ListenerPolicy:
+    """Build a listener's policy from its settings.
 
     Parameters
     ----------
-    settings : Settings
-        Validated settings.
-    door : str
-        ``mwl`` or ``print``.
+    listener : ListenerSettings
+        ``settings.worklist_listener`` or ``settings.print_listener``.
     admit : callable or None
         The door's calling AE check.
 
@@ -633,29 +540,29 @@ def policy_from_settings(settings: Settings, door: str, admit: Admit | None) -> 
     ConfigError
         When the TLS files cannot be loaded.
     """
-    cert = getattr(settings, f"{door}_tls_cert")
     tls = None
-    if cert:
-        ca = getattr(settings, f"{door}_tls_ca")
+    if listener.tls_cert:
         files = TlsFiles(
-            cert=Path(cert),
-            key=Path(getattr(settings, f"{door}_tls_key")),
-            ca=Path(ca) if ca else None,
-            require_client_cert=getattr(settings, f"{door}_require_client_cert"),
+            cert=Path(listener.tls_cert),
+            key=Path(listener.tls_key),
+            ca=Path(listener.tls_ca) if listener.tls_ca else None,
+            require_client_cert=listener.require_client_cert,
         )
         try:
             tls = server_tls_context(files)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{door} TLS: cannot load {cert}: {exc}") from exc
+            raise ConfigError(
+                f"{listener.name} TLS: cannot load {listener.tls_cert}: {exc}"
+            ) from exc
     return ListenerPolicy(
-        name="worklist" if door == "mwl" else door,
-        max_associations=getattr(settings, f"{door}_max_associations"),
-        association_timeout=settings.association_timeout,
-        pdu_timeout=settings.pdu_timeout,
-        idle_timeout=settings.idle_timeout,
-        tls_handshake_timeout=settings.tls_handshake_timeout,
+        name=listener.name,
+        max_associations=listener.max_associations,
+        association_timeout=listener.association_timeout,
+        pdu_timeout=listener.pdu_timeout,
+        idle_timeout=listener.idle_timeout,
+        tls_handshake_timeout=listener.tls_handshake_timeout,
         tls=tls,
-        allowed_hosts=parse_hosts(getattr(settings, f"{door}_allowed_hosts")),
+        allowed_hosts=parse_hosts(listener.allowed_hosts),
         admit=admit,
     )
 

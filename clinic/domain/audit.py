@@ -19,6 +19,19 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def audit_row(
+    actor: str, action: str, entity: str, entity_id: object, detail: Any
+) -> dict[str, Any]:
+    """The column values of one audit entry, for bulk inserts (see :func:`audit`)."""
+    return {
+        "actor": actor[:64],
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id),
+        "detail": json.dumps(detail, default=_json_value, ensure_ascii=False, sort_keys=True),
+    }
+
+
 def audit(
     session: Session, actor: str, action: str, entity: str, entity_id: object, detail: Any
 ) -> None:
@@ -39,12 +52,4 @@ def audit(
     detail : Any
         JSON-serialisable detail; dates and times are written in ISO form.
     """
-    session.add(
-        AuditEntry(
-            actor=actor[:64],
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id),
-            detail=json.dumps(detail, default=_json_value, ensure_ascii=False, sort_keys=True),
-        )
-    )
+    session.add(AuditEntry(**audit_row(actor, action, entity, entity_id, detail)))

@@ -243,19 +243,35 @@ def codes_from_catalog(session: Session, cleaned: Mapping[str, Any]) -> dict[str
     return out
 
 
+def _columns(key: str, code: Code | None) -> dict[str, str]:
+    prefix = key.removesuffix("_code")
+    return {
+        f"{prefix}_code_value": code.value if code else "",
+        f"{prefix}_code_scheme": code.scheme if code else "",
+        f"{prefix}_code_meaning": code.meaning if code else "",
+    }
+
+
+def code_columns(values: Mapping[str, Any]) -> dict[str, str]:
+    """A new booking's six code columns from ``procedure_code`` and ``protocol_code``.
+
+    Absent codes give empty columns, so every row of a bulk insert has the same keys.
+    """
+    out: dict[str, str] = {}
+    for key in ("procedure_code", "protocol_code"):
+        out.update(_columns(key, values.get(key)))
+    return out
+
+
 def set_codes(proc: Procedure, values: Mapping[str, Any]) -> None:
     """Store the ``procedure_code`` and ``protocol_code`` of ``values`` that are present.
 
     ``None`` (a cleared field) removes the code.
     """
     for key in ("procedure_code", "protocol_code"):
-        if key not in values:
-            continue
-        code: Code | None = values[key]
-        prefix = key.removesuffix("_code")
-        setattr(proc, f"{prefix}_code_value", code.value if code else "")
-        setattr(proc, f"{prefix}_code_scheme", code.scheme if code else "")
-        setattr(proc, f"{prefix}_code_meaning", code.meaning if code else "")
+        if key in values:
+            for column, value in _columns(key, values[key]).items():
+                setattr(proc, column, value)
 
 
 class Catalog:

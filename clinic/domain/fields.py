@@ -23,6 +23,8 @@ from clinic.store.models import Procedure, ProcedureStatus
 
 PRIORITIES = ("STAT", "HIGH", "ROUTINE", "MEDIUM", "LOW")
 SEXES = ("M", "F", "O")
+#: The longest a booking may occupy its station.
+MAX_DURATION_MINUTES = 24 * 60
 #: The longest free text a booking keeps (notes for the radiographer).
 NOTES_MAX = 10240
 
@@ -114,6 +116,16 @@ def _birth_date(text: str) -> dt.date:
     return value
 
 
+def _duration(text: str) -> int:
+    try:
+        minutes = int(text)
+    except ValueError:
+        raise ValueError("must be a whole number of minutes") from None
+    if not 1 <= minutes <= MAX_DURATION_MINUTES:
+        raise ValueError(f"must be between 1 and {MAX_DURATION_MINUTES} minutes")
+    return minutes
+
+
 def _notes(text: str) -> str:
     if len(text) > NOTES_MAX:
         raise ValueError(f"must be at most {NOTES_MAX} characters")
@@ -189,6 +201,18 @@ FIELDS: tuple[BookingField, ...] = (
             "type": "string",
             "description": "local time, YYYY-MM-DDTHH:MM",
             "examples": ["2026-11-26T09:30"],
+        },
+    ),
+    BookingField(
+        "duration_minutes",
+        _duration,
+        schema={
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_DURATION_MINUTES,
+            "description": "how long the booking occupies its station; from the catalog "
+            "entry with this description and modality, else [scheduling] "
+            "default_duration_minutes (15)",
         },
     ),
     BookingField(
@@ -400,6 +424,7 @@ def procedure_to_dict(proc: Procedure) -> dict[str, Any]:
         "modality": proc.modality,
         "station_ae_title": proc.station_ae_title,
         "scheduled_start": proc.scheduled_start.strftime("%Y-%m-%dT%H:%M"),
+        "duration_minutes": proc.duration_minutes,
         "procedure_description": proc.procedure_description,
         "referring_physician": proc.referring_physician,
         "requested_procedure_id": proc.requested_procedure_id,

@@ -44,3 +44,18 @@ def name_keys(text: str) -> tuple[str, str]:
     """Return ``(fold, fold_ascii)`` of the trimmed name: the two stored match keys."""
     trimmed = trim_name(text)
     return fold(trimmed), fold_ascii(trimmed)
+
+
+def same_name(first: str, second: str) -> bool:
+    """Whether two person names are the same name as people write it.
+
+    Only the alphabetic group counts (a booking form has no ideographic or phonetic
+    group), case is ignored, and the given-name components are compared as words, so
+    ``DOE^JANE^MARIE`` and ``Doe^Jane Marie`` are the same name.
+    """
+
+    def key(text: str) -> tuple[str, str]:
+        family, _, rest = fold(text.split("=", 1)[0]).partition("^")
+        return family.strip(), " ".join(rest.replace("^", " ").split())
+
+    return key(first) == key(second)

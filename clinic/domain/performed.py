@@ -114,7 +114,10 @@ def _move_booking(session: Session, proc: Procedure, step_status: str, actor: st
     target = BOOKING_STATUS[step_status]
     if proc.status == target:
         return
-    if proc.status == ProcedureStatus.SCHEDULED and target == ProcedureStatus.COMPLETED:
+    if (
+        proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED)
+        and target == ProcedureStatus.COMPLETED
+    ):
         transition(session, proc, ProcedureStatus.IN_PROGRESS, actor)
     if target in TRANSITIONS.get(proc.status, ()):
         transition(session, proc, target, actor)

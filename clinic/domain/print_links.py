@@ -6,8 +6,8 @@ Print has no patient attributes), so the link is made from the station that prin
 1. the calling AE title has a booking IN_PROGRESS at that station (set by MPPS or by
    hand): the job belongs to it; with several, the one most recently set in progress;
 2. else, the station has exactly one booking whose scheduled start lies within
-   :data:`LINK_WINDOW` of the time the job arrives, in status SCHEDULED, IN_PROGRESS
-   or COMPLETED: the job belongs to it;
+   :data:`LINK_WINDOW` of the time the job arrives, in status SCHEDULED, ARRIVED,
+   IN_PROGRESS or COMPLETED: the job belongs to it;
 3. else the job stays unlinked, and the front desk can attach it by hand.
 
 Every link change is audited. This module knows nothing of DICOM or the web.
@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from clinic.domain.audit import audit
 from clinic.domain.errors import NotFound
 from clinic.store.db import transaction
-from clinic.store.models import PrintJob, Procedure, ProcedureStatus
+from clinic.store.models import ArchiveStatus, PrintJob, Procedure, ProcedureStatus, utcnow
 
 #: How far a booking's scheduled start may lie from the print time (either side).
 LINK_WINDOW = dt.timedelta(hours=2)
 #: Bookings of the station that a print within the window may belong to.
 WINDOW_STATUSES = (
     ProcedureStatus.SCHEDULED.value,
+    ProcedureStatus.ARRIVED.value,
     ProcedureStatus.IN_PROGRESS.value,
     ProcedureStatus.COMPLETED.value,
 )
@@ -182,6 +183,13 @@ class PrintLinks:
             if old == procedure_id:
                 return job
             job.procedure_id = procedure_id
+            if job.archive_status == ArchiveStatus.SENT.value:
+                # Already in the PACS under the old booking: a correction goes under the new.
+                job.archive_status = ArchiveStatus.PENDING.value
+                job.archive_error = ""
+                job.archive_attempts = 0
+                job.archive_next_at = None
+                job.archive_pending_since = utcnow()
             session.flush()
             session.refresh(job)
             action = "unlink" if procedure_id is None else ("relink" if old else "link")

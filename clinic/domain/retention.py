@@ -23,7 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain.audit import audit
 from clinic.store.db import transaction
-from clinic.store.models import ACTIVE_STATUSES, PrintJob, PrintJobStatus, Procedure, utcnow
+from clinic.store.models import (
+    ACTIVE_STATUSES,
+    ArchiveStatus,
+    PrintJob,
+    PrintJobStatus,
+    Procedure,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,8 @@ def apply_retention(
     old = (
         PrintJob.created_at < cutoff,
         PrintJob.status != PrintJobStatus.QUEUED.value,
+        # A job still on its way to the PACS stays until it got there (or failed).
+        PrintJob.archive_status != ArchiveStatus.PENDING.value,
         or_(PrintJob.procedure_id.is_(None), PrintJob.procedure_id.in_(finished)),
     )
     files: list[tuple[str, str]] = []
@@ -115,7 +124,10 @@ def apply_retention(
     if result.jobs:
         log.info(
             "retention removed %d print job(s) older than %d days (%d PDF(s), %d spool folder(s))",
-            len(result.jobs), days, result.pdfs, result.spool_folders,
+            len(result.jobs),
+            days,
+            result.pdfs,
+            result.spool_folders,
         )
     return result
 

@@ -222,7 +222,7 @@ class OrderIntake:
                     where, orm.DUPLICATE_KEY, f"{where} order {number[:20]} is already booked"
                 )
             fields = {k: v for k, v in order.fields.items() if v}
-            return self.scheduler.book(fields, actor).id
+            return self.scheduler.book(fields, actor, update_patient=True).id
         if existing is None:
             where, number = _identifier(order)
             if not number:
@@ -233,7 +233,7 @@ class OrderIntake:
                 )
             raise orm.error(where, orm.UNKNOWN_KEY, f"{where} order {number[:20]} is not known")
         if order.control == "XO":
-            return self.scheduler.update(existing.id, order.fields, actor).id
+            return self.scheduler.update(existing.id, order.fields, actor, update_patient=True).id
         # CA: cancelling a cancelled order again changes nothing and is no error.
         if existing.status != ProcedureStatus.CANCELLED:
             reason = order.cancel_reason or f"cancelled by {header.sender or 'the ordering system'}"

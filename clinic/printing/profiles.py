@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from clinic.config import ConfigError, Settings
+from clinic.config import ArchiveTarget, ConfigError, Settings, parse_archive
 from clinic.domain import vr
 from clinic.printing.layout import FILM_SIZES
 
@@ -19,6 +19,8 @@ DISPLAY_FORMATS = ("STANDARD", "ROW", "COL")
 MAGNIFICATIONS = ("REPLICATE", "BILINEAR", "CUBIC", "NONE")
 MEDIUM_TYPES = ("PAPER", "CLEAR FILM", "BLUE FILM", "MAMMO CLEAR FILM", "MAMMO BLUE FILM")
 FIT_MODES = ("scale", "true")
+#: What a job can be archived as: its PDF (Encapsulated PDF), each film (Secondary Capture).
+ARCHIVE_FORMS = ("pdf", "sc")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,15 @@ class PrinterProfile:
         Printer resolution used for Magnification Type NONE and for interpolation.
     hold_seconds : float
         How long a job waits in the queue before it prints (0: at once).
+    hold : bool
+        Keep every job at the front desk until someone releases (or discards) it.
+    archive : ArchiveTarget or None
+        Storage SCP that receives every printed job, filed under its booking.
+    archive_as : tuple of str
+        ``pdf`` (the job's PDF as Encapsulated PDF) and/or ``sc`` (each film as a
+        Secondary Capture image).
+    archive_retry_max_seconds : float
+        Longest wait between two attempts while the archive cannot be reached.
     """
 
     ae_title: str
@@ -81,6 +92,10 @@ class PrinterProfile:
     header: bool = True
     resolution_dpi: int = 300
     hold_seconds: float = 0.0
+    hold: bool = False
+    archive: ArchiveTarget | None = None
+    archive_as: tuple[str, ...] = ("pdf",)
+    archive_retry_max_seconds: float = 300.0
 
     def allows(self, calling_ae_title: str) -> bool:
         """Whether ``calling_ae_title`` may print on this printer."""
@@ -95,6 +110,7 @@ def default_profile(settings: Settings) -> PrinterProfile:
         ae_title=settings.printer_ae_title,
         name=settings.printer_ae_title,
         pdf_dir=(settings.data_dir / "pdf").resolve(),
+        archive=parse_archive(settings.print_archive, "[print] archive"),
     )
 
 
@@ -162,9 +178,20 @@ def _profile(ae_title: str, table: dict[str, Any], base: PrinterProfile) -> Prin
             changes[key] = value.upper()
         elif key in ("max_rows", "max_columns", "max_copies", "max_density", "resolution_dpi"):
             changes[key] = int(_number(value, at, 1))
-        elif key == "hold_seconds":
-            changes[key] = _number(value, at, 0)
-        elif key == "header":
+        elif key in ("hold_seconds", "archive_retry_max_seconds"):
+            changes[key] = _number(value, at, 0 if key == "hold_seconds" else 1)
+        elif key == "archive":
+            if not isinstance(value, str):
+                raise ConfigError(f"{at} must be text: AE@host:port")
+            changes[key] = parse_archive(value, at)
+        elif key == "archive_as":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{at} must be a list of strings")
+            forms = tuple(dict.fromkeys(v.strip().lower() for v in value))
+            if not forms or any(f not in ARCHIVE_FORMS for f in forms):
+                raise ConfigError(f"{at}: each must be one of {', '.join(ARCHIVE_FORMS)}")
+            changes[key] = forms
+        elif key in ("header", "hold"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{at} must be true or false")
             changes[key] = value

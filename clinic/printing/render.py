@@ -23,7 +23,6 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 
 from clinic.printing.layout import (
-    FILM_SIZES,
     MM_PER_INCH,
     Rect,
     film_dimensions,
@@ -434,11 +433,3 @@ def _render_page(canvas: Canvas, film: FilmSpec, options: PageOptions, stamp: st
             canvas.setStrokeColorRGB(level, level, level)
             canvas.setLineWidth(TRIM_MM * POINTS_PER_MM)
             canvas.rect(*to_pt(shrink_to(rect, box)), stroke=1, fill=0)
-
-
-def page_size_mm(film_size: str, orientation: str, paper: dict[str, str]) -> tuple[float, float]:
-    """The PDF page size for a film: the film's, or the paper the profile maps it to."""
-    paper_id = paper.get(film_size, film_size)
-    if paper_id not in FILM_SIZES:
-        paper_id = film_size
-    return film_dimensions(paper_id, orientation)

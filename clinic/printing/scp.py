@@ -11,35 +11,42 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config, evt
+from pydicom.uid import ExplicitVRBigEndian
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 from pynetdicom.association import Association
 from pynetdicom.events import EventHandlerType
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from clinic import __version__
 from clinic.config import Settings
-from clinic.dicom.status import failure_status
+from clinic.dicom.decoding import received
+from clinic.dicom.status import (
+    ATTRIBUTE_LIST_ERROR,
+    FILM_BOX_QUEUE_FULL,
+    NO_SUCH_ACTION,
+    NO_SUCH_INSTANCE,
+    NO_SUCH_SOP_CLASS,
+    NOT_AUTHORISED,
+    PROCESSING_FAILURE,
+    SESSION_QUEUE_FULL,
+    SUCCESS,
+    UNRECOGNISED_OPERATION,
+    DimseFailure,
+    dimse_handler,
+)
 from clinic.domain.identifiers import new_study_instance_uid
 from clinic.printing import session as s
 from clinic.printing.outputs import queue_state
 from clinic.printing.profiles import PrinterProfile
-from clinic.printing.session import Outcome, PrintError, PrintRequest, PrintSession
+from clinic.printing.session import Outcome, PrintRequest, PrintSession
 from clinic.printing.spool import Spool
 from clinic.store.models import PrintJobStatus
 
 log = logging.getLogger(__name__)
-
-# Image pixels are patient data: pynetdicom must not log datasets.
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
-
-STATUS_UNRECOGNISED_OPERATION = 0x0211
-STATUS_NO_SUCH_SOP_CLASS = 0x0118
 
 #: Abstract syntaxes the print listener accepts.
 PRINT_SOP_CLASSES = (
@@ -91,10 +98,10 @@ class PrintService:
         called = str(primitive.called_ae_title if primitive else assoc.acceptor.ae_title).strip()
         profile = self.profiles.get(called)
         if profile is None:
-            raise PrintError(s.NOT_AUTHORISED, f"no printer is called {called}")
+            raise DimseFailure(NOT_AUTHORISED, f"no printer is called {called}")
         calling = assoc.requestor.ae_title.strip()
         if not profile.allows(calling):
-            raise PrintError(s.NOT_AUTHORISED, f"{calling} may not print on {called}")
+            raise DimseFailure(NOT_AUTHORISED, f"{calling} may not print on {called}")
         return profile
 
     def admits(self, calling: str, called: str) -> bool:
@@ -120,26 +127,9 @@ class PrintService:
         with self._lock:
             self._sessions.pop(id(event.assoc), None)
 
-    def _guard(
-        self, event: evt.Event, operation: str, body: Callable[[], tuple[Any, Dataset | None]]
-    ) -> tuple[Any, Dataset | None]:
-        """Run ``body``; turn PrintError and any other exception into a failure status."""
-        calling = event.assoc.requestor.ae_title.strip()
-        try:
-            return body()
-        except PrintError as exc:
-            log.warning(
-                "print %s from %s refused (0x%04X): %s", operation, calling, exc.status, exc.comment
-            )
-            return failure_status(exc.status, exc.comment), None
-        except Exception as exc:  # malformed datasets raise many exception types
-            log.warning("print %s from %s failed: %s", operation, calling, type(exc).__name__)
-            comment = f"cannot process request: {type(exc).__name__}"
-            return failure_status(s.PROCESSING_FAILURE, comment), None
-
     @staticmethod
     def _answer(outcome: Outcome) -> tuple[Any, Dataset | None]:
-        if outcome.status == s.SUCCESS:
+        if outcome.status == SUCCESS:
             return outcome.status, outcome.dataset
         status = Dataset()
         status.Status = outcome.status
@@ -147,155 +137,139 @@ class PrintService:
 
     # -- N-CREATE -----------------------------------------------------------------
 
+    @dimse_handler("print N-CREATE", PROCESSING_FAILURE)
     def handle_create(self, event: evt.Event) -> tuple[Any, Dataset | None]:
         """EVT_N_CREATE: Film Session, Film Box, Presentation LUT."""
-
-        def body() -> tuple[Any, Dataset | None]:
-            request: Any = event.request
-            sop_class = str(request.AffectedSOPClassUID)
-            uid = str(request.AffectedSOPInstanceUID) if request.AffectedSOPInstanceUID else None
-            session = self._session(event.assoc)
-            ds = event.attribute_list
-            if sop_class == s.FILM_SESSION:
-                outcome = session.create_film_session(uid, ds)
-            elif sop_class == s.FILM_BOX:
-                color = str(event.context.abstract_syntax) == s.COLOR_META
-                outcome = session.create_film_box(uid, ds, color)
-                log.info(
-                    "film box created: %s, %d image box(es)",
-                    session.film_boxes[outcome.uid].spec.display_format,
-                    len(session.film_boxes[outcome.uid].image_box_uids),
-                )
-            elif sop_class == s.PRESENTATION_LUT:
-                outcome = session.create_lut(uid, ds)
-            else:
-                raise PrintError(STATUS_NO_SUCH_SOP_CLASS, "N-CREATE not supported for this class")
-            answer = outcome.dataset if outcome.dataset is not None else Dataset()
-            if uid is not None:
-                return self._answer(Outcome(outcome.status, answer, outcome.uid))
-            if outcome.status == s.SUCCESS:
-                # pynetdicom moves this into the response's Affected SOP Instance UID.
-                answer.AffectedSOPInstanceUID = outcome.uid
-                return s.SUCCESS, answer
-            status = Dataset()
-            status.Status = outcome.status
-            status.AffectedSOPInstanceUID = outcome.uid
-            return status, answer
-
-        return self._guard(event, "N-CREATE", body)
+        request: Any = event.request
+        sop_class = str(request.AffectedSOPClassUID)
+        uid = str(request.AffectedSOPInstanceUID) if request.AffectedSOPInstanceUID else None
+        session = self._session(event.assoc)
+        ds = received(lambda: event.attribute_list, "attribute list", PROCESSING_FAILURE)
+        if sop_class == s.FILM_SESSION:
+            outcome = session.create_film_session(uid, ds)
+        elif sop_class == s.FILM_BOX:
+            color = str(event.context.abstract_syntax) == s.COLOR_META
+            outcome = session.create_film_box(uid, ds, color)
+            log.info(
+                "film box created: %s, %d image box(es)",
+                session.film_boxes[outcome.uid].spec.display_format,
+                len(session.film_boxes[outcome.uid].image_box_uids),
+            )
+        elif sop_class == s.PRESENTATION_LUT:
+            outcome = session.create_lut(uid, ds)
+        else:
+            raise DimseFailure(NO_SUCH_SOP_CLASS, "N-CREATE not supported for this class")
+        answer = outcome.dataset if outcome.dataset is not None else Dataset()
+        if uid is not None:
+            return self._answer(Outcome(outcome.status, answer, outcome.uid))
+        if outcome.status == SUCCESS:
+            # pynetdicom moves this into the response's Affected SOP Instance UID.
+            answer.AffectedSOPInstanceUID = outcome.uid
+            return SUCCESS, answer
+        status = Dataset()
+        status.Status = outcome.status
+        status.AffectedSOPInstanceUID = outcome.uid
+        return status, answer
 
     # -- N-SET --------------------------------------------------------------------
 
+    @dimse_handler("print N-SET", PROCESSING_FAILURE)
     def handle_set(self, event: evt.Event) -> tuple[Any, Dataset | None]:
         """EVT_N_SET: Film Session, Film Box, Image Box, Annotation Box."""
-
-        def body() -> tuple[Any, Dataset | None]:
-            request: Any = event.request
-            sop_class = str(request.RequestedSOPClassUID)
-            uid = str(request.RequestedSOPInstanceUID)
-            session = self._session(event.assoc)
-            ds = event.modification_list
-            if sop_class == s.FILM_SESSION:
-                outcome = session.set_film_session(uid, ds)
-            elif sop_class == s.FILM_BOX:
-                outcome = session.set_film_box(uid, ds)
-            elif sop_class in (s.GRAYSCALE_IMAGE_BOX, s.COLOR_IMAGE_BOX):
-                little = str(event.context.transfer_syntax) != "1.2.840.10008.1.2.2"
-                outcome = session.set_image_box(uid, sop_class, ds, little)
-            elif sop_class == s.ANNOTATION_BOX:
-                outcome = session.set_annotation(uid, ds)
-            else:
-                raise PrintError(STATUS_UNRECOGNISED_OPERATION, "N-SET not supported here")
-            return self._answer(outcome)
-
-        return self._guard(event, "N-SET", body)
+        request: Any = event.request
+        sop_class = str(request.RequestedSOPClassUID)
+        uid = str(request.RequestedSOPInstanceUID)
+        session = self._session(event.assoc)
+        ds = received(lambda: event.modification_list, "modification list", PROCESSING_FAILURE)
+        if sop_class == s.FILM_SESSION:
+            outcome = session.set_film_session(uid, ds)
+        elif sop_class == s.FILM_BOX:
+            outcome = session.set_film_box(uid, ds)
+        elif sop_class in (s.GRAYSCALE_IMAGE_BOX, s.COLOR_IMAGE_BOX):
+            little = event.context.transfer_syntax != ExplicitVRBigEndian
+            outcome = session.set_image_box(uid, sop_class, ds, little)
+        elif sop_class == s.ANNOTATION_BOX:
+            outcome = session.set_annotation(uid, ds)
+        else:
+            raise DimseFailure(UNRECOGNISED_OPERATION, "N-SET not supported here")
+        return self._answer(outcome)
 
     # -- N-ACTION -----------------------------------------------------------------
 
+    @dimse_handler("print N-ACTION", PROCESSING_FAILURE)
     def handle_action(self, event: evt.Event) -> tuple[Any, Dataset | None]:
         """EVT_N_ACTION: Print on a Film Box or the Film Session (spooled, then success)."""
-
-        def body() -> tuple[Any, Dataset | None]:
-            request: Any = event.request
-            sop_class = str(request.RequestedSOPClassUID)
-            uid = str(request.RequestedSOPInstanceUID)
-            session = self._session(event.assoc)
-            if sop_class not in (s.FILM_BOX, s.FILM_SESSION):
-                raise PrintError(STATUS_UNRECOGNISED_OPERATION, "N-ACTION not supported here")
-            if event.action_type != 1:
-                raise PrintError(s.NO_SUCH_ACTION, "only action type 1 (print) exists")
-            job_request: PrintRequest
-            if sop_class == s.FILM_BOX:
-                job_request, outcome = session.print_film_box(uid)
-                full = s.FILM_BOX_QUEUE_FULL
-            else:
-                job_request, outcome = session.print_film_session(uid)
-                full = s.SESSION_QUEUE_FULL
-            calling = event.assoc.requestor.ae_title.strip()
-            try:
-                job = self.spool.submit(job_request, session.profile, calling)
-            except Exception as exc:
-                log.error("cannot spool print job from %s: %s", calling, exc)
-                raise PrintError(full, "cannot store the print job") from None
-            answer = Dataset()
-            if any(str(cx.abstract_syntax) == s.PRINT_JOB for cx in event.assoc.accepted_contexts):
-                ref = Dataset()
-                ref.ReferencedSOPClassUID = s.PRINT_JOB
-                ref.ReferencedSOPInstanceUID = job.sop_instance_uid
-                answer.ReferencedPrintJobSequence = [ref]
-            outcome.dataset = answer
-            return self._answer(outcome)
-
-        return self._guard(event, "N-ACTION", body)
+        request: Any = event.request
+        sop_class = str(request.RequestedSOPClassUID)
+        uid = str(request.RequestedSOPInstanceUID)
+        session = self._session(event.assoc)
+        if sop_class not in (s.FILM_BOX, s.FILM_SESSION):
+            raise DimseFailure(UNRECOGNISED_OPERATION, "N-ACTION not supported here")
+        if event.action_type != 1:
+            raise DimseFailure(NO_SUCH_ACTION, "only action type 1 (print) exists")
+        job_request: PrintRequest
+        if sop_class == s.FILM_BOX:
+            job_request, outcome = session.print_film_box(uid)
+            full = FILM_BOX_QUEUE_FULL
+        else:
+            job_request, outcome = session.print_film_session(uid)
+            full = SESSION_QUEUE_FULL
+        calling = event.assoc.requestor.ae_title.strip()
+        try:
+            job = self.spool.submit(job_request, session.profile, calling)
+        except Exception as exc:
+            log.error("cannot spool print job from %s: %s", calling, exc)
+            raise DimseFailure(full, "cannot store the print job") from None
+        answer = Dataset()
+        if any(str(cx.abstract_syntax) == s.PRINT_JOB for cx in event.assoc.accepted_contexts):
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = s.PRINT_JOB
+            ref.ReferencedSOPInstanceUID = job.sop_instance_uid
+            answer.ReferencedPrintJobSequence = [ref]
+        outcome.dataset = answer
+        return self._answer(outcome)
 
     # -- N-DELETE -----------------------------------------------------------------
 
+    @dimse_handler("print N-DELETE", PROCESSING_FAILURE, answer="status")
     def handle_delete(self, event: evt.Event) -> Any:
         """EVT_N_DELETE: Film Session, Film Box, Presentation LUT."""
-
-        def body() -> tuple[Any, Dataset | None]:
-            request: Any = event.request
-            sop_class = str(request.RequestedSOPClassUID)
-            uid = str(request.RequestedSOPInstanceUID)
-            session = self._session(event.assoc)
-            if sop_class == s.FILM_SESSION:
-                outcome = session.delete_film_session(uid)
-            elif sop_class == s.FILM_BOX:
-                outcome = session.delete_film_box(uid)
-            elif sop_class == s.PRESENTATION_LUT:
-                outcome = session.delete_lut(uid)
-            else:
-                raise PrintError(STATUS_UNRECOGNISED_OPERATION, "N-DELETE not supported here")
-            return outcome.status, None
-
-        status, _ = self._guard(event, "N-DELETE", body)
-        return status
+        request: Any = event.request
+        sop_class = str(request.RequestedSOPClassUID)
+        uid = str(request.RequestedSOPInstanceUID)
+        session = self._session(event.assoc)
+        if sop_class == s.FILM_SESSION:
+            outcome = session.delete_film_session(uid)
+        elif sop_class == s.FILM_BOX:
+            outcome = session.delete_film_box(uid)
+        elif sop_class == s.PRESENTATION_LUT:
+            outcome = session.delete_lut(uid)
+        else:
+            raise DimseFailure(UNRECOGNISED_OPERATION, "N-DELETE not supported here")
+        return outcome.status
 
     # -- N-GET --------------------------------------------------------------------
 
+    @dimse_handler("print N-GET", PROCESSING_FAILURE)
     def handle_get(self, event: evt.Event) -> tuple[Any, Dataset | None]:
         """EVT_N_GET: Printer (well-known instance) and Print Job."""
-
-        def body() -> tuple[Any, Dataset | None]:
-            request: Any = event.request
-            sop_class = str(request.RequestedSOPClassUID)
-            uid = str(request.RequestedSOPInstanceUID)
-            if sop_class == s.PRINTER:
-                if uid != s.PRINTER_INSTANCE:
-                    raise PrintError(s.NO_SUCH_INSTANCE, "the printer is the well-known instance")
-                full = self._printer_dataset(self._profile(event.assoc))
-            elif sop_class == s.PRINT_JOB:
-                full = self._job_dataset(uid)
-            else:
-                raise PrintError(STATUS_UNRECOGNISED_OPERATION, "N-GET not supported here")
-            return self._select(full, request.AttributeIdentifierList)
-
-        return self._guard(event, "N-GET", body)
+        request: Any = event.request
+        sop_class = str(request.RequestedSOPClassUID)
+        uid = str(request.RequestedSOPInstanceUID)
+        if sop_class == s.PRINTER:
+            if uid != s.PRINTER_INSTANCE:
+                raise DimseFailure(NO_SUCH_INSTANCE, "the printer is the well-known instance")
+            full = self._printer_dataset(self._profile(event.assoc))
+        elif sop_class == s.PRINT_JOB:
+            full = self._job_dataset(uid)
+        else:
+            raise DimseFailure(UNRECOGNISED_OPERATION, "N-GET not supported here")
+        return self._select(full, request.AttributeIdentifierList)
 
     @staticmethod
     def _select(full: Dataset, identifiers: Any) -> tuple[Any, Dataset | None]:
         if not identifiers:
-            return s.SUCCESS, full
+            return SUCCESS, full
         tags = identifiers if isinstance(identifiers, list) else [identifiers]
         answer = Dataset()
         unknown = False
@@ -306,9 +280,9 @@ class PrintService:
                 unknown = True
         if unknown:
             status = Dataset()
-            status.Status = s.ATTRIBUTE_LIST_ERROR
+            status.Status = ATTRIBUTE_LIST_ERROR
             return status, answer
-        return s.SUCCESS, answer
+        return SUCCESS, answer
 
     @staticmethod
     def _printer_dataset(profile: PrinterProfile) -> Dataset:
@@ -326,7 +300,7 @@ class PrintService:
     def _job_dataset(self, uid: str) -> Dataset:
         job = self.spool.job_by_uid(uid)
         if job is None:
-            raise PrintError(s.NO_SUCH_INSTANCE, "no such print job")
+            raise DimseFailure(NO_SUCH_INSTANCE, "no such print job")
         ds = Dataset()
         ds.ExecutionStatus = _JOB_EXECUTION.get(job.status, "PENDING")
         ds.ExecutionStatusInfo = "NORMAL" if job.status != PrintJobStatus.FAILED else "UNKNOWN"
@@ -341,7 +315,7 @@ class PrintService:
     @staticmethod
     def handle_echo(_event: evt.Event) -> int:
         """EVT_C_ECHO: always success."""
-        return 0x0000
+        return SUCCESS
 
 
 def build_print_ae(settings: Settings) -> AE:
@@ -353,8 +327,8 @@ def build_print_ae(settings: Settings) -> AE:
         ae.add_supported_context(uid, transfer_syntaxes)
     # The called AE title picks the printer profile; unknown ones are refused per request.
     ae.require_called_aet = False
-    ae.maximum_associations = 20
-    ae.network_timeout = 60
+    # Association limits and the network timeout come from the listener's policy
+    # (clinic.dicom.listener.start_guarded_server).
     ae.acse_timeout = 30
     ae.dimse_timeout = 60
     return ae

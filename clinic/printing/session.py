@@ -3,8 +3,8 @@
 A :class:`PrintSession` holds the Film Session, its Film Boxes, their Image and
 Annotation Boxes and the Presentation LUTs an association created. Each operation
 checks the request against PS3.4 Annex H and the printer profile and either raises
-:class:`PrintError` (a failure status) or returns the response attributes and a
-success or warning status.
+:class:`~clinic.dicom.status.DimseFailure` (a failure status) or returns the response
+attributes and a success or warning status.
 """
 
 from __future__ import annotations
@@ -18,8 +18,42 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    BasicAnnotationBox,
+    BasicColorImageBox,
+    BasicColorPrintManagementMeta,
+    BasicFilmBox,
+    BasicFilmSession,
+    BasicGrayscaleImageBox,
+    BasicGrayscalePrintManagementMeta,
+    PresentationLUT,
+    Printer,
+    PrinterInstance,
+    PrintJob,
+)
 
 from clinic.dicom.decoding import first_undecodable
+from clinic.dicom.status import (
+    ATTRIBUTE_LIST_ERROR,
+    DENSITY_OUT_OF_RANGE,
+    DUPLICATE_INSTANCE,
+    FILM_BOX_EMPTY_PAGE,
+    IMAGE_CROPPED,
+    IMAGE_DEMAGNIFIED,
+    IMAGE_TOO_LARGE_FOR_BOX,
+    INSUFFICIENT_MEMORY,
+    INVALID_ATTRIBUTE_VALUE,
+    INVALID_OBJECT_INSTANCE,
+    MEMORY_ALLOCATION_NOT_SUPPORTED,
+    MISSING_ATTRIBUTE,
+    NO_FILM_BOX,
+    NO_SUCH_ATTRIBUTE,
+    NO_SUCH_INSTANCE,
+    SESSION_EMPTY_PAGE,
+    SUCCESS,
+    VALUE_OUT_OF_RANGE,
+    DimseFailure,
+)
 from clinic.domain import vr
 from clinic.printing.layout import (
     Rect,
@@ -32,57 +66,23 @@ from clinic.printing.layout import (
 from clinic.printing.profiles import MAGNIFICATIONS, MEDIUM_TYPES, PrinterProfile
 from clinic.printing.render import HEADER_MM, FilmSpec, ImageSpec, LutSpec
 
-# SOP classes of PS3.4 Annex H.
-FILM_SESSION = "1.2.840.10008.5.1.1.1"
-FILM_BOX = "1.2.840.10008.5.1.1.2"
-GRAYSCALE_IMAGE_BOX = "1.2.840.10008.5.1.1.4"
-COLOR_IMAGE_BOX = "1.2.840.10008.5.1.1.4.1"
-GRAYSCALE_META = "1.2.840.10008.5.1.1.9"
-PRINT_JOB = "1.2.840.10008.5.1.1.14"
-ANNOTATION_BOX = "1.2.840.10008.5.1.1.15"
-PRINTER = "1.2.840.10008.5.1.1.16"
-PRINTER_INSTANCE = "1.2.840.10008.5.1.1.17"
-COLOR_META = "1.2.840.10008.5.1.1.18"
-PRESENTATION_LUT = "1.2.840.10008.5.1.1.23"
-
-# Statuses (PS3.7 Annex C, PS3.4 Annex H).
-SUCCESS = 0x0000
-NO_SUCH_ATTRIBUTE = 0x0105
-INVALID_ATTRIBUTE_VALUE = 0x0106
-ATTRIBUTE_LIST_ERROR = 0x0107  # warning: unknown attributes ignored
-PROCESSING_FAILURE = 0x0110
-DUPLICATE_INSTANCE = 0x0111
-NO_SUCH_INSTANCE = 0x0112
-INVALID_OBJECT_INSTANCE = 0x0117
-VALUE_OUT_OF_RANGE = 0x0116  # warning: the default or nearest value applied
-NO_SUCH_ACTION = 0x0123
-MISSING_ATTRIBUTE = 0x0120
-NOT_AUTHORISED = 0x0124
-MEMORY_ALLOCATION_NOT_SUPPORTED = 0xB600
-SESSION_EMPTY_PAGE = 0xB602
-FILM_BOX_EMPTY_PAGE = 0xB603
-IMAGE_DEMAGNIFIED = 0xB604
-DENSITY_OUT_OF_RANGE = 0xB605
-IMAGE_CROPPED = 0xB609
-NO_FILM_BOX = 0xC600
-SESSION_QUEUE_FULL = 0xC601
-FILM_BOX_QUEUE_FULL = 0xC602
-IMAGE_TOO_LARGE_FOR_BOX = 0xC603
-INSUFFICIENT_MEMORY = 0xC605
+# SOP classes of PS3.4 Annex H, by the names this door uses.
+FILM_SESSION = BasicFilmSession
+FILM_BOX = BasicFilmBox
+GRAYSCALE_IMAGE_BOX = BasicGrayscaleImageBox
+COLOR_IMAGE_BOX = BasicColorImageBox
+GRAYSCALE_META = BasicGrayscalePrintManagementMeta
+PRINT_JOB = PrintJob
+ANNOTATION_BOX = BasicAnnotationBox
+PRINTER = Printer
+PRINTER_INSTANCE = PrinterInstance
+COLOR_META = BasicColorPrintManagementMeta
+PRESENTATION_LUT = PresentationLUT
 
 #: Attributes every request may carry without comment.
 _ALWAYS = {"SpecificCharacterSet"}
 #: Annotation boxes created when a Film Box names an Annotation Display Format ID.
 ANNOTATION_BOXES = 6
-
-
-class PrintError(Exception):
-    """A request fails with ``status``; ``comment`` (no patient data) explains why."""
-
-    def __init__(self, status: int, comment: str) -> None:
-        super().__init__(comment)
-        self.status = status
-        self.comment = comment
 
 
 @dataclass
@@ -159,14 +159,14 @@ def _int(ds: Dataset, keyword: str) -> int:
     try:
         return int(str(ds[keyword].value).strip())
     except (TypeError, ValueError):
-        raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{keyword} is not a number") from None
+        raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"{keyword} is not a number") from None
 
 
 def _require_decodable(ds: Dataset) -> None:
     """Refuse (0x0106) a request holding a value that does not fit its VR."""
     undecodable = first_undecodable(ds)
     if undecodable is not None:
-        raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{undecodable} cannot be decoded")
+        raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"{undecodable} cannot be decoded")
 
 
 def _check_attributes(ds: Dataset, allowed: Iterable[str], outcome: Outcome) -> None:
@@ -182,10 +182,10 @@ def _check_attributes(ds: Dataset, allowed: Iterable[str], outcome: Outcome) -> 
 def _referenced_uid(ds: Dataset, keyword: str) -> str:
     seq = ds[keyword].value
     if not isinstance(seq, Sequence) or len(seq) != 1:
-        raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{keyword} must hold one item")
+        raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"{keyword} must hold one item")
     uid = str(seq[0].get("ReferencedSOPInstanceUID", "")).strip()
     if not uid:
-        raise PrintError(MISSING_ATTRIBUTE, f"{keyword} lacks Referenced SOP Instance UID")
+        raise DimseFailure(MISSING_ATTRIBUTE, f"{keyword} lacks Referenced SOP Instance UID")
     return uid
 
 
@@ -195,7 +195,7 @@ def _density(ds: Dataset, keyword: str, profile: PrinterProfile, outcome: Outcom
         return value
     number = _int(ds, keyword)
     if number < 0:
-        raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{keyword} must not be negative")
+        raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"{keyword} must not be negative")
     if number > profile.max_density:
         outcome.warn(VALUE_OUT_OF_RANGE, f"{keyword} above the printer's maximum, clamped")
         number = profile.max_density
@@ -217,7 +217,7 @@ def _min_max(
         outcome.warn(DENSITY_OUT_OF_RANGE, "Max Density outside the printer's range")
         high = profile.max_density
     if low is not None and high is not None and low > high:
-        raise PrintError(INVALID_ATTRIBUTE_VALUE, "Min Density is above Max Density")
+        raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Min Density is above Max Density")
     return low, high
 
 
@@ -230,13 +230,15 @@ def _lut_from(ds: Dataset) -> LutSpec:
     if _present(ds, "PresentationLUTShape"):
         shape = _text(ds, "PresentationLUTShape")
         if shape not in ("IDENTITY", "LIN OD"):
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, f"Presentation LUT Shape {shape} unsupported")
+            raise DimseFailure(
+                INVALID_ATTRIBUTE_VALUE, f"Presentation LUT Shape {shape} unsupported"
+            )
         return LutSpec(shape=shape)
     seq = ds["PresentationLUTSequence"].value if "PresentationLUTSequence" in ds else None
     if isinstance(seq, Sequence) and len(seq) == 1:
         item = seq[0]
         if "LUTDescriptor" not in item or "LUTData" not in item:
-            raise PrintError(MISSING_ATTRIBUTE, "Presentation LUT lacks descriptor or data")
+            raise DimseFailure(MISSING_ATTRIBUTE, "Presentation LUT lacks descriptor or data")
         try:
             descriptor = [int(v) for v in _values(item.LUTDescriptor)]
             data = item.LUTData
@@ -245,18 +247,18 @@ def _lut_from(ds: Dataset) -> LutSpec:
             else:  # US: one value or many (pydicom's MultiValue is no list)
                 table = [int(v) for v in _values(data)]
         except (TypeError, ValueError):
-            raise PrintError(
+            raise DimseFailure(
                 INVALID_ATTRIBUTE_VALUE, "invalid LUT Descriptor or LUT Data"
             ) from None
         if len(descriptor) != 3 or not 0 <= descriptor[0] < 65536 or not 10 <= descriptor[2] <= 16:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "invalid LUT Descriptor")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "invalid LUT Descriptor")
         entries = descriptor[0] or 65536
         if len(table) < entries:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "LUT Data shorter than its descriptor")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "LUT Data shorter than its descriptor")
         return LutSpec(
             shape="IDENTITY", first_mapped=descriptor[1], bits=descriptor[2], table=table[:entries]
         )
-    raise PrintError(MISSING_ATTRIBUTE, "Presentation LUT Shape or Sequence is required")
+    raise DimseFailure(MISSING_ATTRIBUTE, "Presentation LUT Shape or Sequence is required")
 
 
 class PrintSession:
@@ -285,7 +287,7 @@ class PrintSession:
             return self.new_uid()
         problem = vr.check_uid(uid)
         if problem:
-            raise PrintError(INVALID_OBJECT_INSTANCE, f"SOP Instance UID {problem}")
+            raise DimseFailure(INVALID_OBJECT_INSTANCE, f"SOP Instance UID {problem}")
         return uid
 
     # -- Film Session -------------------------------------------------------------
@@ -294,7 +296,7 @@ class PrintSession:
         """N-CREATE Basic Film Session: one per association."""
         _require_decodable(ds)
         if self.film_session is not None:
-            raise PrintError(DUPLICATE_INSTANCE, "this association already has a film session")
+            raise DimseFailure(DUPLICATE_INSTANCE, "this association already has a film session")
         outcome = Outcome(uid=self._instance_uid(uid))
         state = FilmSessionState(uid=outcome.uid, medium=self.profile.default_medium)
         self._apply_session(state, ds, outcome)
@@ -322,7 +324,7 @@ class PrintSession:
 
     def _session(self, uid: str) -> FilmSessionState:
         if self.film_session is None or self.film_session.uid != uid:
-            raise PrintError(NO_SUCH_INSTANCE, "no such film session")
+            raise DimseFailure(NO_SUCH_INSTANCE, "no such film session")
         return self.film_session
 
     def _apply_session(self, state: FilmSessionState, ds: Dataset, outcome: Outcome) -> None:
@@ -342,7 +344,7 @@ class PrintSession:
         if _present(ds, "NumberOfCopies"):
             copies = _int(ds, "NumberOfCopies")
             if copies < 1:
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "Number of Copies must be at least 1")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Number of Copies must be at least 1")
             if copies > self.profile.max_copies:
                 outcome.warn(VALUE_OUT_OF_RANGE, "Number of Copies above the printer's maximum")
                 copies = self.profile.max_copies
@@ -350,7 +352,7 @@ class PrintSession:
         if _present(ds, "PrintPriority"):
             priority = _text(ds, "PrintPriority")
             if priority not in ("HIGH", "MED", "LOW"):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, f"Print Priority {priority} invalid")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"Print Priority {priority} invalid")
             state.priority = priority
         if _present(ds, "MediumType"):
             medium = _text(ds, "MediumType")
@@ -411,7 +413,7 @@ class PrintSession:
         profile = self.profile
         outcome = Outcome(uid=self._instance_uid(uid))
         if uid and uid in self.film_boxes:
-            raise PrintError(DUPLICATE_INSTANCE, "film box already exists")
+            raise DimseFailure(DUPLICATE_INSTANCE, "film box already exists")
         _check_attributes(
             ds,
             (
@@ -426,19 +428,19 @@ class PrintSession:
             outcome,
         )
         if not _present(ds, "ImageDisplayFormat"):
-            raise PrintError(MISSING_ATTRIBUTE, "Image Display Format is required")
+            raise DimseFailure(MISSING_ATTRIBUTE, "Image Display Format is required")
         if "ReferencedFilmSessionSequence" not in ds:
-            raise PrintError(MISSING_ATTRIBUTE, "Referenced Film Session Sequence is required")
+            raise DimseFailure(MISSING_ATTRIBUTE, "Referenced Film Session Sequence is required")
         session_uid = _referenced_uid(ds, "ReferencedFilmSessionSequence")
         if self.film_session is None or session_uid != self.film_session.uid:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "referenced film session does not exist")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "referenced film session does not exist")
         display = _text(ds, "ImageDisplayFormat")
         try:
             fmt = parse_display_format(display)
         except ValueError as exc:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, str(exc)) from None
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, str(exc)) from None
         if fmt.kind not in profile.display_formats:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, f"display format {fmt.kind} not supported")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"display format {fmt.kind} not supported")
         spec = FilmSpec(
             display_format=display,
             film_size=profile.default_film_size,
@@ -447,12 +449,14 @@ class PrintSession:
         if _present(ds, "FilmOrientation"):
             orientation = _text(ds, "FilmOrientation")
             if orientation not in ("PORTRAIT", "LANDSCAPE"):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, f"Film Orientation {orientation} invalid")
+                raise DimseFailure(
+                    INVALID_ATTRIBUTE_VALUE, f"Film Orientation {orientation} invalid"
+                )
             spec.orientation = orientation
         if _present(ds, "FilmSizeID"):
             size = _text(ds, "FilmSizeID")
             if size not in profile.film_sizes:
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, f"Film Size ID {size} not supported")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"Film Size ID {size} not supported")
             spec.film_size = size
         if _present(ds, "RequestedResolutionID"):
             resolution = _text(ds, "RequestedResolutionID")
@@ -516,7 +520,7 @@ class PrintSession:
         try:
             return self.film_boxes[uid]
         except KeyError:
-            raise PrintError(NO_SUCH_INSTANCE, "no such film box") from None
+            raise DimseFailure(NO_SUCH_INSTANCE, "no such film box") from None
 
     def _apply_film_box(self, box: FilmBox, ds: Dataset, outcome: Outcome) -> None:
         spec = box.spec
@@ -536,12 +540,12 @@ class PrintSession:
         if _present(ds, "Trim"):
             trim = _text(ds, "Trim")
             if trim not in ("YES", "NO"):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, f"Trim {trim} invalid")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"Trim {trim} invalid")
             spec.trim = trim == "YES"
         if "ReferencedPresentationLUTSequence" in ds:
             lut_uid = _referenced_uid(ds, "ReferencedPresentationLUTSequence")
             if lut_uid not in self.luts:
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "referenced Presentation LUT unknown")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "referenced Presentation LUT unknown")
             box.lut_uid = lut_uid
             spec.lut = self.luts[lut_uid]
 
@@ -580,9 +584,9 @@ class PrintSession:
         """
         image_box = self.image_boxes.get(uid)
         if image_box is None:
-            raise PrintError(NO_SUCH_INSTANCE, "no such image box")
+            raise DimseFailure(NO_SUCH_INSTANCE, "no such image box")
         if sop_class != image_box.sop_class:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "image box SOP class mismatch")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "image box SOP class mismatch")
         color = sop_class == COLOR_IMAGE_BOX
         _require_decodable(ds)
         outcome = Outcome(uid=uid)
@@ -592,7 +596,7 @@ class PrintSession:
             else ("BasicGrayscaleImageSequence", "BasicColorImageSequence")
         )
         if other in ds:
-            raise PrintError(NO_SUCH_ATTRIBUTE, f"{other} does not belong to this image box")
+            raise DimseFailure(NO_SUCH_ATTRIBUTE, f"{other} does not belong to this image box")
         allowed = [
             "ImageBoxPosition",
             "Polarity",
@@ -607,13 +611,13 @@ class PrintSession:
             allowed += ["MinDensity", "MaxDensity", "ReferencedPresentationLUTSequence"]
         _check_attributes(ds, allowed, outcome)
         if _present(ds, "ImageBoxPosition") and _int(ds, "ImageBoxPosition") != image_box.position:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "Image Box Position does not match")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Image Box Position does not match")
 
         polarity = "NORMAL"
         if _present(ds, "Polarity"):
             polarity = _text(ds, "Polarity")
             if polarity not in ("NORMAL", "REVERSE"):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, f"Polarity {polarity} invalid")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"Polarity {polarity} invalid")
         magnification = ""
         if _present(ds, "MagnificationType"):
             magnification = _text(ds, "MagnificationType")
@@ -627,25 +631,25 @@ class PrintSession:
             except (TypeError, ValueError):
                 requested = -1.0
             if not requested > 0:
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "Requested Image Size must be positive")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Requested Image Size must be positive")
         behavior = "DECIMATE"
         if _present(ds, "RequestedDecimateCropBehavior"):
             behavior = _text(ds, "RequestedDecimateCropBehavior")
             if behavior not in ("DECIMATE", "CROP", "FAIL"):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, f"Decimate/Crop {behavior} invalid")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"Decimate/Crop {behavior} invalid")
         low, high = _min_max(ds, self.profile, outcome, (None, None))
         lut: LutSpec | None = None
         if "ReferencedPresentationLUTSequence" in ds:
             lut_uid = _referenced_uid(ds, "ReferencedPresentationLUTSequence")
             if lut_uid not in self.luts:
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "referenced Presentation LUT unknown")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "referenced Presentation LUT unknown")
             lut = self.luts[lut_uid]
 
         if own not in ds or not ds[own].value:
             image_box.image = None  # an empty sequence empties the box
             return outcome
         if len(ds[own].value) != 1:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, f"{own} must hold one item")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"{own} must hold one item")
         item = ds[own].value[0]
         pixels, photometric, bits, aspect = self._decode(item, color, little_endian)
         image = ImageSpec(
@@ -667,7 +671,7 @@ class PrintSession:
             _, too_large = fit_image(box_rect, pixels.shape[1], pixels.shape[0], aspect, requested)
             if too_large:
                 if behavior == "FAIL":
-                    raise PrintError(IMAGE_TOO_LARGE_FOR_BOX, "image larger than its image box")
+                    raise DimseFailure(IMAGE_TOO_LARGE_FOR_BOX, "image larger than its image box")
                 if behavior == "CROP":
                     outcome.warn(IMAGE_CROPPED, "image larger than its box, cropped")
                 else:
@@ -700,42 +704,44 @@ class PrintSession:
         )
         for keyword in required:
             if keyword not in item or item[keyword].value is None:
-                raise PrintError(MISSING_ATTRIBUTE, f"image lacks {keyword}")
+                raise DimseFailure(MISSING_ATTRIBUTE, f"image lacks {keyword}")
         rows, columns = _int(item, "Rows"), _int(item, "Columns")
         if rows < 1 or columns < 1:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "Rows and Columns must be positive")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Rows and Columns must be positive")
         # Refuse oversize images before touching the pixel data.
         if rows > self.profile.max_rows or columns > self.profile.max_columns:
-            raise PrintError(INSUFFICIENT_MEMORY, "image larger than this printer accepts")
+            raise DimseFailure(INSUFFICIENT_MEMORY, "image larger than this printer accepts")
         samples = _int(item, "SamplesPerPixel")
         photometric = _text(item, "PhotometricInterpretation")
         layout = (_int(item, "BitsAllocated"), _int(item, "BitsStored"), _int(item, "HighBit"))
         if _int(item, "PixelRepresentation") != 0:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "Pixel Representation must be 0")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Pixel Representation must be 0")
         if color:
             if samples != 3 or photometric != "RGB" or layout != (8, 8, 7):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "colour images must be 8-bit RGB")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "colour images must be 8-bit RGB")
         else:
             if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "grayscale images must be MONOCHROME1/2")
+                raise DimseFailure(
+                    INVALID_ATTRIBUTE_VALUE, "grayscale images must be MONOCHROME1/2"
+                )
             if layout not in ((8, 8, 7), (16, 12, 11)):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "bit depth must be 8/8/7 or 16/12/11")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "bit depth must be 8/8/7 or 16/12/11")
         aspect = 1.0
         if _present(item, "PixelAspectRatio"):
             try:
                 vertical, horizontal = (float(v) for v in item.PixelAspectRatio)
                 aspect = vertical / horizontal
             except (TypeError, ValueError, ZeroDivisionError):
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "invalid Pixel Aspect Ratio") from None
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "invalid Pixel Aspect Ratio") from None
             if not 0.1 <= aspect <= 10:
-                raise PrintError(INVALID_ATTRIBUTE_VALUE, "Pixel Aspect Ratio out of range")
+                raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Pixel Aspect Ratio out of range")
         data = item.PixelData
         if not isinstance(data, bytes):
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "Pixel Data is not native")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Pixel Data is not native")
         count = rows * columns * samples
         width = layout[0] // 8
         if len(data) < count * width:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "Pixel Data shorter than Rows x Columns")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Pixel Data shorter than Rows x Columns")
         dtype = np.uint8 if width == 1 else np.dtype("<u2" if little_endian else ">u2")
         flat = np.frombuffer(data, dtype=dtype, count=count)
         pixels: NDArray[Any]
@@ -755,12 +761,12 @@ class PrintSession:
         """N-SET Basic Annotation Box: its text is printed under the film."""
         _require_decodable(ds)
         if uid not in self.annotations:
-            raise PrintError(NO_SUCH_INSTANCE, "no such annotation box")
+            raise DimseFailure(NO_SUCH_INSTANCE, "no such annotation box")
         film_box_uid, position = self.annotations[uid]
         outcome = Outcome(uid=uid)
         _check_attributes(ds, ("AnnotationPosition", "TextString"), outcome)
         if _present(ds, "AnnotationPosition") and _int(ds, "AnnotationPosition") != position:
-            raise PrintError(INVALID_ATTRIBUTE_VALUE, "Annotation Position does not match")
+            raise DimseFailure(INVALID_ATTRIBUTE_VALUE, "Annotation Position does not match")
         text = str(ds.get("TextString", "") or "")
         spec = self.film_boxes[film_box_uid].spec
         if text:
@@ -776,7 +782,7 @@ class PrintSession:
         _require_decodable(ds)
         outcome = Outcome(uid=self._instance_uid(uid))
         if outcome.uid in self.luts:
-            raise PrintError(DUPLICATE_INSTANCE, "Presentation LUT already exists")
+            raise DimseFailure(DUPLICATE_INSTANCE, "Presentation LUT already exists")
         _check_attributes(ds, ("PresentationLUTShape", "PresentationLUTSequence"), outcome)
         self.luts[outcome.uid] = _lut_from(ds)
         answer = Dataset()
@@ -788,7 +794,7 @@ class PrintSession:
     def delete_lut(self, uid: str) -> Outcome:
         """N-DELETE Presentation LUT (films already referencing it keep their copy)."""
         if self.luts.pop(uid, None) is None:
-            raise PrintError(NO_SUCH_INSTANCE, "no such Presentation LUT")
+            raise DimseFailure(NO_SUCH_INSTANCE, "no such Presentation LUT")
         return Outcome(uid=uid)
 
     # -- N-ACTION -----------------------------------------------------------------
@@ -806,7 +812,7 @@ class PrintSession:
         """N-ACTION Print on the Film Session: every film box, in creation order."""
         self._session(uid)
         if not self.film_boxes:
-            raise PrintError(NO_FILM_BOX, "film session has no film box")
+            raise DimseFailure(NO_FILM_BOX, "film session has no film box")
         outcome = Outcome(uid=uid)
         films = [self._snapshot(box) for box in self.film_boxes.values()]
         if not any(film.images for film in films):

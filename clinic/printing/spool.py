@@ -36,7 +36,7 @@ from clinic.printing.profiles import PrinterProfile
 from clinic.printing.render import FilmSpec, ImageSpec, PageOptions, render_pdf
 from clinic.printing.session import PrintRequest
 from clinic.store.db import transaction
-from clinic.store.models import PrintJob, PrintJobStatus, utcnow
+from clinic.store.models import ArchiveStatus, PrintJob, PrintJobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,13 @@ class Spool:
                     spool_dir=folder.name,
                     pdf_path="",
                     error="",
+                    held=profile.hold,
                 )
+                if profile.archive is not None:
+                    # Committed with the job: a crash from here on cannot lose the send.
+                    job.archive_status = ArchiveStatus.PENDING.value
+                    job.archive_to = str(profile.archive)
+                    job.archive_pending_since = utcnow()
                 session.add(job)
                 session.flush()
                 # Linked now, while the station's exam is the one in progress.
@@ -182,6 +188,10 @@ class Spool:
         )
         self._wake.set()
         return job
+
+    def wake(self) -> None:
+        """Look at the queue now (a held job was released, a job queued again)."""
+        self._wake.set()
 
     def start(self) -> None:
         """Start the worker thread (it first resumes jobs a previous run left queued)."""
@@ -229,7 +239,7 @@ class Spool:
         with self.factory() as session:
             queued = session.scalars(
                 select(PrintJob)
-                .where(PrintJob.status == PrintJobStatus.QUEUED.value)
+                .where(PrintJob.status == PrintJobStatus.QUEUED.value, PrintJob.held.is_(False))
                 .order_by(PrintJob.id)
             )
             for job in queued:
@@ -254,7 +264,11 @@ class Spool:
             for job_id in self._due_jobs():
                 job = session.scalar(
                     select(PrintJob)
-                    .where(PrintJob.id == job_id, PrintJob.status == PrintJobStatus.QUEUED.value)
+                    .where(
+                        PrintJob.id == job_id,
+                        PrintJob.status == PrintJobStatus.QUEUED.value,
+                        PrintJob.held.is_(False),
+                    )
                     .with_for_update(skip_locked=True, of=PrintJob)
                 )
                 if job is not None:
@@ -318,6 +332,8 @@ class Spool:
             except Exception:
                 log.exception("print job %d could not be filed again", refile)
             return True
+        if self.preview_held():
+            return True
         with self._claim() as claimed:
             if claimed is None:
                 return False
@@ -332,6 +348,47 @@ class Spool:
                 # The folder only: a linked job's file name carries the patient ID.
                 log.info("print job %d printed: %d page(s) into %s", job.id, pages, pdf.parent)
                 self._finish(session, job, PrintJobStatus.DONE, pages=pages, pdf=pdf)
+        return True
+
+    def preview_held(self) -> bool:
+        """Render the PDF of one held job that has none yet, for the front desk's preview.
+
+        Nothing is sent to a printer; the job stays held. Returns whether one was rendered.
+        """
+        with self.factory() as session:
+            job = session.scalars(
+                select(PrintJob)
+                .where(
+                    PrintJob.status == PrintJobStatus.QUEUED.value,
+                    PrintJob.held.is_(True),
+                    PrintJob.pages == 0,
+                    PrintJob.error == "",
+                )
+                .order_by(PrintJob.id)
+                .limit(1)
+            ).first()
+        if job is None:
+            return False
+        profile = self.profiles.get(job.printer_ae_title)
+        try:
+            if profile is None:
+                raise RuntimeError(f"printer {job.printer_ae_title} is no longer configured")
+            pdf = pdf_target(profile, job.id, pdf_stem(job.id, job.procedure))
+            pdf.parent.mkdir(parents=True, exist_ok=True)
+            pages, pdf = self._render(job, profile, pdf)
+        except Exception as exc:
+            log.error("held print job %d cannot be previewed: %s", job.id, type(exc).__name__)
+            with transaction(self.factory) as session:
+                row = session.get(PrintJob, job.id)
+                if row is not None:
+                    row.error = f"preview: {type(exc).__name__}"
+            return True
+        with transaction(self.factory) as session:
+            row = session.get(PrintJob, job.id)
+            if row is not None and row.held:
+                row.pdf_path = str(pdf)
+                row.pages = pages
+        log.info("held print job %d rendered for its preview", job.id)
         return True
 
     def _print(self, job: PrintJob) -> tuple[int, Path]:

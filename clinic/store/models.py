@@ -39,14 +39,20 @@ class ProcedureStatus(enum.StrEnum):
     """Life cycle of a booking (the Scheduled Procedure Step's status)."""
 
     SCHEDULED = "SCHEDULED"
+    ARRIVED = "ARRIVED"
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETED = "COMPLETED"
     DISCONTINUED = "DISCONTINUED"
     CANCELLED = "CANCELLED"
 
 
-#: Statuses a modality still has work for: the worklist serves only these.
-ACTIVE_STATUSES = (ProcedureStatus.SCHEDULED.value, ProcedureStatus.IN_PROGRESS.value)
+#: Statuses a modality still has work for: the worklist serves only these, and only
+#: these occupy their station's time.
+ACTIVE_STATUSES = (
+    ProcedureStatus.SCHEDULED.value,
+    ProcedureStatus.ARRIVED.value,
+    ProcedureStatus.IN_PROGRESS.value,
+)
 
 
 class Patient(Base):
@@ -61,6 +67,9 @@ class Patient(Base):
     name_ascii: Mapped[str] = mapped_column(String(PN_LENGTH), index=True)
     birth_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
     sex: Mapped[str] = mapped_column(String(1), default="")
+    # Contact details, optional; kept for the front desk, never sent to a modality.
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -79,6 +88,10 @@ class Station(Base):
     location: Mapped[str] = mapped_column(String(16), default="")
     # Empty: the service default; else "ISO_IR 192" or "ISO_IR 100".
     character_set: Mapped[str] = mapped_column(String(16), default="")
+    # Opening hours of this station as JSON {"mon": "08:00-17:00", ...}; empty: the
+    # clinic's [scheduling] hours. Closed dates: JSON list of "YYYY-MM-DD".
+    opening_hours: Mapped[str] = mapped_column(Text, default="")
+    closed_dates: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -103,6 +116,8 @@ class Procedure(Base):
     scheduled_start: Mapped[dt.datetime] = mapped_column(DateTime)
     # Seconds since midnight of scheduled_start: lets a time-only key match in SQL.
     scheduled_seconds: Mapped[int] = mapped_column(Integer)
+    # How long the booking occupies its station from scheduled_start.
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
     procedure_description: Mapped[str] = mapped_column(String(64), default="")
     referring_physician: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
     referring_fold: Mapped[str] = mapped_column(String(PN_LENGTH), default="")
@@ -274,6 +289,46 @@ class PrintJob(Base):
     )
 
     procedure: Mapped[Procedure | None] = relationship(lazy="joined")
+    # Hold queue: a held job waits at the front desk until it is released or discarded.
+    held: Mapped[bool] = mapped_column(default=False)
+    # Archive to a PACS (clinic.printing.archive): empty when the printer does not archive,
+    # else ArchiveStatus; the destination (AE@host:port) is fixed when the job is spooled.
+    archive_status: Mapped[str] = mapped_column(String(16), default="", index=True)
+    archive_to: Mapped[str] = mapped_column(String(200), default="")
+    archive_error: Mapped[str] = mapped_column(Text, default="")
+    archive_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    archive_next_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    archive_pending_since: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    archive_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The booking the instances last sent are filed under (a later relink sends a correction).
+    archive_procedure_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ArchiveStatus(enum.StrEnum):
+    """Where a printed job's copy in the PACS stands."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class PrintArchiveSend(Base):
+    """One set of instances that reached the PACS for a job (kept: corrections name it)."""
+
+    __tablename__ = "print_archive_sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # No foreign key: the history outlives a job removed by retention.
+    job_id: Mapped[int] = mapped_column(Integer, index=True)
+    procedure_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    destination: Mapped[str] = mapped_column(String(200))
+    study_instance_uid: Mapped[str] = mapped_column(String(64))
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    # JSON list of SOP Instance UIDs.
+    sop_instance_uids: Mapped[str] = mapped_column(Text)
+    # The earlier send this one replaces (the job was moved to another booking).
+    corrects_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class PerformedStepStatus(enum.StrEnum):

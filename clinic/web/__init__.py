@@ -15,12 +15,15 @@ from werkzeug.exceptions import HTTPException
 from clinic.config import Settings
 from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
+from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
+from clinic.domain.print_jobs import PrintDesk
 from clinic.web.display import readable_name
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
 
 STATUS_LABELS = {
     "SCHEDULED": "Booked",
+    "ARRIVED": "Arrived",
     "IN_PROGRESS": "In progress",
     "COMPLETED": "Done",
     "DISCONTINUED": "Stopped",
@@ -50,6 +53,7 @@ def create_app(
     login_throttle: LoginThrottle | None = None,
     reprint: Callable[[int], object] | None = None,
     refile: Callable[[int], object] | None = None,
+    print_desk: PrintDesk | None = None,
     testing: bool = False,
 ) -> Flask:
     """Build the Flask application.
@@ -72,6 +76,9 @@ def create_app(
     refile : callable, optional
         Files a printed job's PDF again (new name and metadata, nothing printed)
         after the front desk changed its patient link.
+    print_desk : PrintDesk, optional
+        The hold queue (release, discard) and "send again" to the archive; without
+        it the print-jobs page offers neither.
     testing : bool
         Flask's testing mode.
 
@@ -100,10 +107,14 @@ def create_app(
     app.extensions["clinic.scheduler"] = scheduler
     app.extensions["clinic.domain.accounts"] = Accounts(session_factory)
     app.extensions["clinic.domain.catalog"] = Catalog(session_factory)
+    app.extensions["clinic.domain.calendar"] = Calendar(
+        session_factory, settings.opening, settings.default_duration_minutes
+    )
     app.extensions["clinic.sessions"] = session_factory
     app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
     app.extensions["clinic.reprint"] = reprint
     app.extensions["clinic.refile"] = refile
+    app.extensions["clinic.print_desk"] = print_desk
 
     csrf = CSRFProtect(app)
     login = LoginManager(app)
@@ -128,10 +139,11 @@ def create_app(
     login.user_loader(load_user)
     login.unauthorized_handler(unauthorized)
 
-    from clinic.web import admin, api, auth, frontdesk, printjobs
+    from clinic.web import admin, api, auth, calendar, frontdesk, printjobs
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(frontdesk.bp)
+    app.register_blueprint(calendar.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(printjobs.bp)
     app.register_blueprint(api.bp)

@@ -21,14 +21,18 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from clinic.domain import patients as patient_search
 from clinic.domain.accounts import Accounts
+from clinic.domain.calendar import WEEKDAYS, Calendar, station_opening_hours
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.vr import parse_date
-from clinic.store.models import AuditEntry, WorklistQueryLog
+from clinic.store.models import AuditEntry, Procedure, Station, WorklistQueryLog
 from clinic.web.forms import (
     CatalogForm,
     EmptyForm,
+    MergeForm,
+    OpeningHoursForm,
     StationForm,
     UserEditForm,
     UserForm,
@@ -102,6 +106,44 @@ def stations() -> Any:
     )
 
 
+def _calendar() -> Calendar:
+    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
+    return calendar
+
+
+def _hours_form(station: Station) -> OpeningHoursForm:
+    """The opening-hours form filled with the station's hours (its own or the clinic's)."""
+    form = OpeningHoursForm(formdata=None)
+    hours = station_opening_hours(station, _calendar().default_hours)
+    for day, text in hours.as_mapping().items():
+        form[day].data = text
+    form.own_hours.data = bool(station.opening_hours)
+    own_dates = json.loads(station.closed_dates) if station.closed_dates else []
+    form.closed_dates.data = "\n".join(own_dates)
+    return form
+
+
+def _render_station(
+    current: Station,
+    form: StationForm,
+    hours_form: OpeningHoursForm | None = None,
+    problems: list[str] | None = None,
+    status: int = 200,
+) -> Any:
+    return (
+        render_template(
+            "admin_station.html",
+            station=current,
+            form=form,
+            hours_form=hours_form or _hours_form(current),
+            weekdays=WEEKDAYS,
+            clinic_hours=_calendar().default_hours.as_mapping(),
+            problems=problems or [],
+        ),
+        status,
+    )
+
+
 @bp.route("/stations/<int:station_id>", methods=["GET", "POST"])
 @admin_required
 def station(station_id: int) -> Any:
@@ -122,10 +164,37 @@ def station(station_id: int) -> Any:
             else:
                 flash("The station is saved.", "success")
                 return redirect(url_for("admin.stations"))
-        return render_template(
-            "admin_station.html", station=current, form=form, problems=problems
-        ), 422
-    return render_template("admin_station.html", station=current, form=form, problems=problems)
+        return _render_station(current, form, problems=problems, status=422)
+    return _render_station(current, form)
+
+
+@bp.post("/stations/<int:station_id>/hours")
+@admin_required
+def station_hours(station_id: int) -> Any:
+    """Set a station's own opening hours (or go back to the clinic's) and closed dates."""
+    try:
+        current = _catalog().get_station(station_id)
+    except NotFound:
+        abort(404)
+    hours_form = OpeningHoursForm()
+    station_form = StationForm(formdata=None, obj=current)
+    if not hours_form.validate_on_submit():
+        return _render_station(current, station_form, hours_form, status=422)
+    hours = (
+        {day: (hours_form[day].data or "").strip() for day in WEEKDAYS}
+        if hours_form.own_hours.data
+        else None
+    )
+    dates = (hours_form.closed_dates.data or "").replace(",", "\n").splitlines()
+    try:
+        _calendar().save_station_hours(current.ae_title, hours, dates, actor())
+    except ValidationError as exc:
+        for key, message in exc.errors.items():
+            if key in hours_form:
+                hours_form[key].errors = [*hours_form[key].errors, f"{message}."]
+        return _render_station(current, station_form, hours_form, status=422)
+    flash("The opening hours are saved.", "success")
+    return redirect(url_for("admin.station", station_id=station_id))
 
 
 # -- catalog -------------------------------------------------------------------------
@@ -303,6 +372,55 @@ def revoke_token(token_id: int) -> Any:
 
 
 # -- printers, audit, worklist diagnostics -------------------------------------------
+
+
+def _booking_count(patient_pk: int) -> int:
+    with _sessions()() as session:
+        stmt = select(func.count()).select_from(Procedure).where(Procedure.patient_pk == patient_pk)
+        return int(session.scalar(stmt) or 0)
+
+
+@bp.route("/patients/merge", methods=["GET", "POST"])
+@admin_required
+def merge_patients_page() -> Any:
+    """Merge a patient recorded twice: show both records, merge once confirmed."""
+    form = MergeForm()
+    if request.method == "GET":
+        form.keep_patient_id.data = request.args.get("keep", "")
+        form.merge_patient_id.data = request.args.get("merge", "")
+    records: list[Any] = []
+    problems: list[str] = []
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if form.validate_on_submit():
+            keep = form.keep_patient_id.data.strip()
+            merge = form.merge_patient_id.data.strip()
+            records = [(pid, patient_search.get_patient(_sessions(), pid)) for pid in (keep, merge)]
+            missing = [pid for pid, found in records if found is None]
+            if missing:
+                problems = [f"There is no patient with ID {pid}." for pid in missing]
+            elif keep == merge:
+                problems = ["Please enter two different patient IDs."]
+            elif not form.confirm.data:
+                problems = ["Please check both records, then confirm the merge."]
+                status = 200
+            else:
+                moved = patient_search.merge_patients(_sessions(), keep, merge, actor())
+                flash(
+                    f"Patient {merge} is merged into {keep}; {len(moved)} booking(s) moved.",
+                    "success",
+                )
+                return redirect(url_for("admin.merge_patients_page"))
+    return (
+        render_template(
+            "admin_merge.html",
+            form=form,
+            records=[(pid, p, _booking_count(p.id)) for pid, p in records if p is not None],
+            problems=problems,
+        ),
+        status,
+    )
 
 
 @bp.get("/printers")

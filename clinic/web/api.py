@@ -14,9 +14,18 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 
+from clinic.domain import patient_record
 from clinic.domain.bookings import Scheduler
-from clinic.domain.errors import NotFound, TransitionError, ValidationError
-from clinic.domain.fields import procedure_to_dict
+from clinic.domain.calendar import Calendar
+from clinic.domain.errors import (
+    NotFound,
+    OverlapError,
+    PatientConflict,
+    TransitionError,
+    ValidationError,
+)
+from clinic.domain.fields import MAX_DURATION_MINUTES, procedure_to_dict
+from clinic.domain.patients import likely_duplicates, merge_patients
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
 
@@ -54,9 +63,43 @@ def _validation_error(exc: ValidationError) -> Any:
     return _api_error(ApiError(422, "invalid input", exc.errors))
 
 
+@bp.errorhandler(PatientConflict)
+def _patient_conflict(exc: PatientConflict) -> Any:
+    response = jsonify(
+        {
+            "error": "the patient ID is stored with other details; "
+            'send "update_patient": true to change them',
+            "conflicts": exc.conflicts,
+        }
+    )
+    response.status_code = 409
+    return response
+
+
+def _pop_flag(data: dict[str, Any], name: str) -> bool:
+    """Remove the request option ``name`` from a booking body and return it (422 if not bool)."""
+    value = data.pop(name, False)
+    if not isinstance(value, bool):
+        raise ApiError(422, "invalid input", {name: "must be true or false"})
+    return value
+
+
 @bp.errorhandler(TransitionError)
 def _transition_error(exc: TransitionError) -> Any:
     return _api_error(ApiError(409, str(exc), {"status": str(exc)}))
+
+
+@bp.errorhandler(OverlapError)
+def _overlap_error(exc: OverlapError) -> Any:
+    response = jsonify(
+        {
+            "error": 'the station is taken at that time; send "allow_overlap": true to book '
+            "it anyway",
+            "overlaps": exc.procedure_ids,
+        }
+    )
+    response.status_code = 409
+    return response
 
 
 @bp.errorhandler(NotFound)
@@ -78,9 +121,11 @@ def authenticate() -> None:
         if user is None:
             raise ApiError(401, "the token is not valid")
         g.api_actor = f"api:{user.name}"
+        g.api_admin = user.role == "admin"
         return
     if current_user.is_authenticated:
         g.api_actor = f"web:{current_user.name}"
+        g.api_admin = bool(getattr(current_user, "is_admin", False))
         return
     raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
 
@@ -88,6 +133,11 @@ def authenticate() -> None:
 def _scheduler() -> Scheduler:
     scheduler: Scheduler = current_app.extensions["clinic.scheduler"]
     return scheduler
+
+
+def _calendar() -> Calendar:
+    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
+    return calendar
 
 
 def _unicode(*values: Any) -> bool:
@@ -99,7 +149,8 @@ def _unicode(*values: Any) -> bool:
     return True
 
 
-def _json_object() -> dict[str, Any]:
+def json_object() -> dict[str, Any]:
+    """The request's JSON object body; :class:`ApiError` 400/422 when it is not one."""
     try:
         data = request.get_json(silent=True)
     except RecursionError:  # arrays or objects nested thousands deep
@@ -171,9 +222,21 @@ def list_procedures() -> Response:
 
 @bp.post("/procedures")
 def create_procedure() -> Any:
-    """Book an exam; 201 with the booking (identifiers generated where absent)."""
-    data = _json_object()
-    proc = _scheduler().book(data, actor=g.api_actor)
+    """Book an exam; 201 with the booking (identifiers generated where absent).
+
+    409 with ``conflicts`` when the patient ID is stored with another name, birth
+    date or sex, unless the body says ``"update_patient": true``; 409 with
+    ``overlaps`` when the station is taken then, unless ``"allow_overlap": true``.
+    """
+    data = json_object()
+    update_patient = _pop_flag(data, "update_patient")
+    allow_overlap = _pop_flag(data, "allow_overlap")
+    proc = _scheduler().book(
+        data,
+        actor=g.api_actor,
+        update_patient=update_patient,
+        refuse_overlaps=not allow_overlap,
+    )
     response = jsonify(procedure_to_dict(proc))
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_procedure", procedure_id=proc.id)
@@ -189,9 +252,67 @@ def get_procedure(procedure_id: int) -> Any:
 @bp.patch("/procedures/<int:procedure_id>")
 def update_procedure(procedure_id: int) -> Any:
     """Change some fields of a booking (``id`` and ``status`` are ignored)."""
-    data = _json_object()
-    proc = _scheduler().update(procedure_id, data, actor=g.api_actor)
+    data = json_object()
+    update_patient = _pop_flag(data, "update_patient")
+    allow_overlap = _pop_flag(data, "allow_overlap")
+    proc = _scheduler().update(
+        procedure_id,
+        data,
+        actor=g.api_actor,
+        update_patient=update_patient,
+        refuse_overlaps=not allow_overlap,
+    )
     return jsonify(procedure_to_dict(proc))
+
+
+@bp.post("/procedures/<int:procedure_id>/arrive")
+def arrive_procedure(procedure_id: int) -> Any:
+    """Check the patient in: the booking becomes ``ARRIVED`` (409 unless it is booked)."""
+    proc = _scheduler().arrive(procedure_id, actor=g.api_actor)
+    return jsonify(procedure_to_dict(proc))
+
+
+@bp.get("/free-slots")
+def free_slots() -> Any:
+    """Free time of a station on a day: ``[{"start", "end"}]`` intervals at least
+    ``duration`` minutes long, inside opening hours, minus active bookings."""
+    errors: dict[str, str] = {}
+    station = request.args.get("station", "").strip()
+    if not station:
+        errors["station"] = "is required"
+    day_text = request.args.get("date", "").strip()
+    day = None
+    if not day_text:
+        errors["date"] = "is required (YYYY-MM-DD)"
+    else:
+        try:
+            day = parse_date(day_text)
+        except ValueError as exc:
+            errors["date"] = str(exc)
+    minutes = _calendar().default_duration_minutes
+    try:
+        minutes = int_arg("duration", minutes, 1, MAX_DURATION_MINUTES)
+    except ApiError as exc:
+        errors.update(exc.errors or {})
+    if errors or day is None:
+        raise ApiError(400, "bad query parameter", errors)
+    try:
+        slots = _calendar().free_slots(station, day, minutes)
+    except NotFound:
+        raise ApiError(404, "no such station", {"station": "is not a known station"}) from None
+    return jsonify(
+        [
+            {"start": a.strftime("%Y-%m-%dT%H:%M"), "end": b.strftime("%Y-%m-%dT%H:%M")}
+            for a, b in slots
+        ]
+    )
+
+
+@bp.get("/patients/<path:patient_id>")
+def get_patient(patient_id: str) -> Any:
+    """A patient's details, contact, bookings (past and upcoming) and print jobs."""
+    rec = patient_record.record(current_app.extensions["clinic.sessions"], patient_id)
+    return jsonify(patient_record.record_to_dict(rec))
 
 
 @bp.post("/procedures/<int:procedure_id>/cancel")
@@ -199,7 +320,7 @@ def cancel_procedure(procedure_id: int) -> Any:
     """Cancel a booking; an optional JSON body may give ``reason``."""
     reason = ""
     if request.get_data(cache=True):
-        data = _json_object()
+        data = json_object()
         unknown = sorted(set(data) - {"reason"})
         if unknown:
             raise ApiError(422, "invalid input", {k: "is not a known field" for k in unknown})
@@ -211,6 +332,62 @@ def cancel_procedure(procedure_id: int) -> Any:
         reason = raw
     proc = _scheduler().cancel(procedure_id, reason, actor=g.api_actor)
     return jsonify(procedure_to_dict(proc))
+
+
+@bp.get("/patients/similar")
+def similar_patients() -> Any:
+    """Stored patients who are probably the person described (before booking a new one).
+
+    ``patient_name`` (DICOM PN) is required, ``patient_birth_date`` (YYYY-MM-DD) optional.
+    """
+    name = request.args.get("patient_name", "").strip()
+    errors: dict[str, str] = {}
+    if not name.strip("^= "):
+        errors["patient_name"] = "is required"
+    born_text = request.args.get("patient_birth_date", "").strip()
+    born = None
+    if born_text:
+        try:
+            born = parse_date(born_text)
+        except ValueError as exc:
+            errors["patient_birth_date"] = str(exc)
+    if errors:
+        raise ApiError(400, "bad query parameter", errors)
+    found = likely_duplicates(_scheduler().session_factory, name, born)
+    return jsonify(
+        [
+            {
+                "patient_id": d.patient_id,
+                "patient_name": d.name,
+                "patient_birth_date": d.birth_date.isoformat() if d.birth_date else "",
+                "patient_sex": d.sex,
+                "reasons": list(d.reasons),
+            }
+            for d in found
+        ]
+    )
+
+
+@bp.post("/patients/<patient_id>/merge")
+def merge_patient(patient_id: str) -> Any:
+    """Merge the patient named in the body (``{"patient_id": ...}``) into ``patient_id``.
+
+    Administrators only (403 otherwise). 200 with the ids of the bookings that moved;
+    404 when either patient is unknown.
+    """
+    if not g.get("api_admin"):
+        raise ApiError(403, "only an administrator may merge patients")
+    data = json_object()
+    other = data.get("patient_id")
+    unknown = sorted(set(data) - {"patient_id"})
+    errors = {k: "is not a known field" for k in unknown}
+    if not isinstance(other, str) or not other.strip():
+        errors["patient_id"] = "is required: the patient ID to merge into this one"
+    if errors or not isinstance(other, str):
+        raise ApiError(422, "invalid input", errors)
+    merged = other.strip()
+    moved = merge_patients(_scheduler().session_factory, patient_id, merged, g.api_actor)
+    return jsonify({"patient_id": patient_id, "merged_patient_id": merged, "procedures": moved})
 
 
 @bp.get("/openapi.json")

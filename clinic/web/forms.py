@@ -21,7 +21,8 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from clinic.config import CHARACTER_SETS
-from clinic.domain.fields import BY_NAME, PRIORITIES, SEXES
+from clinic.domain.calendar import WEEKDAY_NAMES, WEEKDAYS
+from clinic.domain.fields import BY_NAME, MAX_DURATION_MINUTES, PRIORITIES, SEXES
 
 try:  # WTForms 3.3 wants SelectChoice objects; older versions take (value, label) pairs
     from wtforms.fields.choices import SelectChoice
@@ -146,7 +147,21 @@ class BookingForm(FlaskForm):  # type: ignore[misc]
         "Notes for the radiographer",
         validators=[Optional(), Length(max=_NOTES_MAX, message="The notes are too long.")],
     )
+    duration_minutes = IntegerField(
+        "Duration (minutes)",
+        validators=[
+            Optional(),
+            NumberRange(
+                min=1,
+                max=MAX_DURATION_MINUTES,
+                message=f"Between 1 and {MAX_DURATION_MINUTES} minutes.",
+            ),
+        ],
+        description="Leave empty for the procedure's usual duration.",
+    )
     confirm_new_patient = BooleanField("This is a new patient, not one of those listed")
+    allow_overlap = BooleanField("Book anyway, at the same time as the bookings listed")
+    update_patient = BooleanField("Same person: change the stored details to the ones typed here")
 
 
 class RescheduleForm(FlaskForm):  # type: ignore[misc]
@@ -155,6 +170,17 @@ class RescheduleForm(FlaskForm):  # type: ignore[misc]
     station = SelectField("Station", choices=[], validate_choice=False)
     date = DateField("Date", validators=[InputRequired("Please choose the new day.")])
     time = TimeField("Time", validators=[InputRequired("Please choose the new time.")])
+    duration_minutes = IntegerField(
+        "Duration (minutes)",
+        validators=[
+            Optional(),
+            NumberRange(
+                min=1,
+                max=MAX_DURATION_MINUTES,
+                message=f"Between 1 and {MAX_DURATION_MINUTES} minutes.",
+            ),
+        ],
+    )
     referring_physician = StringField(
         "Referring physician", validators=[Optional(), Length(max=64)]
     )
@@ -162,6 +188,7 @@ class RescheduleForm(FlaskForm):  # type: ignore[misc]
     notes = TextAreaField(
         "Notes for the radiographer", validators=[Optional(), Length(max=_NOTES_MAX)]
     )
+    allow_overlap = BooleanField("Move it anyway, at the same time as the bookings listed")
 
 
 class CancelForm(FlaskForm):  # type: ignore[misc]
@@ -246,8 +273,57 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
     )
 
 
-class TokenForm(FlaskForm):  # type: ignore[misc]
-    """Create an API token (no fields but the CSRF token)."""
+class ContactForm(FlaskForm):  # type: ignore[misc]
+    """A patient's phone and e-mail."""
+
+    phone = StringField(
+        "Phone",
+        validators=[Optional(), Length(max=32, message="The phone number is too long.")],
+        render_kw={"autocomplete": "off", "inputmode": "tel"},
+    )
+    email = StringField(
+        "E-mail",
+        validators=[Optional(), Length(max=254, message="The e-mail address is too long.")],
+        render_kw={"autocomplete": "off", "inputmode": "email"},
+    )
+
+
+class OpeningHoursForm(FlaskForm):  # type: ignore[misc]
+    """A station's opening hours per weekday and its closed dates."""
+
+    own_hours = BooleanField("This station has its own opening hours (below)")
+    closed_dates = TextAreaField(
+        "Closed dates",
+        validators=[Optional()],
+        description="One date a line, YYYY-MM-DD (holidays, maintenance).",
+    )
+
+
+for _day in WEEKDAYS:
+    setattr(
+        OpeningHoursForm,
+        _day,
+        StringField(
+            WEEKDAY_NAMES[_day],
+            validators=[Optional(), Length(max=64)],
+            description="HH:MM-HH:MM, several with commas; empty: closed",
+        ),
+    )
+
+
+class MergeForm(FlaskForm):  # type: ignore[misc]
+    """Merge one patient record into another (administrators)."""
+
+    keep_patient_id = StringField(
+        "Patient ID to keep",
+        validators=[DataRequired("Please enter the patient ID that stays."), Length(max=64)],
+    )
+    merge_patient_id = StringField(
+        "Patient ID to merge into it",
+        validators=[DataRequired("Please enter the patient ID to merge."), Length(max=64)],
+        description="Its bookings, performed steps and print jobs move; the record goes.",
+    )
+    confirm = BooleanField("These two records are the same person: merge them")
 
 
 class EmptyForm(FlaskForm):  # type: ignore[misc]

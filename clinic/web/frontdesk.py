@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections import OrderedDict
@@ -23,12 +24,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patients as patient_search
 from clinic.domain.bookings import Scheduler
+from clinic.domain.calendar import Calendar, booking_end, overlapping_ids
 from clinic.domain.catalog import Catalog, procedure_code
-from clinic.domain.errors import NotFound, TransitionError, ValidationError
+from clinic.domain.errors import (
+    NotFound,
+    OverlapError,
+    PatientConflict,
+    TransitionError,
+    ValidationError,
+)
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
 from clinic.domain.vr import parse_date
-from clinic.store.models import CatalogEntry, PerformedStep, Procedure, ProcedureStatus
+from clinic.store.models import (
+    ACTIVE_STATUSES,
+    CatalogEntry,
+    PerformedStep,
+    Procedure,
+    ProcedureStatus,
+)
 from clinic.web.display import readable_name
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
 from clinic.web.security import actor, login_required
@@ -50,6 +64,7 @@ FIELD_WORDS = {
     "referring_physician": "The referring physician's name",
     "priority": "The priority",
     "notes": "The notes",
+    "duration_minutes": "The duration",
     "accession_number": "The accession number",
     "reason": "The reason",
 }
@@ -66,6 +81,7 @@ BOOKING_FIELDS = {
     "referring_physician": "referring_physician",
     "priority": "priority",
     "notes": "notes",
+    "duration_minutes": "duration_minutes",
 }
 
 
@@ -77,6 +93,37 @@ def _scheduler() -> Scheduler:
 def _catalog() -> Catalog:
     catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
     return catalog
+
+
+def _calendar() -> Calendar:
+    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
+    return calendar
+
+
+def safe_next(default: str) -> str:
+    """The form's ``next`` address when it is a path on this site, else ``default``."""
+    target = request.form.get("next", "")
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def overlap_problems(ids: list[int]) -> list[str]:
+    """Describe the bookings a booking would overlap, for the form's message."""
+    lines = ["The station is already booked at that time:"]
+    for proc_id in ids:
+        try:
+            other = _scheduler().get(proc_id)
+        except NotFound:
+            continue
+        end = booking_end(other.scheduled_start, other.duration_minutes)
+        lines.append(
+            f"{other.scheduled_start:%d.%m.%Y %H:%M}–{end:%H:%M} "
+            f"{readable_name(other.patient.name)} "
+            f"({other.procedure_description or other.modality}, {other.accession_number})"
+        )
+    lines.append("Choose another time, or tick the box below to book it anyway.")
+    return lines
 
 
 def _sessions() -> sessionmaker[Session]:
@@ -191,6 +238,19 @@ def day() -> str:
     counts = {s.value: sum(1 for p in rows if p.status == s.value) for s in ProcedureStatus}
     printable = request.args.get("print") == "1"
     unlinked = [] if printable else list(_performed().unlinked())
+    ends = {p.id: booking_end(p.scheduled_start, p.duration_minutes) for p in day_rows}
+    clashing = overlapping_ids(
+        (p.id, p.station_ae_title, p.scheduled_start, ends[p.id])
+        for p in day_rows
+        if p.status in ACTIVE_STATUSES
+    )
+    free: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
+    if group == "station" and not printable:
+        for key in groups:
+            try:
+                free[key] = _calendar().free_slots(key, day, 1)
+            except NotFound:
+                free[key] = []
     return render_template(
         "day_print.html" if printable else "day.html",
         day=day,
@@ -210,6 +270,10 @@ def day() -> str:
         series_count=series_count,
         day_bookings=[p for p in day_rows if p.status != ProcedureStatus.CANCELLED],
         button=EmptyForm(formdata=None),
+        ends=ends,
+        clashing=clashing,
+        free=free,
+        here=request.full_path.rstrip("?"),
     )
 
 
@@ -240,10 +304,68 @@ def patients() -> str:
     )
 
 
+def _duration_of(entry: CatalogEntry | None, typed: int | None) -> int:
+    if typed:
+        return typed
+    if entry is not None:
+        return entry.duration_minutes
+    return _calendar().default_duration_minutes
+
+
+def _suggestions(station: str, day: dt.date | None, minutes: int) -> list[dt.datetime]:
+    """The next free start times of ``station`` from ``day`` (or now) for ``minutes``."""
+    if not station:
+        return []
+    now = dt.datetime.now().replace(second=0, microsecond=0)
+    after = max(now, dt.datetime.combine(day, dt.time())) if day else now
+    try:
+        return _calendar().next_free(station, after, minutes)
+    except NotFound:
+        return []
+
+
+def _render_book(
+    form: BookingForm,
+    entries: list[CatalogEntry],
+    *,
+    duplicates: list[Any] | None = None,
+    problems: list[str] | None = None,
+    clash: bool = False,
+    conflicts: dict[str, dict[str, str]] | None = None,
+    status: int = 200,
+) -> Any:
+    code = form.procedure.data or ""
+    entry = next((e for e in entries if e.code == code), None)
+    station = form.station.data or (entry.default_station if entry else "")
+    minutes = _duration_of(entry, form.duration_minutes.data)
+    suggestions = _suggestions(station, form.date.data, minutes)
+    return (
+        render_template(
+            "book.html",
+            form=form,
+            entries=entries,
+            duplicates=duplicates or [],
+            problems=problems or [],
+            clash=clash,
+            conflicts=conflicts or {},
+            suggestions=suggestions,
+            suggestion_station=station,
+            suggestion_minutes=minutes,
+        ),
+        status,
+    )
+
+
 @bp.route("/book", methods=["GET", "POST"])
 @login_required
 def book() -> Any:
-    """Book an exam for an existing patient (``?patient=ID``) or a new one."""
+    """Book an exam for an existing patient (``?patient=ID``) or a new one.
+
+    ``station``, ``date``, ``time`` and ``procedure`` pre-fill the form (the week
+    view's free time links here). The form offers the next free times of the chosen
+    station for the procedure's duration; "Show free slots" and picking one re-show
+    the form with what was typed, booking nothing.
+    """
     g.patient_data = True
     entries = _catalog().entries(active_only=True)
     form = BookingForm()
@@ -271,11 +393,28 @@ def book() -> Any:
             )
         except ValueError:
             form.date.data = dt.date.today()
+        if request.args.get("time"):
+            with contextlib.suppress(ValueError):
+                form.time.data = dt.time.fromisoformat(request.args["time"])
         if request.args.get("station"):
             form.station.data = request.args["station"]
-        return render_template(
-            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
-        )
+        if request.args.get("procedure"):
+            form.procedure.data = request.args["procedure"]
+        return _render_book(form, entries)
+
+    pick = request.form.get("pick", "")
+    if pick or request.form.get("action") == "slots":
+        # Re-show the form with a chosen free time (or the free times), booking nothing.
+        if pick:
+            try:
+                chosen = dt.datetime.fromisoformat(pick)
+            except ValueError:
+                chosen = None
+            if chosen is not None:
+                form.date.data, form.time.data = chosen.date(), chosen.time()
+                form.date.raw_data = form.time.raw_data = None  # show the data, not the input
+        form.date.errors = []
+        return _render_book(form, entries)
 
     valid = form.validate_on_submit()
     code = form.procedure.data or ""
@@ -302,9 +441,7 @@ def book() -> Any:
             if duplicates:
                 valid = False
     if not valid:
-        return render_template(
-            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
-        ), 422
+        return _render_book(form, entries, duplicates=duplicates, problems=problems, status=422)
 
     start = dt.datetime.combine(form.date.data, form.time.data)
     raw: dict[str, Any] = {
@@ -315,6 +452,7 @@ def book() -> Any:
         "modality": entry.modality if entry else (form.modality.data or "").strip().upper(),
         "station_ae_title": form.station.data or (entry.default_station if entry else ""),
         "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
+        "duration_minutes": str(_duration_of(entry, form.duration_minutes.data)),
         "procedure_description": entry.description if entry else (form.description.data or ""),
         "procedure_code": procedure_code(entry).as_dict() if entry else None,
         "referring_physician": person_name_from_input(form.referring_physician.data or ""),
@@ -322,12 +460,35 @@ def book() -> Any:
         "notes": form.notes.data or "",
     }
     try:
-        proc = _scheduler().book(raw, actor=actor())
+        proc = _scheduler().book(
+            raw,
+            actor=actor(),
+            update_patient=bool(form.update_patient.data),
+            refuse_overlaps=not form.allow_overlap.data,
+        )
     except ValidationError as exc:
         problems = _add_errors(form, exc.errors, BOOKING_FIELDS)
-        return render_template(
-            "book.html", form=form, entries=entries, duplicates=duplicates, problems=problems
-        ), 422
+        return _render_book(form, entries, duplicates=duplicates, problems=problems, status=422)
+    except PatientConflict as exc:
+        # One patient ID is one person: show stored and typed details side by side and
+        # let the user say whether the stored ones are to change.
+        return _render_book(
+            form,
+            entries,
+            duplicates=duplicates,
+            problems=["This patient ID is stored with other details: see below."],
+            conflicts=exc.conflicts,
+            status=409,
+        )
+    except OverlapError as exc:
+        return _render_book(
+            form,
+            entries,
+            duplicates=duplicates,
+            problems=overlap_problems(exc.procedure_ids),
+            clash=True,
+            status=409,
+        )
     flash(f"Booked. Accession number {proc.accession_number}.", "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
@@ -351,12 +512,14 @@ def _render_procedure(
     cancel: CancelForm | None = None,
     problems: list[str] | None = None,
     status: int = 200,
+    clash: bool = False,
 ) -> Any:
     if reschedule is None:
         reschedule = _reschedule_form(proc)
         reschedule.station.data = proc.station_ae_title
         reschedule.date.data = proc.scheduled_start.date()
         reschedule.time.data = proc.scheduled_start.time()
+        reschedule.duration_minutes.data = proc.duration_minutes
         reschedule.referring_physician.data = readable_name(proc.referring_physician)
         reschedule.priority.data = proc.priority
         reschedule.notes.data = proc.notes
@@ -367,8 +530,10 @@ def _render_procedure(
             reschedule=reschedule,
             cancel=cancel or CancelForm(formdata=None),
             problems=problems or [],
-            can_change=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS),
-            can_cancel=proc.status == ProcedureStatus.SCHEDULED,
+            can_change=proc.status in ACTIVE_STATUSES,
+            can_cancel=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED),
+            end=booking_end(proc.scheduled_start, proc.duration_minutes),
+            clash=clash,
             status_actions=STATUS_ACTIONS.get(proc.status, []),
             button=EmptyForm(formdata=None),
             performed=_performed().for_procedure(proc.id),
@@ -404,7 +569,10 @@ def reschedule(procedure_id: int) -> Any:
     }
     if form.station.data:
         raw["station_ae_title"] = form.station.data
+    if form.duration_minutes.data:
+        raw["duration_minutes"] = str(form.duration_minutes.data)
     mapping = {
+        "duration_minutes": "duration_minutes",
         "scheduled_start": "date",
         "station_ae_title": "station",
         "referring_physician": "referring_physician",
@@ -412,10 +580,20 @@ def reschedule(procedure_id: int) -> Any:
         "notes": "notes",
     }
     try:
-        proc = _scheduler().update(procedure_id, raw, actor=actor())
+        proc = _scheduler().update(
+            procedure_id, raw, actor=actor(), refuse_overlaps=not form.allow_overlap.data
+        )
     except ValidationError as exc:
         problems = _add_errors(form, exc.errors, mapping)
         return _render_procedure(proc, reschedule=form, problems=problems, status=422)
+    except OverlapError as exc:
+        return _render_procedure(
+            proc,
+            reschedule=form,
+            problems=overlap_problems(exc.procedure_ids),
+            status=409,
+            clash=True,
+        )
     except TransitionError:
         return _render_procedure(
             proc, reschedule=form, problems=["This booking can no longer change."], status=409
@@ -440,7 +618,10 @@ def cancel(procedure_id: int) -> Any:
         return _render_procedure(proc, cancel=form, problems=problems, status=422)
     except TransitionError:
         return _render_procedure(
-            proc, cancel=form, problems=["Only a booked exam can be cancelled."], status=409
+            proc,
+            cancel=form,
+            problems=["Only a booked (or checked-in) exam can be cancelled."],
+            status=409,
         )
     flash(f"Cancelled: {proc.accession_number}.", "success")
     return redirect(url_for("frontdesk.day", date=proc.scheduled_start.date().isoformat()))
@@ -448,7 +629,11 @@ def cancel(procedure_id: int) -> Any:
 
 #: Status moves offered as buttons (for modalities that do not report MPPS).
 STATUS_ACTIONS = {
-    ProcedureStatus.SCHEDULED.value: [(ProcedureStatus.IN_PROGRESS.value, "Exam started")],
+    ProcedureStatus.SCHEDULED.value: [
+        (ProcedureStatus.ARRIVED.value, "Arrived"),
+        (ProcedureStatus.IN_PROGRESS.value, "Exam started"),
+    ],
+    ProcedureStatus.ARRIVED.value: [(ProcedureStatus.IN_PROGRESS.value, "Exam started")],
     ProcedureStatus.IN_PROGRESS.value: [
         (ProcedureStatus.COMPLETED.value, "Exam done"),
         (ProcedureStatus.DISCONTINUED.value, "Exam stopped"),
@@ -477,6 +662,40 @@ def status(procedure_id: int) -> Any:
         )
     flash(f"Status: {proc.status.replace('_', ' ').lower()}.", "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
+
+
+@bp.post("/procedures/<int:procedure_id>/arrive")
+@login_required
+def arrive(procedure_id: int) -> Any:
+    """Check the patient in (``ARRIVED``); back to ``next`` (the day view) or the booking."""
+    g.patient_data = True
+    proc = _load(procedure_id)
+    form = EmptyForm()
+    back = safe_next(url_for("frontdesk.procedure", procedure_id=procedure_id))
+    if not form.validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        proc = _scheduler().arrive(procedure_id, actor=actor())
+    except TransitionError:
+        flash(
+            f"{readable_name(proc.patient.name)} cannot be checked in: the exam is "
+            f"{STATUS_WORDS.get(proc.status, proc.status)}.",
+            "error",
+        )
+        return redirect(back)
+    flash(f"Checked in: {readable_name(proc.patient.name)}.", "success")
+    return redirect(back)
+
+
+#: Statuses in words, for messages.
+STATUS_WORDS = {
+    "SCHEDULED": "booked",
+    "ARRIVED": "already checked in",
+    "IN_PROGRESS": "in progress",
+    "COMPLETED": "done",
+    "DISCONTINUED": "stopped",
+    "CANCELLED": "cancelled",
+}
 
 
 @bp.get("/procedures/<int:procedure_id>/slip.pdf")

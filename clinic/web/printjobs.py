@@ -32,11 +32,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain.audit import audit
 from clinic.domain.errors import NotFound
-from clinic.domain.print_jobs import job_to_dict, list_jobs
+from clinic.domain.print_jobs import DeskRefusal, PrintDesk, archive_reason, job_to_dict, list_jobs
 from clinic.domain.print_links import PrintLinks
 from clinic.store.db import transaction
 from clinic.store.models import PrintJob, Procedure
-from clinic.web.api import ApiError, int_arg, page_links
+from clinic.web.api import ApiError, int_arg, json_object, page_links
 from clinic.web.api import bp as api_bp
 from clinic.web.forms import EmptyForm
 from clinic.web.security import actor, login_required
@@ -89,6 +89,11 @@ def render_thumbnail(pdf: Path, page: int, dpi: int = THUMBNAIL_DPI) -> bytes | 
     return done.stdout
 
 
+def _desk() -> PrintDesk | None:
+    desk: PrintDesk | None = current_app.extensions.get("clinic.print_desk")
+    return desk
+
+
 def _local_day(job: PrintJob) -> dt.date:
     """The clinic's local day a job arrived on (stored in UTC)."""
     return job.created_at.replace(tzinfo=dt.UTC).astimezone().date()
@@ -121,6 +126,8 @@ def jobs() -> str:
         button=EmptyForm(),
         max_thumbnails=MAX_THUMBNAILS,
         bookings={j.id: bookings[_local_day(j)] for j in rows[:PAGE_SIZE]},
+        desk=_desk(),
+        archive_reason=archive_reason,
     )
 
 
@@ -207,7 +214,130 @@ def reprint(job_id: int) -> Any:
     return redirect(url_for("printjobs.jobs"))
 
 
+def _copies(value: object) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise DeskRefusal("copies must be a whole number from 1 to 99") from None
+
+
+@bp.post("/print-jobs/<int:job_id>/release")
+@login_required
+def release(job_id: int) -> Any:
+    """Print a held job on the chosen printer with the chosen number of copies."""
+    desk = _desk()
+    if desk is None or not EmptyForm().validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        desk.release(
+            job_id,
+            request.form.get("printer", ""),
+            _copies(request.form.get("copies", "1")),
+            actor(),
+        )
+    except NotFound:
+        abort(404, "There is no such print job.")
+    except DeskRefusal as exc:
+        flash(f"{exc}.", "error")
+    else:
+        flash(f"Print job {job_id} is released and prints now.", "success")
+    return redirect(url_for("printjobs.jobs"))
+
+
+@bp.post("/print-jobs/<int:job_id>/discard")
+@login_required
+def discard(job_id: int) -> Any:
+    """Drop a held job: it is neither printed nor archived."""
+    desk = _desk()
+    if desk is None or not EmptyForm().validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        desk.discard(job_id, actor())
+    except NotFound:
+        abort(404, "There is no such print job.")
+    except DeskRefusal as exc:
+        flash(f"{exc}.", "error")
+    else:
+        flash(f"Print job {job_id} is discarded.", "success")
+    return redirect(url_for("printjobs.jobs"))
+
+
+@bp.post("/print-jobs/<int:job_id>/archive")
+@login_required
+def archive_again(job_id: int) -> Any:
+    """Send a printed job to its printer's archive once more."""
+    desk = _desk()
+    if desk is None or not EmptyForm().validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        desk.send_again(job_id, actor())
+    except NotFound:
+        abort(404, "There is no such print job.")
+    except DeskRefusal as exc:
+        flash(f"{exc}.", "error")
+    else:
+        flash(f"Print job {job_id} is sent to the archive again.", "success")
+    return redirect(url_for("printjobs.jobs"))
+
+
 # -- REST API (registered on the API blueprint: same authentication) -----------------
+
+
+def _api_desk() -> PrintDesk:
+    desk = _desk()
+    if desk is None:
+        raise ApiError(404, "the print service is not running here")
+    return desk
+
+
+@api_bp.post("/print-jobs/<int:job_id>/release")
+def api_release(job_id: int) -> Response:
+    """Release a held job: ``{"printer": AE, "copies": N}`` (both optional)."""
+    data = json_object()
+    desk = _api_desk()
+    job = _job(job_id)
+    if job is None:
+        raise ApiError(404, "not found")
+    printer = data.get("printer", job.printer_ae_title)
+    copies = data.get("copies", job.copies)
+    errors = {}
+    if not isinstance(printer, str):
+        errors["printer"] = "must be a printer's AE title"
+    if isinstance(copies, bool) or not isinstance(copies, int):
+        errors["copies"] = "must be a whole number from 1 to 99"
+    if errors:
+        raise ApiError(422, "invalid input", errors)
+    try:
+        released = desk.release(job_id, printer, copies, g.api_actor)
+    except NotFound:
+        raise ApiError(404, "not found") from None
+    except DeskRefusal as exc:
+        raise ApiError(409, str(exc)) from None
+    return jsonify(job_to_dict(_job(released.id) or released))
+
+
+@api_bp.post("/print-jobs/<int:job_id>/discard")
+def api_discard(job_id: int) -> Response:
+    """Discard a held job."""
+    try:
+        job = _api_desk().discard(job_id, g.api_actor)
+    except NotFound:
+        raise ApiError(404, "not found") from None
+    except DeskRefusal as exc:
+        raise ApiError(409, str(exc)) from None
+    return jsonify(job_to_dict(_job(job.id) or job))
+
+
+@api_bp.post("/print-jobs/<int:job_id>/archive")
+def api_archive_again(job_id: int) -> Response:
+    """Send a printed job to its printer's archive once more."""
+    try:
+        job = _api_desk().send_again(job_id, g.api_actor)
+    except NotFound:
+        raise ApiError(404, "not found") from None
+    except DeskRefusal as exc:
+        raise ApiError(409, str(exc)) from None
+    return jsonify(job_to_dict(_job(job.id) or job))
 
 
 @api_bp.get("/print-jobs")

@@ -1,16 +1,11 @@
-"""Worklist answers encoded straight to bytes and handed to the association as P-DATA.
+"""Worklist answers encoded straight to bytes.
 
-pynetdicom answers a C-FIND one pending response at a time: the handler's dataset is
-written by pydicom, a command set is built and written twice (once to measure its
-group length), and the message is cut into PDUs, each on its own trip through the
-DUL state machine. For a query with thousands of matches that is nearly all of the
-time spent. Every answer of one query has the same shape, though: the same elements
-in the same order, in one transfer syntax, and one command set serves them all (same
-message ID, same pending status). So the shape is compiled once
-per query into an :class:`AnswerPlan` that turns a matched row into the identifier's
-bytes, and a :class:`PendingStream` frames each one with the prepared command set as a
-single P-DATA-TF PDU (two PDVs: command, then data set; PS3.8 9.3.5 and Annex E)
-whenever the peer's maximum PDU length allows.
+pynetdicom has pydicom write each pending response's identifier; for a query with
+thousands of matches that is nearly all of the time spent. Every answer of one query
+has the same shape, though: the same elements in the same order, in one transfer
+syntax. So the shape is compiled once per query into an :class:`AnswerPlan` that turns
+a matched row into the identifier's bytes, which
+:class:`clinic.dicom.pending.PendingStream` frames and hands to the association.
 
 The plan is checked byte for byte against pydicom's encoding of the reference
 response (``build_response``) by the tests; a row it cannot encode (a value that does
@@ -20,24 +15,22 @@ not fit its VR's character repertoire or length field) is encoded by pydicom ins
 from __future__ import annotations
 
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
+from pydicom.uid import UID
+from pydicom.valuerep import (
+    CUSTOMIZABLE_CHARSET_VR,
+    DEFAULT_CHARSET_VR,
+    EXPLICIT_VR_LENGTH_32,
 )
-from pynetdicom import evt
+from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.dsutils import encode as pydicom_encode
-from pynetdicom.pdu_primitives import P_DATA
 
 from clinic.worklist.charsets import SIMPLE_CODECS
 from clinic.worklist.matching import (
@@ -59,32 +52,21 @@ from clinic.worklist.matching import (
 #: ISO 2022 sets with code extensions are written by pydicom.
 CODECS = SIMPLE_CODECS
 #: VRs whose text is in the Specific Character Set; the others are default repertoire.
-_CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_CHARSET_VRS = frozenset(CUSTOMIZABLE_CHARSET_VR)
 #: VRs with a value the plan can write (text); any VR can be written empty.
-_TEXT_VRS = _CHARSET_VRS | {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"}
+_TEXT_VRS = _CHARSET_VRS | DEFAULT_CHARSET_VR
 #: Explicit VR elements with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
-_LONG_VRS = frozenset(
-    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
-)
+_LONG_VRS = frozenset(EXPLICIT_VR_LENGTH_32)
 #: pydicom writes text in the default repertoire with this codec.
 _DEFAULT_CODEC = "latin-1"
 
 #: (implicit VR, little endian, deflated) per transfer syntax the worklist accepts.
 SYNTAXES: dict[str, tuple[bool, bool, bool]] = {
-    ImplicitVRLittleEndian: (True, True, False),
-    ExplicitVRLittleEndian: (False, True, False),
-    DeflatedExplicitVRLittleEndian: (False, True, True),
-    ExplicitVRBigEndian: (False, False, False),
+    uid: (uid.is_implicit_VR, uid.is_little_endian, uid.is_deflated)
+    for uid in map(UID, DEFAULT_TRANSFER_SYNTAXES)
 }
 
 _ITEM = (0xFFFE, 0xE000)  # Item tag: group, element
-_CFIND_RSP = 0x8020
-_DATASET_PRESENT = 0x0001
-#: P-DATA waiting for the DUL beyond this many: wait for the peer to read.
-_QUEUE_HIGH_WATER = 256
-#: DUL states (PS3.8 9.2) in which no answer will reach the peer any more: idle, and
-#: waiting for the transport to close.
-_ENDED_STATES = frozenset({"Sta1", "Sta13"})
 
 
 class _Field:
@@ -333,103 +315,3 @@ def reference_encode(response: Dataset, transfer_syntax: str) -> bytes:
     if data is None:
         raise ValueError("the response identifier cannot be encoded")
     return data
-
-
-# -- framing ---------------------------------------------------------------------------
-
-
-def find_response_command(sop_class_uid: str, message_id: int, status: int) -> bytes:
-    """A C-FIND-RSP command set with a data set (Implicit VR Little Endian, PS3.7 9.3.2.2).
-
-    Byte for byte what pynetdicom writes for the same response.
-    """
-    uid = sop_class_uid.encode("ascii")
-    if len(uid) % 2:
-        uid += b"\x00"
-
-    def us(element: int, value: int) -> bytes:
-        return struct.pack("<HHIH", 0x0000, element, 2, value)
-
-    body = (
-        struct.pack("<HHI", 0x0000, 0x0002, len(uid))
-        + uid
-        + us(0x0100, _CFIND_RSP)
-        + us(0x0120, message_id)
-        + us(0x0800, _DATASET_PRESENT)
-        + us(0x0900, status)
-    )
-    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
-
-
-def frame_message(
-    context_id: int, command: bytes, dataset: bytes, max_pdu_length: int
-) -> list[list[list[Any]]]:
-    """Cut one DIMSE message into the PDV lists of its P-DATA-TF PDUs (PS3.8 Annex E).
-
-    Command and data set travel in one PDU when both fit under the peer's maximum PDU
-    length (0: unlimited); otherwise each is fragmented as pynetdicom does, one PDV per
-    PDU. The first byte of each PDV is its message control header.
-    """
-    if max_pdu_length == 0 or 12 + len(command) + len(dataset) <= max_pdu_length:
-        return [[[context_id, b"\x03" + command], [context_id, b"\x02" + dataset]]]
-    size = max_pdu_length - 6
-    pdus: list[list[list[Any]]] = []
-    for payload, more, last in ((command, b"\x01", b"\x03"), (dataset, b"\x00", b"\x02")):
-        chunks = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
-        for index, chunk in enumerate(chunks):
-            control = last if index == len(chunks) - 1 else more
-            pdus.append([[context_id, control + chunk]])
-    return pdus
-
-
-class PendingStream:
-    """Sends one query's pending C-FIND responses straight to the association's DUL.
-
-    They share the DUL's queue with what pynetdicom sends itself, so the final
-    response the service class sends after the handler finishes always comes last.
-
-    Parameters
-    ----------
-    event : pynetdicom.events.Event
-        The EVT_C_FIND event being answered.
-    status : int
-        The pending status of every answer (0xFF00, or 0xFF01).
-    """
-
-    def __init__(self, event: evt.Event, status: int) -> None:
-        self.assoc = event.assoc
-        self.context_id = event.context.context_id
-        self.command = find_response_command(
-            str(event.request.AffectedSOPClassUID), cast(int, event.request.MessageID), status
-        )
-        self.max_pdu_length = int(self.assoc.dimse.maximum_pdu_size or 0)
-
-    def send(self, identifier: bytes) -> bool:
-        """Queue one pending response; ``False`` once the association has ended."""
-        dul = self.assoc.dul
-        while dul.to_provider_queue.qsize() > _QUEUE_HIGH_WATER:
-            # The peer reads slower than rows are encoded: keep memory bounded.
-            if not self._open():
-                return False
-            time.sleep(0.001)
-        if not self._open():
-            return False
-        for pdvs in frame_message(self.context_id, self.command, identifier, self.max_pdu_length):
-            primitive = P_DATA()
-            primitive.presentation_data_value_list = pdvs  # type: ignore[assignment]
-            dul.send_pdu(primitive)
-        return True
-
-    def _open(self) -> bool:
-        """Whether answers can still reach the peer.
-
-        The association's own flag is cleared by its reactor, which is the thread
-        sending these answers; a transport that failed under the DUL (a peer that stopped
-        reading, cut at the idle deadline) shows in the DUL's state instead.
-        """
-        dul = self.assoc.dul
-        return (
-            self.assoc.is_established
-            and dul.is_alive()
-            and dul.state_machine.current_state not in _ENDED_STATES
-        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, select
 from sqlalchemy.orm import InstrumentedAttribute, contains_eager
 
 from clinic.dicom.decoding import first_undecodable
+from clinic.dicom.status import IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS, DimseFailure
 from clinic.domain.codes import Code, code_of
 from clinic.domain.names import fold, fold_ascii, trim_name
 from clinic.store.models import ACTIVE_STATUSES, Patient, Procedure, ProcedureStatus, Station
@@ -32,22 +33,6 @@ SPS_SEQUENCE = "ScheduledProcedureStepSequence"
 SPS_DATE = "ScheduledProcedureStepStartDate"
 SPS_TIME = "ScheduledProcedureStepStartTime"
 SPS_STATUS = "ScheduledProcedureStepStatus"
-
-# Status codes of the Basic Worklist Management C-FIND (PS3.4 K.4.1.1.4).
-STATUS_IDENTIFIER_MISMATCH = 0xA900
-STATUS_UNABLE_TO_PROCESS = 0xC000
-
-
-class IdentifierError(Exception):
-    """A query that cannot be answered: ``status`` is the C-FIND failure status.
-
-    The message names the attribute and the problem, never the value, so it can be
-    logged and returned as an Error Comment without leaking patient data.
-    """
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -74,7 +59,7 @@ def parse_da(text: str, keyword: str) -> dt.date:
 
     Raises
     ------
-    IdentifierError
+    DimseFailure
         With status 0xC000 when the text is not a real date.
     """
     match = _DATE.match(text.strip())
@@ -83,7 +68,7 @@ def parse_da(text: str, keyword: str) -> dt.date:
             return dt.date(int(match[1]), int(match[2]), int(match[3]))
         except ValueError:
             pass
-    raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{keyword}: not a valid date or date range")
+    raise DimseFailure(UNABLE_TO_PROCESS, f"{keyword}: not a valid date or date range")
 
 
 def parse_tm(text: str, keyword: str, *, upper: bool) -> dt.time:
@@ -94,7 +79,7 @@ def parse_tm(text: str, keyword: str, *, upper: bool) -> dt.time:
 
     Raises
     ------
-    IdentifierError
+    DimseFailure
         With status 0xC000 when the text is not a valid time.
     """
     match = _TIME.match(text.strip().replace(":", ""))
@@ -113,7 +98,7 @@ def parse_tm(text: str, keyword: str, *, upper: bool) -> dt.time:
             return dt.time(hour, minute, second, micro)
         except ValueError:
             pass
-    raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{keyword}: not a valid time or time range")
+    raise DimseFailure(UNABLE_TO_PROCESS, f"{keyword}: not a valid time or time range")
 
 
 def _split_range(text: str, keyword: str) -> tuple[str, str, bool]:
@@ -121,10 +106,10 @@ def _split_range(text: str, keyword: str) -> tuple[str, str, bool]:
     if "-" not in text:
         return text, text, False
     if text.count("-") > 1:
-        raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{keyword}: malformed range")
+        raise DimseFailure(UNABLE_TO_PROCESS, f"{keyword}: malformed range")
     low, high = text.split("-")
     if not low.strip() and not high.strip():
-        raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{keyword}: range without ends")
+        raise DimseFailure(UNABLE_TO_PROCESS, f"{keyword}: range without ends")
     return low.strip(), high.strip(), True
 
 
@@ -134,7 +119,7 @@ def date_bounds(text: str, keyword: str) -> tuple[dt.date | None, dt.date | None
     low_d = parse_da(low, keyword) if low else None
     high_d = parse_da(high, keyword) if high else None
     if low_d and high_d and low_d > high_d:
-        raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{keyword}: range ends before it starts")
+        raise DimseFailure(UNABLE_TO_PROCESS, f"{keyword}: range ends before it starts")
     return low_d, high_d
 
 
@@ -160,7 +145,7 @@ def datetime_bounds(
     low = dt.datetime.combine(low_d, low_t or dt.time.min) if low_d else None
     high = dt.datetime.combine(high_d, high_t or dt.time.max) if high_d else None
     if low and high and low > high:
-        raise IdentifierError(STATUS_UNABLE_TO_PROCESS, "SPS start: range ends before it starts")
+        raise DimseFailure(UNABLE_TO_PROCESS, "SPS start: range ends before it starts")
     return low, high
 
 
@@ -270,8 +255,16 @@ def _description(row: Row) -> str:
     return row.procedure.procedure_description or f"{row.procedure.modality} examination"
 
 
+#: Booking status -> Scheduled Procedure Step Status (0040,0020) answered.
+_SPS_STATUS_OF = {
+    ProcedureStatus.SCHEDULED.value: "SCHEDULED",
+    ProcedureStatus.ARRIVED.value: "ARRIVED",
+    ProcedureStatus.IN_PROGRESS.value: "STARTED",
+}
+
+
 def _sps_status(row: Row) -> str:
-    return "STARTED" if row.procedure.status == ProcedureStatus.IN_PROGRESS else "SCHEDULED"
+    return _SPS_STATUS_OF.get(row.procedure.status, "SCHEDULED")
 
 
 def _da(value: dt.date | None) -> str:
@@ -399,6 +392,7 @@ ANSWERED_APART = {"SpecificCharacterSet"}
 _PATIENT_INDEXED = {"patient_id", "name_fold", "name_ascii", "birth_date"}
 _SPS_STATUS_VALUES = {
     "SCHEDULED": ProcedureStatus.SCHEDULED,
+    "ARRIVED": ProcedureStatus.ARRIVED,
     "STARTED": ProcedureStatus.IN_PROGRESS,
 }
 
@@ -431,8 +425,8 @@ def _check_vr(elem: DataElement, keyword: str) -> None:
         return  # private or unknown: answered empty, never matched
     allowed = set(expected.split(" or "))
     if elem.VR not in allowed and not (elem.VR in ("UN", "OB") and "SQ" not in allowed):
-        raise IdentifierError(
-            STATUS_IDENTIFIER_MISMATCH,
+        raise DimseFailure(
+            IDENTIFIER_MISMATCH,
             f"{keyword}: VR {elem.VR} instead of {expected}",
         )
 
@@ -458,13 +452,9 @@ def _text_value(elem: DataElement, keyword: str) -> str:
         try:
             value = value.decode("ascii")
         except UnicodeDecodeError:
-            raise IdentifierError(
-                STATUS_UNABLE_TO_PROCESS, f"{keyword}: value cannot be decoded"
-            ) from None
+            raise DimseFailure(UNABLE_TO_PROCESS, f"{keyword}: value cannot be decoded") from None
     if elem.VM > 1 and elem.VR != "UI":
-        raise IdentifierError(
-            STATUS_UNABLE_TO_PROCESS, f"{keyword}: multiple values are not a matching key"
-        )
+        raise DimseFailure(UNABLE_TO_PROCESS, f"{keyword}: multiple values are not a matching key")
     if elem.VR == "UI" and elem.VM > 1:
         return "\\".join(str(v) for v in value)
     text = str(value).strip()
@@ -489,13 +479,13 @@ def parse_identifier(identifier: Dataset, options: MatchOptions) -> WorklistQuer
 
     Raises
     ------
-    IdentifierError
+    DimseFailure
         0xA900 for structural problems (wrong VR, a sequence where a value belongs,
         more than one SPS item), 0xC000 for values that cannot be parsed.
     """
     undecodable = first_undecodable(identifier, strict_text=True)
     if undecodable is not None:
-        raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{undecodable}: value cannot be decoded")
+        raise DimseFailure(UNABLE_TO_PROCESS, f"{undecodable}: value cannot be decoded")
     query = WorklistQuery(request=identifier)
     for elem in identifier:
         if elem.tag.is_private or elem.tag.element == 0:
@@ -520,7 +510,7 @@ def parse_identifier(identifier: Dataset, options: MatchOptions) -> WorklistQuer
             _parse_code_sequence(elem, keyword, spec, query, options)
             continue
         if elem.VR == "SQ":
-            raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
+            raise DimseFailure(IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
         _add_condition(query, keyword, spec, _text_value(elem, keyword), options)
     return query
 
@@ -536,9 +526,9 @@ def _parse_code_sequence(
 ) -> None:
     """Sequence matching on a code (PS3.4 C.2.2.2.6): each valued item key must match."""
     if elem.VR != "SQ":
-        raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{keyword}: must be a sequence")
+        raise DimseFailure(IDENTIFIER_MISMATCH, f"{keyword}: must be a sequence")
     if len(elem.value or []) > 1:
-        raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{keyword}: more than one item")
+        raise DimseFailure(IDENTIFIER_MISMATCH, f"{keyword}: more than one item")
     item = sequence_item(elem)
     if item is None:
         return
@@ -561,11 +551,11 @@ def _parse_code_sequence(
 
 def _parse_sps(elem: DataElement, query: WorklistQuery, options: MatchOptions) -> None:
     if elem.VR != "SQ":
-        raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{SPS_SEQUENCE}: must be a sequence")
+        raise DimseFailure(IDENTIFIER_MISMATCH, f"{SPS_SEQUENCE}: must be a sequence")
     query.sps_requested = True
     items = list(elem.value or [])
     if len(items) > 1:
-        raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{SPS_SEQUENCE}: more than one item")
+        raise DimseFailure(IDENTIFIER_MISMATCH, f"{SPS_SEQUENCE}: more than one item")
     if not items or len(items[0]) == 0:
         query.sps_item = None
         return
@@ -592,7 +582,7 @@ def _parse_sps(elem: DataElement, query: WorklistQuery, options: MatchOptions) -
             _parse_code_sequence(sub, keyword, spec, query, options)
             continue
         if sub.VR == "SQ":
-            raise IdentifierError(STATUS_IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
+            raise DimseFailure(IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
         value = _text_value(sub, keyword)
         if keyword == SPS_DATE:
             date_text = value
@@ -647,9 +637,7 @@ def _uid_condition(
 ) -> ColumnElement[bool]:
     uids = [u.strip().rstrip("\x00") for u in value.split("\\") if u.strip()]
     if any(has_wildcards(u) for u in uids):
-        raise IdentifierError(
-            STATUS_UNABLE_TO_PROCESS, f"{keyword}: wildcards are not allowed in UIDs"
-        )
+        raise DimseFailure(UNABLE_TO_PROCESS, f"{keyword}: wildcards are not allowed in UIDs")
     if len(uids) == 1:
         return column == uids[0]
     return column.in_(uids)
@@ -684,7 +672,7 @@ def _add_schedule_condition(query: WorklistQuery, date_text: str, time_text: str
         if low_t and high_t and low_t > high_t:
             # PS3.4 C.2.2.2.5.2: "Range Matching crossing midnight is not supported";
             # a night window is written with dates (a combined date-time range).
-            raise IdentifierError(STATUS_UNABLE_TO_PROCESS, f"{SPS_TIME}: range crossing midnight")
+            raise DimseFailure(UNABLE_TO_PROCESS, f"{SPS_TIME}: range crossing midnight")
         seconds = Procedure.scheduled_seconds
         if low_t:
             query.conditions.append(seconds >= _seconds(low_t))
@@ -836,8 +824,3 @@ def _sps_item(request_item: Dataset | None, row: Row, transform: Callable[[str],
         value = _value_element(spec, row, transform)
         item.add(DataElement(elem.tag, elem.VR, value))
     return item
-
-
-def rows_from(results: Iterable[tuple[Procedure, Station | None]]) -> Sequence[Row]:
-    """Wrap ``(procedure, station)`` result tuples as :class:`Row` objects."""
-    return [Row(procedure, station) for procedure, station in results]

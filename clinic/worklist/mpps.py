@@ -12,13 +12,27 @@ import logging
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import N_CREATE, N_SET
 from pynetdicom.events import EventHandlerType
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
-from clinic.dicom.decoding import first_undecodable
+from clinic.dicom.decoding import first_undecodable, received
+from clinic.dicom.status import (
+    DUPLICATE_INSTANCE,
+    ERROR_ID_NO_LONGER_UPDATABLE,
+    INVALID_ATTRIBUTE_VALUE,
+    INVALID_OBJECT_INSTANCE,
+    MISSING_ATTRIBUTE,
+    MISSING_ATTRIBUTE_VALUE,
+    NO_SUCH_INSTANCE,
+    PROCESSING_FAILURE,
+    SOP_CLASS_NOT_SUPPORTED,
+    SUCCESS,
+    DimseFailure,
+    dimse_handler,
+)
 from clinic.domain import vr
 from clinic.domain.performed import (
     FINAL_STATUSES,
@@ -32,20 +46,7 @@ from clinic.domain.performed import (
 
 log = logging.getLogger(__name__)
 
-MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 VALID_STATUSES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
-
-# N-CREATE / N-SET statuses (PS3.4 F.7.2.1.4, F.7.2.2.4; PS3.7 C).
-SUCCESS = 0x0000
-INVALID_ATTRIBUTE_VALUE = 0x0106
-PROCESSING_FAILURE = 0x0110
-DUPLICATE_INSTANCE = 0x0111
-NO_SUCH_INSTANCE = 0x0112
-INVALID_OBJECT_INSTANCE = 0x0117
-MISSING_ATTRIBUTE = 0x0120
-MISSING_ATTRIBUTE_VALUE = 0x0121
-#: Error ID with 0x0110: "Performed Procedure Step Object may no longer be updated".
-ERROR_ID_NO_LONGER_UPDATABLE = 0xA710
 
 #: Type 1 attributes of an N-CREATE (top level), PS3.4 Table F.7.2-1.
 CREATE_TYPE1 = (
@@ -73,33 +74,6 @@ CREATE_ONLY = (
 )
 
 
-class RequestRefused(Exception):
-    """An MPPS request fails a check; ``status`` is what the SCU is told."""
-
-    def __init__(
-        self,
-        status: int,
-        comment: str,
-        attributes: tuple[str, ...] = (),
-        error_id: int | None = None,
-    ) -> None:
-        super().__init__(comment)
-        self.status = status
-        self.attributes = attributes
-        self.error_id = error_id
-
-    def as_status(self) -> Dataset:
-        """The status dataset: Status, Error Comment, offending attributes, Error ID."""
-        ds = Dataset()
-        ds.Status = self.status
-        ds.ErrorComment = str(self)[:64]
-        if self.attributes:
-            ds.AttributeIdentifierList = [Tag(k) for k in self.attributes]
-        if self.error_id is not None:
-            ds.ErrorID = self.error_id
-        return ds
-
-
 def _text(ds: Dataset, keyword: str) -> str:
     value = ds.get(keyword, "")
     return "" if value is None else str(value).strip()
@@ -108,16 +82,16 @@ def _text(ds: Dataset, keyword: str) -> str:
 def _require_decodable(ds: Dataset) -> None:
     undecodable = first_undecodable(ds)
     if undecodable is not None:
-        raise RequestRefused(INVALID_ATTRIBUTE_VALUE, f"{undecodable} cannot be decoded")
+        raise DimseFailure(INVALID_ATTRIBUTE_VALUE, f"{undecodable} cannot be decoded")
 
 
 def _require_values(ds: Dataset, keywords: tuple[str, ...], where: str = "") -> None:
     missing = tuple(k for k in keywords if k not in ds)
     if missing:
-        raise RequestRefused(MISSING_ATTRIBUTE, f"{where}{', '.join(missing)} missing", missing)
+        raise DimseFailure(MISSING_ATTRIBUTE, f"{where}{', '.join(missing)} missing", missing)
     empty = tuple(k for k in keywords if ds[k].is_empty)
     if empty:
-        raise RequestRefused(
+        raise DimseFailure(
             MISSING_ATTRIBUTE_VALUE, f"{where}{', '.join(empty)} has no value", empty
         )
 
@@ -135,7 +109,7 @@ def _datetime(ds: Dataset, date_kw: str, time_kw: str) -> dt.datetime | None:
         hour, minute, second = int(digits[:2]), int(digits[2:4] or 0), int(digits[4:6] or 0)
         return dt.datetime.combine(day, dt.time(hour, minute, min(second, 59)))
     except ValueError:
-        raise RequestRefused(
+        raise DimseFailure(
             INVALID_ATTRIBUTE_VALUE,
             f"{date_kw}/{time_kw} not a valid date and time",
             (date_kw, time_kw),
@@ -147,7 +121,7 @@ def _status(ds: Dataset) -> str | None:
         return None
     status = _text(ds, "PerformedProcedureStepStatus")
     if status not in VALID_STATUSES:
-        raise RequestRefused(
+        raise DimseFailure(
             INVALID_ATTRIBUTE_VALUE,
             "PerformedProcedureStepStatus must be IN PROGRESS, COMPLETED or DISCONTINUED",
             ("PerformedProcedureStepStatus",),
@@ -185,7 +159,7 @@ def report_from(ds: Dataset, *, creating: bool) -> StepReport:
             _require_values(item, ("StudyInstanceUID",), "ScheduledStepAttributesSequence: ")
             problem = vr.check_uid(_text(item, "StudyInstanceUID"))
             if problem:
-                raise RequestRefused(
+                raise DimseFailure(
                     INVALID_ATTRIBUTE_VALUE, f"StudyInstanceUID {problem}", ("StudyInstanceUID",)
                 )
         references.append(
@@ -228,39 +202,30 @@ class MppsService:
     def __init__(self, steps: PerformedSteps) -> None:
         self.steps = steps
 
+    @dimse_handler("MPPS N-CREATE", PROCESSING_FAILURE)
     def handle_n_create(self, event: evt.Event) -> tuple[Any, Dataset | None]:
         """EVT_N_CREATE: start a performed step (status IN PROGRESS)."""
         calling = event.assoc.requestor.ae_title.strip()
-        try:
-            return self._create(event, calling)
-        except RequestRefused as exc:
-            log.warning("MPPS N-CREATE from %s refused (0x%04X): %s", calling, exc.status, exc)
-            return exc.as_status(), None
-
-    def _create(self, event: evt.Event, calling: str) -> tuple[Any, Dataset | None]:
         request = cast(N_CREATE, event.request)
-        if request.AffectedSOPClassUID != MPPS_SOP_CLASS:
-            raise RequestRefused(0x0122, "SOP class not supported")
+        if request.AffectedSOPClassUID != ModalityPerformedProcedureStep:
+            raise DimseFailure(SOP_CLASS_NOT_SUPPORTED, "SOP class not supported")
         requested_uid = request.AffectedSOPInstanceUID
         assigned = requested_uid is None
         uid = str(generate_uid()) if requested_uid is None else str(requested_uid)
         if vr.check_uid(uid):
-            raise RequestRefused(INVALID_OBJECT_INSTANCE, "SOP Instance UID is not a valid UID")
-        try:
-            ds = event.attribute_list
-        except Exception:
-            raise RequestRefused(PROCESSING_FAILURE, "attribute list cannot be decoded") from None
+            raise DimseFailure(INVALID_OBJECT_INSTANCE, "SOP Instance UID is not a valid UID")
+        ds = received(lambda: event.attribute_list, "attribute list", PROCESSING_FAILURE)
         _require_decodable(ds)
         _require_values(ds, CREATE_TYPE1)
         report = report_from(ds, creating=True)
         if report.status != "IN PROGRESS":
-            raise RequestRefused(
+            raise DimseFailure(
                 INVALID_ATTRIBUTE_VALUE,
                 "a new step must be IN PROGRESS",
                 ("PerformedProcedureStepStatus",),
             )
         if report.ended_at is not None:
-            raise RequestRefused(
+            raise DimseFailure(
                 INVALID_ATTRIBUTE_VALUE,
                 "a new step cannot have an end date and time",
                 ("PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime"),
@@ -268,7 +233,7 @@ class MppsService:
         try:
             step = self.steps.create(uid, report, calling)
         except DuplicateStep:
-            raise RequestRefused(DUPLICATE_INSTANCE, "SOP Instance UID already exists") from None
+            raise DimseFailure(DUPLICATE_INSTANCE, "SOP Instance UID already exists") from None
         log.info(
             "MPPS %s from %s: IN PROGRESS, %d booking(s) linked", step.id, calling, len(step.links)
         )
@@ -277,33 +242,22 @@ class MppsService:
             reply.AffectedSOPInstanceUID = uid
         return SUCCESS, reply
 
+    @dimse_handler("MPPS N-SET", PROCESSING_FAILURE)
     def handle_n_set(self, event: evt.Event) -> tuple[Any, Dataset | None]:
         """EVT_N_SET: update a performed step; COMPLETED or DISCONTINUED finishes it."""
         calling = event.assoc.requestor.ae_title.strip()
-        try:
-            return self._set(event, calling)
-        except RequestRefused as exc:
-            log.warning("MPPS N-SET from %s refused (0x%04X): %s", calling, exc.status, exc)
-            return exc.as_status(), None
-
-    def _set(self, event: evt.Event, calling: str) -> tuple[Any, Dataset | None]:
         request = cast(N_SET, event.request)
-        if request.RequestedSOPClassUID != MPPS_SOP_CLASS:
-            raise RequestRefused(0x0122, "SOP class not supported")
+        if request.RequestedSOPClassUID != ModalityPerformedProcedureStep:
+            raise DimseFailure(SOP_CLASS_NOT_SUPPORTED, "SOP class not supported")
         uid = str(request.RequestedSOPInstanceUID or "")
-        try:
-            changes = event.modification_list
-        except Exception:
-            raise RequestRefused(
-                PROCESSING_FAILURE, "modification list cannot be decoded"
-            ) from None
+        changes = received(lambda: event.modification_list, "modification list", PROCESSING_FAILURE)
         _require_decodable(changes)
         snapshot = self.steps.snapshot(uid)
         if snapshot is None:
-            raise RequestRefused(NO_SUCH_INSTANCE, "no such performed procedure step")
+            raise DimseFailure(NO_SUCH_INSTANCE, "no such performed procedure step")
         current_status, stored_json = snapshot
         if current_status in FINAL_STATUSES:
-            raise RequestRefused(
+            raise DimseFailure(
                 PROCESSING_FAILURE,
                 f"step is {current_status} and may no longer be updated",
                 error_id=ERROR_ID_NO_LONGER_UPDATABLE,
@@ -330,9 +284,9 @@ class MppsService:
         try:
             self.steps.update(uid, report, calling)
         except UnknownStep:
-            raise RequestRefused(NO_SUCH_INSTANCE, "no such performed procedure step") from None
+            raise DimseFailure(NO_SUCH_INSTANCE, "no such performed procedure step") from None
         except StepIsFinal as exc:
-            raise RequestRefused(
+            raise DimseFailure(
                 PROCESSING_FAILURE,
                 f"step is {exc} and may no longer be updated",
                 error_id=ERROR_ID_NO_LONGER_UPDATABLE,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 from pynetdicom.events import EventHandlerType
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
@@ -20,14 +20,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.config import Settings
-from clinic.dicom.status import failure_status
+from clinic.dicom.decoding import received
+from clinic.dicom.pending import PendingStream
+from clinic.dicom.status import (
+    CANCEL,
+    PENDING,
+    PENDING_WARNING,
+    SUCCESS,
+    UNABLE_TO_PROCESS,
+    dimse_handler,
+    status_of,
+)
 from clinic.store.models import Station, utcnow
-from clinic.worklist.answers import AnswerPlan, PendingStream, reference_encode
+from clinic.worklist.answers import AnswerPlan, reference_encode
 from clinic.worklist.charsets import answer_set, station_terms, transliterator
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
 from clinic.worklist.matching import (
-    STATUS_UNABLE_TO_PROCESS,
-    IdentifierError,
     MatchOptions,
     Row,
     build_response,
@@ -37,15 +45,8 @@ from clinic.worklist.matching import (
 
 log = logging.getLogger(__name__)
 
-# Identifiers carry patient data: pynetdicom must not log them.
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
-
 UTF8 = "ISO_IR 192"
 LATIN1 = "ISO_IR 100"
-STATUS_PENDING = 0xFF00
-STATUS_PENDING_WARNING = 0xFF01  # optional keys not supported
-STATUS_CANCEL = 0xFE00
 
 #: Transfer syntaxes accepted on every context: implicit and explicit little endian,
 #: deflated explicit little endian, explicit big endian.
@@ -108,8 +109,13 @@ class WorklistService:
         )
         return station_terms(station_charset or self.settings.mwl_character_set)
 
+    @dimse_handler("worklist query", UNABLE_TO_PROCESS, answer="stream")
     def handle_find(self, event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
-        """EVT_C_FIND handler: yield one pending response per matching booking."""
+        """EVT_C_FIND handler: yield one pending response per matching booking.
+
+        A query that cannot be answered gets its failure status (0xA900, 0xC000); an
+        unexpected error gets 0xC000 (PS3.4 K.4.1.1.4: Unable to process).
+        """
         calling_ae = event.assoc.requestor.ae_title.strip()
         peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
         record: dict[str, Any] = {
@@ -121,6 +127,9 @@ class WorklistService:
         }
         try:
             yield from self._find(event, calling_ae, record)
+        except Exception as exc:
+            record["status"] = status_of(exc, UNABLE_TO_PROCESS)
+            raise
         finally:
             if self.query_log is not None:
                 self.query_log.record(
@@ -132,25 +141,12 @@ class WorklistService:
     ) -> Iterator[tuple[Any, Dataset | None]]:
         # A request naming another SOP class than its context never gets here:
         # pynetdicom aborts the association first.
-        try:
-            identifier = event.identifier
-            query = parse_identifier(identifier, self.options)
-        except IdentifierError as exc:
-            log.warning("worklist query from %s refused (0x%04X): %s", calling_ae, exc.status, exc)
-            record["status"] = exc.status
-            yield failure_status(exc.status, str(exc)), None
-            return
-        except Exception as exc:  # undecodable or otherwise malformed identifier
-            log.warning(
-                "worklist query from %s could not be decoded: %s", calling_ae, type(exc).__name__
-            )
-            record["status"] = STATUS_UNABLE_TO_PROCESS
-            yield failure_status(STATUS_UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
-            return
+        identifier = received(lambda: event.identifier, "identifier", UNABLE_TO_PROCESS)
+        query = parse_identifier(identifier, self.options)
 
         record["matching_keys"] = tuple(query.matching_keys)
         record["return_keys"] = tuple(query.return_keys)
-        pending = STATUS_PENDING_WARNING if query.unsupported else STATUS_PENDING
+        pending = PENDING_WARNING if query.unsupported else PENDING
         with self.session_factory() as session:
             charset = self.answer_character_set(identifier, session, calling_ae)
             record["character_set"] = charset[:16]
@@ -162,9 +158,9 @@ class WorklistService:
             matches = 0
             for procedure, station in results:
                 if event.is_cancelled:
-                    record["status"] = STATUS_CANCEL
+                    record["status"] = CANCEL
                     record["matches"] = matches
-                    yield STATUS_CANCEL, None
+                    yield CANCEL, None
                     return
                 row = Row(procedure, station)
                 matches += 1
@@ -190,7 +186,7 @@ class WorklistService:
     @staticmethod
     def handle_echo(_event: evt.Event) -> int:
         """EVT_C_ECHO handler: always success."""
-        return 0x0000
+        return SUCCESS
 
 
 def build_worklist_ae(settings: Settings) -> AE:
@@ -200,8 +196,8 @@ def build_worklist_ae(settings: Settings) -> AE:
     ae.add_supported_context(ModalityPerformedProcedureStep, TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
     ae.require_called_aet = not settings.accept_any_called_ae_title
-    ae.maximum_associations = 50
-    ae.network_timeout = 60
+    # Association limits and the network timeout come from the listener's policy
+    # (clinic.dicom.listener.start_guarded_server).
     ae.acse_timeout = 30
     ae.dimse_timeout = 60
     return ae

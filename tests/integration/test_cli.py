@@ -256,3 +256,34 @@ def test_db_upgrade(clinic: Clinic, database_url: str) -> None:
     again = clinic("db", "upgrade")  # idempotent
     assert again.exit_code == 0
     assert "database is up to date" in again.stdout
+
+
+def test_import_changes_a_stored_patient_only_with_update_patients(
+    clinic: Clinic, tmp_path: Path
+) -> None:
+    first = clinic("procedures", "import", str(write_json(tmp_path / "a.json", [booking(1)])))
+    assert first.exit_code == 0, first.output
+    again = write_json(
+        tmp_path / "b.json",
+        [booking(2), booking(1, accession_number="ACC9", patient_birth_date="1980-05-01")],
+    )
+    result = clinic("procedures", "import", str(again))
+    assert result.exit_code == 1
+    assert "row 2, field patient_birth_date" in result.stderr
+    assert "'1980-01-15'" in result.stderr and "'1980-05-01'" in result.stderr
+    assert "nothing was imported" in result.stderr
+    assert len(clinic.listed()) == 1
+
+    result = clinic("procedures", "import", "--update-patients", str(again))
+    assert result.exit_code == 0, result.output
+    items = clinic.listed()
+    assert len(items) == 3
+    assert {i["patient_birth_date"] for i in items if i["patient_id"] == "P1"} == {"1980-05-01"}
+
+
+def test_import_rows_that_disagree_about_a_patient(clinic: Clinic, tmp_path: Path) -> None:
+    rows = [booking(5), booking(6, patient_id="P5", patient_name="OTHER^PERSON")]
+    result = clinic("procedures", "import", str(write_json(tmp_path / "c.json", rows)))
+    assert result.exit_code == 1
+    assert "row 2, field patient_name: differs from row 1 for the same patient_id" in result.stderr
+    assert clinic.listed() == []

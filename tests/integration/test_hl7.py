@@ -668,3 +668,62 @@ def test_clinic_serve_takes_orders(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_overlapping_order_is_booked_as_sent_with_the_catalog_duration(
+    server: ClinicServer, client: MllpClient
+) -> None:
+    assert server.session_factory is not None
+    Catalog(server.session_factory).save_entry(
+        {"code": "PAN", "description": "Panoramic", "modality": "PX", "duration_minutes": 25},
+        actor="test",
+    )
+    first = new_order("OV1", f4="PAN^Panorama", f24="", f21="PANO1")
+    assert ack_code(client.send(first)) == "AA"
+    second = message(
+        msh("OV2"),
+        pid(),
+        orc(placer="PL200", filler="FL200"),
+        obr(
+            f2="PL200^PMS",
+            f4="PAN^Panorama",
+            f18="ACC200",
+            f19="RP200",
+            f20="SPS200",
+            f21="PANO1",
+            f24="",
+            f27=f"^^^{HL7_DAY}1040",
+        ),
+    )
+    assert ack_code(client.send(second)) == "AA"  # 10:30 + 25 min overlaps 10:40: accepted
+    procs = sorted(bookings(server), key=lambda p: p.scheduled_start)
+    assert [p.duration_minutes for p in procs] == [25, 25]
+    assert [p.scheduled_start.strftime("%H:%M") for p in procs] == ["10:30", "10:40"]
+
+
+def test_new_order_with_other_demographics_updates_the_patient(
+    server: ClinicServer, client: MllpClient
+) -> None:
+    """HL7 is the practice system's word on demographics: the patient follows, audited."""
+    assert ack_code(client.send(new_order())) == "AA"
+    second = message(
+        msh("MSG2"),
+        pid(f7="19800201", f8="F"),
+        orc(placer="PL200", filler="FL200"),
+        obr(f2="PL200^PMS", f18="ACC200", f19="RP200", f20="SPS200"),
+    )
+    assert ack_code(client.send(second)) == "AA"
+    procs = bookings(server)
+    assert len(procs) == 2
+    assert {(p.patient.birth_date, p.patient.sex) for p in procs} == {(dt.date(1980, 2, 1), "F")}
+    # Both bookings' worklist answers follow the corrected patient.
+    entries = worklist(server)
+    assert {entries[acc].PatientBirthDate for acc in ("ACC100", "ACC200")} == {"19800201"}
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        change = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.entity == "patient", AuditEntry.action == "update")
+            .order_by(AuditEntry.id.desc())
+        ).first()
+    assert change is not None and change.actor == "hl7:PMS"

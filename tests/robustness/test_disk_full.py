@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from clinic.config import Settings
-from clinic.printing import session as s
+from clinic.dicom import status as dimse
 from clinic.printing import spool
 from clinic.server import ClinicServer
 from tests.integration.printing_support import FILM_BOX, FILM_SESSION, PrintScu, gray_image
@@ -84,9 +84,9 @@ def test_enospc_while_spooling(held: ClinicServer, monkeypatch: pytest.MonkeyPat
 
         original = spool._fsync_write
         monkeypatch.setattr(spool, "_fsync_write", full)
-        assert print_one(scu, session_uid, 32) == s.FILM_BOX_QUEUE_FULL  # 0xC602
+        assert print_one(scu, session_uid, 32) == dimse.FILM_BOX_QUEUE_FULL  # 0xC602
         status, _ = scu.action(FILM_SESSION, session_uid)
-        assert status == s.SESSION_QUEUE_FULL  # 0xC601
+        assert status == dimse.SESSION_QUEUE_FULL  # 0xC601
         assert assert_consistent(data_dir) == 1
 
         monkeypatch.setattr(spool, "_fsync_write", original)  # space again: it prints on
@@ -126,11 +126,11 @@ def test_real_full_disk(small_disk: Path, settings: Settings) -> None:
                 statuses.append(print_one(scu, session_uid, 600))
                 if statuses[-1] != 0:
                     break
-            assert statuses[0] == 0 and statuses[-1] == s.FILM_BOX_QUEUE_FULL, statuses
+            assert statuses[0] == 0 and statuses[-1] == dimse.FILM_BOX_QUEUE_FULL, statuses
             acknowledged = statuses.count(0)
             assert assert_consistent(small_disk) == acknowledged
             # A second try on the full disk fails the same way and leaves nothing behind.
-            assert print_one(scu, session_uid, 600) == s.FILM_BOX_QUEUE_FULL
+            assert print_one(scu, session_uid, 600) == dimse.FILM_BOX_QUEUE_FULL
             assert assert_consistent(small_disk) == acknowledged
         finally:
             scu.release()

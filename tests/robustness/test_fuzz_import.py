@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from clinic.cli import main, read_rows
 from clinic.domain.bookings import Scheduler
-from clinic.domain.errors import ValidationError
+from clinic.domain.errors import PatientConflict, ValidationError
 from clinic.domain.fields import READ_ONLY_FIELDS, WRITABLE_FIELDS, clean_procedure
 from clinic.store.models import AuditEntry, Patient, Procedure
 from tests.robustness.dicom_bytes import fuzz_settings
@@ -115,7 +115,7 @@ def test_import_is_all_or_nothing(scheduler: Scheduler, batch: list[dict[str, An
     before = counts(scheduler)
     try:
         result = scheduler.import_procedures(batch, actor="fuzz")
-    except ValidationError as exc:
+    except (ValidationError, PatientConflict) as exc:
         assert exc.row is not None and 1 <= exc.row <= len(batch)
         assert counts(scheduler) == before
     else:

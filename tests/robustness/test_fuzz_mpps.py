@@ -17,12 +17,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 from sqlalchemy import func, select
 
 from clinic.domain.bookings import Scheduler
 from clinic.domain.performed import PerformedSteps
 from clinic.store.models import AuditEntry, PerformedStep, Procedure
-from clinic.worklist.mpps import MPPS_SOP_CLASS, MppsService
+from clinic.worklist.mpps import MppsService
 from tests.robustness.dicom_bytes import (
     VRS,
     decode_le,
@@ -48,11 +49,11 @@ class _Event:
         self.data = data
         if creating:
             self.request = SimpleNamespace(
-                AffectedSOPClassUID=MPPS_SOP_CLASS, AffectedSOPInstanceUID=uid
+                AffectedSOPClassUID=ModalityPerformedProcedureStep, AffectedSOPInstanceUID=uid
             )
         else:
             self.request = SimpleNamespace(
-                RequestedSOPClassUID=MPPS_SOP_CLASS, RequestedSOPInstanceUID=uid
+                RequestedSOPClassUID=ModalityPerformedProcedureStep, RequestedSOPInstanceUID=uid
             )
         self.assoc = SimpleNamespace(requestor=SimpleNamespace(ae_title="XRAY1"))
 

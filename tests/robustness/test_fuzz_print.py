@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from clinic.dicom.status import DimseFailure
 from clinic.printing import session as s
 from clinic.printing.profiles import PrinterProfile
 from clinic.printing.render import ImageSpec
-from clinic.printing.session import PrintError, PrintSession
+from clinic.printing.session import PrintSession
 from clinic.server import ClinicServer
 from tests.integration.printing_support import GRAY_BOX, PrintScu, gray_image, wait_for_job
 from tests.robustness.dicom_bytes import (
@@ -136,7 +137,7 @@ def set_box(session: PrintSession, uid: str, data: bytes, color: bool = False) -
             return -1  # not decodable: the listener's guard answers 0x0110
         try:
             outcome = session.set_image_box(uid, sop_class, ds, True)
-        except PrintError as exc:
+        except DimseFailure as exc:
             assert exc.status in (0x0105, 0x0106, 0x0120, 0xC603, 0xC605), hex(exc.status)
             assert box.image is before
             return exc.status
@@ -292,7 +293,7 @@ def test_other_print_requests(data: bytes, operation: str) -> None:
                 session.set_annotation("9.9", ds)
             else:
                 session.create_lut(None, ds)
-        except PrintError as exc:
+        except DimseFailure as exc:
             assert exc.status in (0x0105, 0x0106, 0x0111, 0x0117, 0x0120), hex(exc.status)
 
 

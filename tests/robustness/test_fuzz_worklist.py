@@ -27,13 +27,13 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from clinic.config import Settings
+from clinic.dicom.status import DimseFailure
 from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
 from clinic.worklist.answers import SYNTAXES, AnswerPlan, reference_encode
 from clinic.worklist.matching import (
     SPS_KEYS,
     TOP_KEYS,
-    IdentifierError,
     MatchOptions,
     Row,
     build_response,
@@ -148,7 +148,7 @@ def run_query(scheduler: Scheduler, data: bytes) -> int:
             return -1  # not even decodable: the handler answers 0xC000 (below)
         try:
             query = parse_identifier(identifier, MatchOptions())
-        except IdentifierError as exc:
+        except DimseFailure as exc:
             assert exc.status in (0xA900, 0xC000), hex(exc.status)
             return -1
         with scheduler.session_factory() as session:

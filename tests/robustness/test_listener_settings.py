@@ -45,14 +45,14 @@ tls_handshake_timeout = 5
     assert settings.mwl_find_ae_titles == ("PANO1", "RIS")
     assert settings.print_max_associations == 3
     assert settings.pdu_timeout == 20.5
-    policy = policy_from_settings(settings, "mwl", None)
+    policy = policy_from_settings(settings.worklist_listener, None)
     assert policy.tls is not None
     assert policy.tls.minimum_version == ssl.TLSVersion.TLSv1_2
     assert policy.tls.verify_mode == ssl.CERT_REQUIRED
     assert policy.host_allowed("192.168.10.77") and policy.host_allowed("10.0.0.7")
     assert policy.host_allowed("::ffff:10.0.0.7")
     assert not policy.host_allowed("192.168.11.1")
-    assert policy_from_settings(settings, "print", None).tls is None
+    assert policy_from_settings(settings.print_listener, None).tls is None
 
 
 def test_tls_files_from_the_environment(tmp_path: Path) -> None:

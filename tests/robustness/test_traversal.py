@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
+from clinic.dicom import status as dimse
 from clinic.printing import session as s
 from clinic.server import ClinicServer
 from tests.integration.printing_support import (
@@ -56,11 +57,11 @@ def test_traversal_strings_stay_data(server: ClinicServer, tmp_path: Path) -> No
             copies = Dataset()
             copies.NumberOfCopies = "1"
             status, _, _ = scu.create(FILM_SESSION, copies, "../../../x")
-            assert status == s.INVALID_OBJECT_INSTANCE  # 0x0117, as MPPS answers
+            assert status == dimse.INVALID_OBJECT_INSTANCE  # 0x0117, as MPPS answers
             session_uid = scu.session()
             request = film_box_request(session_uid, "STANDARD\\1,1")
             status, _, _ = scu.create(FILM_BOX, request, "../../../y")
-            assert status == s.INVALID_OBJECT_INSTANCE
+            assert status == dimse.INVALID_OBJECT_INSTANCE
         status, film_uid, reply = scu.create(FILM_BOX, request)
         assert status == 0 and film_uid and reply is not None
         box = str(reply.ReferencedImageBoxSequence[0].ReferencedSOPInstanceUID)

@@ -22,14 +22,9 @@ from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import decode
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
+from clinic.dicom.pending import find_response_command, frame_message
 from clinic.store.models import ProcedureStatus
-from clinic.worklist.answers import (
-    SYNTAXES,
-    AnswerPlan,
-    find_response_command,
-    frame_message,
-    reference_encode,
-)
+from clinic.worklist.answers import SYNTAXES, AnswerPlan, reference_encode
 from clinic.worklist.charsets import SIMPLE_CODECS, transliterator
 from clinic.worklist.matching import MatchOptions, Row, build_response, parse_identifier
 from clinic.worklist.scp import to_latin1

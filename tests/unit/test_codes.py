@@ -169,7 +169,9 @@ def test_code_changes_are_audited(scheduler: Scheduler) -> None:
             select(AuditEntry).where(AuditEntry.action == "update", AuditEntry.actor == "desk")
         ).one()
     detail = json.loads(entry.detail)
-    assert detail["procedure_code"] == [["36643-5", "LN", "XR Chest 2V"], ["", "", ""]]
+    assert detail["procedure_code_value"] == ["36643-5", ""]
+    assert detail["procedure_code_scheme"] == ["LN", ""]
+    assert detail["procedure_code_meaning"] == ["XR Chest 2V", ""]
 
 
 def test_catalog_refuses_bad_codes(scheduler: Scheduler) -> None:
@@ -210,7 +212,7 @@ def test_migration_matches_the_models_and_goes_back(tmp_path: Any) -> None:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0006_print_link")
+        command.downgrade(cfg, "0007_codes-1")
     columns = {c["name"] for c in inspect(engine).get_columns("procedures")}
     assert "procedure_code_value" not in columns and "placer_order_number" in columns
     upgrade(engine)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from clinic import config
 from clinic.cli import main
-from clinic.config import ConfigError, Settings, load_settings
+from clinic.config import ConfigError, ListenerSettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -292,3 +294,78 @@ def test_db_upgrade_refuses_bad_ae_title(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "CLINIC_MWL_AE_TITLE" in result.stderr
     assert "at most 16 characters" in result.stderr
+
+
+def test_scheduling_settings(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "site.toml",
+        "[scheduling]\ndefault_duration_minutes = 20\nclosed_dates = ['2026-12-25']\n"
+        "[scheduling.opening_hours]\nmon = '08:00-12:00, 13:00-17:00'\nsat = '09:00-12:00'\n",
+    )
+    settings = load_settings(path, {})
+    assert settings.default_duration_minutes == 20
+    assert settings.opening_hours["mon"] == "08:00-12:00, 13:00-17:00"
+    assert settings.opening_hours["tue"] == "08:00-17:00"  # not named: the default
+    assert settings.opening_hours["sat"] == "09:00-12:00"
+    assert settings.opening.is_closed(dt.date(2026, 12, 25))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[scheduling]\ndefault_duration_minutes = 0\n", "between 1 and 1440"),
+        ("[scheduling]\nclosed_dates = ['25.12.2026']\n", "YYYY-MM-DD"),
+        ("[scheduling.opening_hours]\nmon = '8 to 5'\n", "HH:MM-HH:MM"),
+        ("[scheduling.opening_hours]\nmonday = '08:00-17:00'\n", "is not one of"),
+        ("[scheduling.opening_hours]\nmon = 8\n", "must be text"),
+    ],
+)
+def test_bad_scheduling_settings(tmp_path: Path, text: str, words: str) -> None:
+    path = write(tmp_path / "site.toml", text)
+    with pytest.raises(ConfigError, match=words):
+        load_settings(path, {})
+
+
+def test_listener_settings_come_from_their_own_sections(tmp_path: Path) -> None:
+    text = """
+[worklist]
+max_associations = 7
+allowed_hosts = ["10.0.0.0/8"]
+[print]
+max_associations = 3
+allowed_hosts = ["192.168.1.20"]
+[dicom]
+idle_timeout = 12
+"""
+    settings = load_settings(write(tmp_path / "site.toml", text), {})
+    mwl, printer = settings.worklist_listener, settings.print_listener
+    assert (mwl.name, mwl.max_associations, mwl.allowed_hosts) == ("worklist", 7, ("10.0.0.0/8",))
+    assert (printer.name, printer.max_associations) == ("print", 3)
+    assert printer.allowed_hosts == ("192.168.1.20",)
+    assert mwl.idle_timeout == printer.idle_timeout == 12.0
+    assert mwl.tls_cert == printer.tls_cert == "" and not mwl.require_client_cert
+
+
+def test_every_listener_setting_is_a_key_of_its_section() -> None:
+    """A listener's settings have the names of its section's keys (messages rely on it)."""
+    keys = {(section, key) for section, key, _, _ in config._KEYS}
+    shared = {f.name for f in dataclasses.fields(ListenerSettings)} - {"name"}
+    timeouts = {"association_timeout", "pdu_timeout", "idle_timeout", "tls_handshake_timeout"}
+    for listener in (Settings().worklist_listener, Settings().print_listener):
+        for name in shared - timeouts:
+            assert (listener.name, name) in keys, (listener.name, name)
+        for name in timeouts:
+            assert ("dicom", name) in keys, name
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("[print]\ntls_cert = 'cert.pem'", "print.tls_cert in"),
+        ("[worklist]\nrequire_client_cert = true", "worklist.require_client_cert in"),
+        ("[worklist]\nallowed_hosts = ['x y']", "worklist.allowed_hosts in"),
+    ],
+)
+def test_listener_errors_name_the_key(tmp_path: Path, text: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=where):
+        load_settings(write(tmp_path / "site.toml", text), {})

@@ -24,6 +24,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from clinic.dicom.status import IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS, DimseFailure
 from clinic.domain.bookings import Scheduler
 from clinic.domain.names import fold, fold_ascii, trim_name
 from clinic.store.db import make_engine, make_session_factory
@@ -31,9 +32,6 @@ from clinic.store.migrate import upgrade
 from clinic.store.models import Procedure, ProcedureStatus, Station
 from clinic.worklist.matching import (
     DEFAULT_SPS_RETURN,
-    STATUS_IDENTIFIER_MISMATCH,
-    STATUS_UNABLE_TO_PROCESS,
-    IdentifierError,
     MatchOptions,
     Row,
     WorklistQuery,
@@ -521,35 +519,35 @@ def test_status_filter_with_scheduler(scheduler: Scheduler) -> None:
 
 
 BAD: list[tuple[str, dict[str, Any], dict[str, Any], int]] = [
-    ("garbage date", {}, {"ScheduledProcedureStepStartDate": "2026XX01"}, STATUS_UNABLE_TO_PROCESS),
-    ("month 13", {}, {"ScheduledProcedureStepStartDate": "20261301"}, STATUS_UNABLE_TO_PROCESS),
-    ("february 30", {"PatientBirthDate": "20260230"}, {}, STATUS_UNABLE_TO_PROCESS),
+    ("garbage date", {}, {"ScheduledProcedureStepStartDate": "2026XX01"}, UNABLE_TO_PROCESS),
+    ("month 13", {}, {"ScheduledProcedureStepStartDate": "20261301"}, UNABLE_TO_PROCESS),
+    ("february 30", {"PatientBirthDate": "20260230"}, {}, UNABLE_TO_PROCESS),
     (
         "reversed range",
         {},
         {"ScheduledProcedureStepStartDate": "20261127-20261126"},
-        STATUS_UNABLE_TO_PROCESS,
+        UNABLE_TO_PROCESS,
     ),
     (
         "two dashes",
         {},
         {"ScheduledProcedureStepStartDate": "20261126-20261127-20261128"},
-        STATUS_UNABLE_TO_PROCESS,
+        UNABLE_TO_PROCESS,
     ),
-    ("lone dash", {}, {"ScheduledProcedureStepStartDate": "-"}, STATUS_UNABLE_TO_PROCESS),
+    ("lone dash", {}, {"ScheduledProcedureStepStartDate": "-"}, UNABLE_TO_PROCESS),
     (
         "bad time",
         {},
         {"ScheduledProcedureStepStartDate": "20261126", "ScheduledProcedureStepStartTime": "2500"},
-        STATUS_UNABLE_TO_PROCESS,
+        UNABLE_TO_PROCESS,
     ),
-    ("bad time alone", {}, {"ScheduledProcedureStepStartTime": "10X0"}, STATUS_UNABLE_TO_PROCESS),
+    ("bad time alone", {}, {"ScheduledProcedureStepStartTime": "10X0"}, UNABLE_TO_PROCESS),
     # PS3.4 C.2.2.2.5.2: range matching crossing midnight is not supported
     (
         "time only crossing midnight",
         {},
         {"ScheduledProcedureStepStartTime": "2200-0600"},
-        STATUS_UNABLE_TO_PROCESS,
+        UNABLE_TO_PROCESS,
     ),
     (
         "same-day window ends before it starts",
@@ -558,16 +556,16 @@ BAD: list[tuple[str, dict[str, Any], dict[str, Any], int]] = [
             "ScheduledProcedureStepStartDate": "20261126",
             "ScheduledProcedureStepStartTime": "2200-0600",
         },
-        STATUS_UNABLE_TO_PROCESS,
+        UNABLE_TO_PROCESS,
     ),
-    ("uid wildcard", {"StudyInstanceUID": "1.2.*"}, {}, STATUS_UNABLE_TO_PROCESS),
-    ("multi-valued id", {"PatientID": ["P01", "P02"]}, {}, STATUS_UNABLE_TO_PROCESS),
+    ("uid wildcard", {"StudyInstanceUID": "1.2.*"}, {}, UNABLE_TO_PROCESS),
+    ("multi-valued id", {"PatientID": ["P01", "P02"]}, {}, UNABLE_TO_PROCESS),
 ]
 
 
 @pytest.mark.parametrize(("top", "sps", "status"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
 def test_bad_values(top: dict[str, Any], sps: dict[str, Any], status: int) -> None:
-    with pytest.raises(IdentifierError) as info:
+    with pytest.raises(DimseFailure) as info:
         parse_identifier(identifier(top, sps), MatchOptions())
     assert info.value.status == status
     # The message names the attribute, never the value.
@@ -580,9 +578,9 @@ def test_bad_values(top: dict[str, Any], sps: dict[str, Any], status: int) -> No
 def test_person_name_as_sequence_is_a_structure_error() -> None:
     ds = Dataset()
     ds.add(DataElement(0x00100010, "SQ", DicomSequence([Dataset()])))
-    with pytest.raises(IdentifierError) as info:
+    with pytest.raises(DimseFailure) as info:
         parse_identifier(ds, MatchOptions())
-    assert info.value.status == STATUS_IDENTIFIER_MISMATCH
+    assert info.value.status == IDENTIFIER_MISMATCH
     assert "PatientName" in str(info.value)
 
 
@@ -590,9 +588,9 @@ def test_sps_sequence_as_text_is_a_structure_error() -> None:
     ds = Dataset()
     ds.PatientName = ""
     ds.add(DataElement(0x00400100, "LO", "XRAY1"))
-    with pytest.raises(IdentifierError) as info:
+    with pytest.raises(DimseFailure) as info:
         parse_identifier(ds, MatchOptions())
-    assert info.value.status == STATUS_IDENTIFIER_MISMATCH
+    assert info.value.status == IDENTIFIER_MISMATCH
 
 
 def test_two_sps_items_are_a_structure_error() -> None:
@@ -601,9 +599,9 @@ def test_two_sps_items_are_a_structure_error() -> None:
     first.Modality = "CR"
     second.Modality = "US"
     ds.ScheduledProcedureStepSequence = [first, second]
-    with pytest.raises(IdentifierError) as info:
+    with pytest.raises(DimseFailure) as info:
         parse_identifier(ds, MatchOptions())
-    assert info.value.status == STATUS_IDENTIFIER_MISMATCH
+    assert info.value.status == IDENTIFIER_MISMATCH
 
 
 def test_sequence_for_sps_value_is_a_structure_error() -> None:
@@ -611,9 +609,9 @@ def test_sequence_for_sps_value_is_a_structure_error() -> None:
     item.add(DataElement(0x00080060, "SQ", DicomSequence([Dataset()])))  # Modality
     ds = Dataset()
     ds.ScheduledProcedureStepSequence = [item]
-    with pytest.raises(IdentifierError) as info:
+    with pytest.raises(DimseFailure) as info:
         parse_identifier(ds, MatchOptions())
-    assert info.value.status == STATUS_IDENTIFIER_MISMATCH
+    assert info.value.status == IDENTIFIER_MISMATCH
 
 
 def test_like_pattern_escapes() -> None:

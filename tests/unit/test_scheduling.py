@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DatabaseError
 
 from clinic.domain.bookings import Scheduler
-from clinic.domain.errors import NotFound, TransitionError, ValidationError
+from clinic.domain.errors import NotFound, PatientConflict, TransitionError, ValidationError
 from clinic.domain.fields import REQUIRED_FIELDS, clean_procedure, procedure_to_dict
 from clinic.store.db import transaction
 from clinic.store.models import AuditEntry, AuditLogIsAppendOnly, Patient, Procedure, Station
@@ -243,6 +243,7 @@ def test_update_changes_fields(scheduler: Scheduler) -> None:
         proc.id,
         {"scheduled_start": "2026-11-27T14:15", "patient_name": "Doe^Janet", "priority": "HIGH"},
         actor="desk2",
+        update_patient=True,
     )
     assert changed.scheduled_start == dt.datetime(2026, 11, 27, 14, 15)
     assert changed.scheduled_seconds == 14 * 3600 + 15 * 60
@@ -515,7 +516,13 @@ def test_reimport_is_idempotent_and_updates(scheduler: Scheduler) -> None:
     rows[1]["scheduled_start"] = "2026-11-30T16:45"
     rows[1]["patient_name"] = "PATIENT^TWO"
     rows.append(row(patient_id="P6", accession_number="IMP6"))
-    third = scheduler.import_procedures(rows, actor="import")
+    with pytest.raises(PatientConflict) as conflict:  # a patient changes only on purpose
+        scheduler.import_procedures(rows, actor="import")
+    assert conflict.value.row == 2
+    assert conflict.value.conflicts == {
+        "patient_name": {"stored": "PATIENT^2", "sent": "PATIENT^TWO"}
+    }
+    third = scheduler.import_procedures(rows, actor="import", update_patients=True)
     assert (third.created, third.updated) == (1, 5)
     moved = {p.accession_number: p for p in scheduler.list_procedures()}["IMP2"]
     assert moved.id == first["IMP2"].id

@@ -27,7 +27,7 @@ def test_api_takes_and_returns_codes(api: FlaskClient, audit_rows: Any) -> None:
     assert changed.status_code == 200
     assert changed.get_json()["procedure_code"] is None
     update = [r for r in audit_rows("procedure") if r.action == "update"]
-    assert '"procedure_code"' in update[-1].detail
+    assert '"procedure_code_value"' in update[-1].detail
 
 
 def test_api_names_a_bad_code_and_writes_nothing(api: FlaskClient, scheduler: Scheduler) -> None:

@@ -1,0 +1,151 @@
+"""The front desk's calendar pages: a station's week, and a patient's record."""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib import resources
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from clinic.domain import patient_record
+from clinic.domain.calendar import Calendar
+from clinic.domain.catalog import Catalog
+from clinic.domain.errors import NotFound, ValidationError
+from clinic.domain.vr import parse_date
+from clinic.web.forms import ContactForm, EmptyForm
+from clinic.web.security import actor, login_required
+
+bp = Blueprint("calendar", __name__)
+
+
+def _calendar() -> Calendar:
+    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
+    return calendar
+
+
+def _sessions() -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
+    return factory
+
+
+@bp.get("/week")
+@login_required
+def week() -> Any:
+    """One station's week, Monday to Sunday: bookings with start and end, free time.
+
+    Free time links to the booking form with station, day and time filled in.
+    Without ``station`` the first station is shown (a page says so when there is none).
+    """
+    g.patient_data = True
+    text = request.args.get("date", "").strip()
+    try:
+        day = parse_date(text) if text else dt.date.today()
+    except ValueError:
+        abort(400, "The date must be written YYYY-MM-DD.")
+    catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
+    stations = catalog.stations()
+    station = request.args.get("station", "").strip()
+    if not station:
+        if not stations:
+            return render_template("week.html", station="", stations=[], plans=[], day=day)
+        return redirect(
+            url_for("calendar.week", station=stations[0].ae_title, date=day.isoformat())
+        )
+    try:
+        plans = _calendar().week(station, day)
+    except NotFound:
+        abort(404, f"There is no station {station}.")
+    monday = plans[0].day
+    return render_template(
+        "week.html",
+        station=station,
+        stations=stations,
+        plans=plans,
+        day=day,
+        monday=monday,
+        prev_week=monday - dt.timedelta(days=7),
+        next_week=monday + dt.timedelta(days=7),
+        hours=_calendar().hours(station),
+    )
+
+
+@bp.get("/week.js")
+def week_script() -> Response:
+    """The week view's drag-and-drop script (the page works without it)."""
+    script = resources.files("clinic.templates").joinpath("week.js").read_text(encoding="utf-8")
+    response = Response(script, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _render_patient(patient_id: str, form: ContactForm | None = None, status: int = 200) -> Any:
+    try:
+        rec = patient_record.record(_sessions(), patient_id)
+    except NotFound:
+        abort(404, "There is no such patient.")
+    if form is None:
+        form = ContactForm(formdata=None, obj=rec.patient)
+    now = dt.datetime.now()
+    upcoming = [p for p in rec.bookings if p.scheduled_start >= now]
+    past = [p for p in rec.bookings if p.scheduled_start < now]
+    past.reverse()
+    return (
+        render_template(
+            "patient.html",
+            patient=rec.patient,
+            upcoming=upcoming,
+            past=past,
+            print_jobs=rec.print_jobs,
+            form=form,
+            button=EmptyForm(formdata=None),
+        ),
+        status,
+    )
+
+
+@bp.get("/patients/<path:patient_id>")
+@login_required
+def patient(patient_id: str) -> Any:
+    """A patient's record: details, contact, upcoming and past exams, print jobs."""
+    g.patient_data = True
+    return _render_patient(patient_id)
+
+
+@bp.post("/patients/<path:patient_id>/contact")
+@login_required
+def contact(patient_id: str) -> Any:
+    """Change a patient's phone and e-mail (audited with before and after)."""
+    g.patient_data = True
+    form = ContactForm()
+    if not form.validate_on_submit():
+        return _render_patient(patient_id, form, 422)
+    try:
+        patient_record.update_contact(
+            _sessions(),
+            patient_id,
+            {"phone": form.phone.data or "", "email": form.email.data or ""},
+            actor(),
+        )
+    except NotFound:
+        abort(404, "There is no such patient.")
+    except ValidationError as exc:
+        for key, message in exc.errors.items():
+            if key in form:
+                label = "The phone number" if key == "phone" else "The e-mail address"
+                form[key].errors = [*form[key].errors, f"{label} {message}."]
+        return _render_patient(patient_id, form, 422)
+    flash("The contact details are saved.", "success")
+    return redirect(url_for("calendar.patient", patient_id=patient_id))
