@@ -212,7 +212,7 @@ def test_migration_matches_the_models_and_goes_back(tmp_path: Any) -> None:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0007_codes-1")
+        command.downgrade(cfg, "0006_print_link")
     columns = {c["name"] for c in inspect(engine).get_columns("procedures")}
     assert "procedure_code_value" not in columns and "placer_order_number" in columns
     upgrade(engine)

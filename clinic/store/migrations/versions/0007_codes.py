@@ -1,7 +1,7 @@
 """procedure codes: a booking's procedure and protocol code, the catalog's codes
 
 Revision ID: 0007_codes
-Revises: 0006_print_link
+Revises: 0006_print_link, 0003_accounts
 """
 
 from collections.abc import Sequence
@@ -10,10 +10,12 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_codes"
-down_revision: str | None = "0006_print_link"
+# On top of the current head; the catalog table it changes comes from the accounts
+# revision, so that branch must come first (a merge point, not a mere dependency, so no
+# revision stays a head of its own in alembic_version).
+down_revision: str | tuple[str, ...] | None = ("0006_print_link", "0003_accounts")
 branch_labels: str | Sequence[str] | None = None
-# The catalog table comes from the accounts revision.
-depends_on: str | Sequence[str] | None = "0003_accounts"
+depends_on: str | Sequence[str] | None = None
 
 _PROCEDURE_COLUMNS = (
     ("procedure_code_value", 16),
