@@ -252,15 +252,15 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
     )
     active = BooleanField("Offered for booking", default=True)
     code_scheme = StringField(
-        "Coding scheme of the code (empty: 99CLINIC, the clinic's own)",
+        "Coding scheme (empty: 99CLINIC, the clinic's own)",
         validators=[Length(max=16, message="At most 16 characters.")],
     )
     code_meaning = StringField(
-        "Code meaning (empty: the description)",
+        "Meaning (empty: the procedure's name)",
         validators=[Length(max=64, message="At most 64 characters.")],
     )
     protocol_code_value = StringField(
-        "Protocol code (for the modality)",
+        "Protocol value (what the console picks its protocol by)",
         validators=[Length(max=16, message="At most 16 characters.")],
     )
     protocol_code_scheme = StringField(
@@ -268,7 +268,7 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
         validators=[Length(max=16, message="At most 16 characters.")],
     )
     protocol_code_meaning = StringField(
-        "Protocol meaning (empty: the description)",
+        "Protocol meaning (empty: the procedure's name)",
         validators=[Length(max=64, message="At most 64 characters.")],
     )
 
