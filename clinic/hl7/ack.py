@@ -75,6 +75,12 @@ class OrderState:
     accession_number : str
         The booking's accession number: the filler order number (ORC-3); empty when
         nothing was booked.
+    status : str
+        The booking's status, for ORC-5.
+    requested_procedure_id, step_id, study_instance_uid, modality, station_ae_title : str
+        The booking's worklist keys, for the IPC segment of an ORI^O24.
+    code : tuple of str
+        The booking's procedure code (value, scheme, meaning), for OBR-4.
     """
 
     control: str
