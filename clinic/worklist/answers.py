@@ -260,7 +260,16 @@ class _Builder:
 
     def code_sequence(self, tag: BaseTag, spec: Key, request: Dataset | None) -> _Field | None:
         """A code sequence: one item of the requested code attributes, or none (no code)."""
-        get_code = spec.get
+        read_code = spec.get
+        # The sequence and each of its attributes ask for the same row's code in turn:
+        # read it once per row (a plan encodes one query's rows on one thread).
+        last: list[Any] = [None, None]
+
+        def get_code(row: Row) -> Any:
+            if last[0] is not row:
+                last[0], last[1] = row, read_code(row)
+            return last[1]
+
         fields: list[tuple[BaseTag, _Field]] = []
         for item_tag, vr in code_item_tags(request):
             keyword = keyword_for_tag(item_tag)
