@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clinic.domain import identifiers
 from clinic.domain.audit import audit, audit_row
 from clinic.domain.calendar import DEFAULT_DURATION_MINUTES, clashes
-from clinic.domain.catalog import code_columns, codes_from_catalog, set_codes
+from clinic.domain.catalog import code_columns, codes_for_change, codes_from_catalog, set_codes
 from clinic.domain.errors import (
     NotFound,
     OverlapError,
@@ -806,7 +806,7 @@ class Scheduler:
             if key in cleaned:
                 setattr(proc, key, cleaned[key])
         _set_physicians(proc, cleaned)
-        set_codes(proc, cleaned)
+        set_codes(proc, codes_for_change(session, cleaned))
         after = _procedure_fields(proc)
         changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
         if changes:

@@ -217,11 +217,7 @@ def codes_from_catalog(session: Session, cleaned: Mapping[str, Any]) -> dict[str
     entry: CatalogEntry | None = None
     given: Code | None = out.get("procedure_code")
     if given is not None:
-        key = (given.value, given.scheme)
-        entry = next(
-            (e for e in entries if (c := procedure_code(e)).value == key[0] and c.scheme == key[1]),
-            None,
-        )
+        entry = _entry_with_code(entries, given)
     else:
         description = str(cleaned.get("procedure_description", "")).casefold()
         modality = cleaned.get("modality", "")
@@ -241,6 +237,32 @@ def codes_from_catalog(session: Session, cleaned: Mapping[str, Any]) -> dict[str
         if found is not None:
             out["protocol_code"] = found
     return out
+
+
+def codes_for_change(session: Session, cleaned: Mapping[str, Any]) -> dict[str, Any]:
+    """The codes an update sets: those sent, and the protocol of a new catalog code.
+
+    A changed procedure code that is a catalog entry's brings that entry's protocol code
+    along, unless the update sends a protocol code itself. ``None`` clears a code.
+    """
+    out: dict[str, Any] = {
+        k: cleaned[k] for k in ("procedure_code", "protocol_code") if k in cleaned
+    }
+    given: Code | None = out.get("procedure_code")
+    if given is not None and "protocol_code" not in out:
+        entry = _entry_with_code(_active_entries(session), given)
+        found = protocol_code(entry) if entry is not None else None
+        if found is not None:
+            out["protocol_code"] = found
+    return out
+
+
+def _entry_with_code(entries: list[CatalogEntry], code: Code) -> CatalogEntry | None:
+    for entry in entries:
+        own = procedure_code(entry)
+        if (own.value, own.scheme) == (code.value, code.scheme):
+            return entry
+    return None
 
 
 def _columns(key: str, code: Code | None) -> dict[str, str]:

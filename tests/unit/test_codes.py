@@ -218,3 +218,32 @@ def test_migration_matches_the_models_and_goes_back(tmp_path: Any) -> None:
     upgrade(engine)
     columns = {c["name"] for c in inspect(engine).get_columns("procedure_catalog")}
     assert {"code_scheme", "protocol_code_value"} <= columns
+
+
+def test_a_changed_code_brings_its_catalog_protocol(scheduler: Scheduler) -> None:
+    catalog = Catalog(scheduler.session_factory)
+    catalog.save_entry(
+        {
+            "code": "PAN",
+            "description": "Panoramic",
+            "modality": "PX",
+            "protocol_code_value": "P-PAN",
+        },
+        actor="admin",
+    )
+    proc = scheduler.book(row(procedure_code=CHEST), actor="test")
+    pan = {"value": "PAN", "scheme": LOCAL_SCHEME, "meaning": "Panoramic"}
+    changed = procedure_to_dict(scheduler.update(proc.id, {"procedure_code": pan}, "desk"))
+    assert changed["protocol_code"] == {
+        "value": "P-PAN",
+        "scheme": LOCAL_SCHEME,
+        "meaning": "Panoramic",
+    }
+    # A protocol sent with the change wins; clearing the procedure code leaves the protocol.
+    own = {"value": "P-OWN", "scheme": LOCAL_SCHEME, "meaning": "Own"}
+    changed = procedure_to_dict(
+        scheduler.update(proc.id, {"procedure_code": pan, "protocol_code": own}, "desk")
+    )
+    assert changed["protocol_code"] == own
+    cleared = procedure_to_dict(scheduler.update(proc.id, {"procedure_code": None}, "desk"))
+    assert cleared["procedure_code"] is None and cleared["protocol_code"] == own
