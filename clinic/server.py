@@ -139,7 +139,7 @@ class ClinicServer:
         app = create_app(
             settings,
             self.scheduler,
-            reprint=lambda job: requeue(factory, job),
+            reprint=lambda job, who: requeue(factory, job, who),
             refile=self.spool.refile,
             print_desk=desk,
         )

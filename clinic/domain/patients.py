@@ -7,9 +7,11 @@ A search text may be a name (any order of its parts, case and accents ignored,
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +20,7 @@ from clinic.domain.audit import audit
 from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.names import fold_ascii
 from clinic.store.db import transaction
-from clinic.store.models import Patient, Procedure
+from clinic.store.models import AuditEntry, Patient, Procedure
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y")
 _SPLIT = re.compile(r"[\s,^]+")
@@ -331,3 +333,49 @@ def merge_patients(
         )
         session.delete(merged)
         return moved
+
+
+@dataclass(frozen=True)
+class PatientChange:
+    """One audited change of a patient's record: who, when, what, before and after."""
+
+    at: dt.datetime
+    actor: str
+    action: str
+    changes: dict[str, tuple[Any, Any]]
+    note: str
+
+
+def patient_history(
+    session_factory: sessionmaker[Session], patient_id: str, limit: int = 50
+) -> list[PatientChange]:
+    """Return the audited changes of one patient's details, newest first.
+
+    Each update lists its fields with the values before and after; a creation, a
+    merge or a contact change is described in ``note``.
+    """
+    stmt = (
+        select(AuditEntry)
+        .where(AuditEntry.entity == "patient", AuditEntry.entity_id == patient_id)
+        .order_by(AuditEntry.id.desc())
+        .limit(limit)
+    )
+    out: list[PatientChange] = []
+    with session_factory() as session:
+        for entry in session.scalars(stmt):
+            try:
+                detail = json.loads(entry.detail)
+            except ValueError:
+                detail = {}
+            changes: dict[str, tuple[Any, Any]] = {}
+            note = ""
+            if isinstance(detail, dict):
+                for key, value in detail.items():
+                    if isinstance(value, list) and len(value) == 2:
+                        changes[key] = (value[0], value[1])
+                if entry.action == "merge":
+                    note = f"record {detail.get('merged_patient_id', '')} merged into this one"
+                elif entry.action == "create":
+                    note = "registered"
+            out.append(PatientChange(entry.at, entry.actor, entry.action, changes, note))
+    return out

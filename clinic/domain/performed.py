@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain.audit import audit
@@ -279,16 +279,27 @@ class PerformedSteps:
             )
             return step
 
-    def unlinked(self, limit: int = 100) -> Sequence[PerformedStep]:
-        """Steps that matched no booking, newest first (for the front desk to attach)."""
+    def unlinked(self, limit: int = 20, offset: int = 0) -> Sequence[PerformedStep]:
+        """Steps that matched no booking, newest first (for the front desk to attach).
+
+        Any modality may report exams nobody booked, so the list is read a page at a
+        time (``limit``, ``offset``); :meth:`count_unlinked` says how many there are.
+        """
         stmt = (
             select(PerformedStep)
             .where(~PerformedStep.links.any())
-            .order_by(PerformedStep.created_at.desc())
+            .order_by(PerformedStep.created_at.desc(), PerformedStep.id.desc())
+            .offset(offset)
             .limit(limit)
         )
         with self.session_factory() as session:
             return list(session.scalars(stmt))
+
+    def count_unlinked(self) -> int:
+        """How many steps matched no booking."""
+        stmt = select(func.count()).select_from(PerformedStep).where(~PerformedStep.links.any())
+        with self.session_factory() as session:
+            return int(session.scalar(stmt) or 0)
 
     def for_procedure(self, procedure_id: int) -> Sequence[PerformedStep]:
         """The performed steps linked to one booking, oldest first."""

@@ -29,6 +29,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from clinic.domain.audit import audit
 from clinic.domain.identifiers import new_study_instance_uid
 from clinic.domain.print_links import link_new_job, pdf_stem, readable_name
 from clinic.printing.outputs import pdf_target, send_to_cups
@@ -95,14 +96,18 @@ def read_films(folder: Path) -> list[FilmSpec]:
     return films
 
 
-def requeue(factory: sessionmaker[Session], job_id: int) -> PrintJob | None:
-    """Queue job ``job_id`` again (reprint or retry); None when there is no such job."""
+def requeue(factory: sessionmaker[Session], job_id: int, actor: str) -> PrintJob | None:
+    """Queue job ``job_id`` again (reprint or retry); None when there is no such job.
+
+    The reprint is audited with ``actor`` in the same transaction that queues it.
+    """
     with transaction(factory) as session:
         job = session.get(PrintJob, job_id)
         if job is None:
             return None
         job.status = PrintJobStatus.QUEUED.value
         job.error = ""
+        audit(session, actor, "reprint", "print_job", job_id, {})
         return job
 
 

@@ -51,7 +51,7 @@ def create_app(
     *,
     secret_key: str | None = None,
     login_throttle: LoginThrottle | None = None,
-    reprint: Callable[[int], object] | None = None,
+    reprint: Callable[[int, str], object] | None = None,
     refile: Callable[[int], object] | None = None,
     print_desk: PrintDesk | None = None,
     testing: bool = False,
@@ -71,8 +71,9 @@ def create_app(
     login_throttle : LoginThrottle, optional
         Failed sign-in counter (a fresh one by default).
     reprint : callable, optional
-        Queues a print job again given its id and returns something true when the
-        job exists; without it the print-jobs page offers no reprint.
+        Queues a print job again given its id and who asks (audited in the same
+        transaction) and returns something true when the job exists; without it the
+        print-jobs page offers no reprint.
     refile : callable, optional
         Files a printed job's PDF again (new name and metadata, nothing printed)
         after the front desk changed its patient link.

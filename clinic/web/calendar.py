@@ -24,6 +24,7 @@ from clinic.domain import patient_record
 from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
+from clinic.domain.patients import patient_history
 from clinic.domain.vr import parse_date
 from clinic.web.forms import ContactForm, EmptyForm
 from clinic.web.security import actor, login_required
@@ -109,6 +110,7 @@ def _render_patient(patient_id: str, form: ContactForm | None = None, status: in
             upcoming=upcoming,
             past=past,
             print_jobs=rec.print_jobs,
+            history=patient_history(_sessions(), rec.patient.patient_id),
             form=form,
             button=EmptyForm(formdata=None),
         ),

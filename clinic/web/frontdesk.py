@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from flask import (
@@ -49,6 +50,11 @@ from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
 
 bp = Blueprint("frontdesk", __name__)
+
+#: Exams done without a booking shown on the day view; the rest are a page away.
+DAY_UNLINKED = 5
+#: Bookings offered for attaching one such exam (its day and station).
+ATTACH_CHOICES = 50
 
 GROUPS = ("station", "modality")
 #: The domain's field names, as a receptionist would name them.
@@ -237,7 +243,8 @@ def day() -> str:
         groups.setdefault(key, []).append(proc)
     counts = {s.value: sum(1 for p in rows if p.status == s.value) for s in ProcedureStatus}
     printable = request.args.get("print") == "1"
-    unlinked = [] if printable else list(_performed().unlinked())
+    unlinked = [] if printable else list(_performed().unlinked(limit=DAY_UNLINKED))
+    unlinked_total = 0 if printable else _performed().count_unlinked()
     ends = {p.id: booking_end(p.scheduled_start, p.duration_minutes) for p in day_rows}
     clashing = overlapping_ids(
         (p.id, p.station_ae_title, p.scheduled_start, ends[p.id])
@@ -267,8 +274,9 @@ def day() -> str:
         counts=counts,
         total=len(rows),
         unlinked=unlinked,
+        unlinked_total=unlinked_total,
+        choices=_attach_choices(unlinked),
         series_count=series_count,
-        day_bookings=[p for p in day_rows if p.status != ProcedureStatus.CANCELLED],
         button=EmptyForm(formdata=None),
         ends=ends,
         clashing=clashing,
@@ -713,6 +721,51 @@ def slip(procedure_id: int) -> Response:
     )
 
 
+def _attach_choices(steps: Sequence[PerformedStep]) -> dict[int, list[Procedure]]:
+    """For each unlinked step, the bookings it may belong to: its day, its station.
+
+    Bounded on purpose: a page never lists every booking once per step.
+    """
+    out: dict[int, list[Procedure]] = {}
+    for step in steps:
+        if step.started_at is None:
+            continue
+        station = step.station_ae_title or step.calling_ae_title
+        day_rows = _scheduler().list_procedures(step.started_at.date())
+        out[step.id] = [
+            p
+            for p in day_rows
+            if p.station_ae_title == station and p.status != ProcedureStatus.CANCELLED
+        ][:ATTACH_CHOICES]
+    return out
+
+
+@bp.get("/exams-without-booking")
+@login_required
+def unlinked_exams() -> Any:
+    """Every exam a modality reported without a booking, a page at a time."""
+    g.patient_data = True
+    per_page = 20
+    total = _performed().count_unlinked()
+    pages = max(1, -(-total // per_page))
+    try:
+        asked = int(request.args.get("page", "1"))
+    except ValueError:
+        asked = 1
+    page = min(max(asked, 1), pages)
+    steps = list(_performed().unlinked(limit=per_page, offset=(page - 1) * per_page))
+    return render_template(
+        "unlinked.html",
+        steps=steps,
+        choices=_attach_choices(steps),
+        total=total,
+        page=page,
+        pages=pages,
+        button=EmptyForm(formdata=None),
+        series_count=series_count,
+    )
+
+
 @bp.post("/performed-steps/<int:step_id>/attach")
 @login_required
 def attach_step(step_id: int) -> Any:
@@ -724,7 +777,7 @@ def attach_step(step_id: int) -> Any:
     g.patient_data = True
     form = EmptyForm()
     back = request.form.get("date", "")
-    here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.day")
+    here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.unlinked_exams")
     if not form.validate_on_submit():
         abort(400, "The form has expired; please try again.")
     accession = request.form.get("accession_number", "").strip()

@@ -30,11 +30,9 @@ from flask import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from clinic.domain.audit import audit
 from clinic.domain.errors import NotFound
 from clinic.domain.print_jobs import DeskRefusal, PrintDesk, archive_reason, job_to_dict, list_jobs
 from clinic.domain.print_links import PrintLinks
-from clinic.store.db import transaction
 from clinic.store.models import PrintJob, Procedure
 from clinic.web.api import ApiError, int_arg, json_object, page_links
 from clinic.web.api import bp as api_bp
@@ -46,8 +44,10 @@ bp = Blueprint("printjobs", __name__)
 PAGE_SIZE = 50
 THUMBNAIL_DPI = 24
 MAX_THUMBNAILS = 12
-#: Reprint hook: job id -> whether the job exists (and is queued again).
-Reprint = Callable[[int], object]
+#: Reprint hook: (job id, actor) -> whether the job exists (and is queued again, audited).
+Reprint = Callable[[int, str], object]
+#: Refile hook: job id -> whether the job exists (its PDF is filed again).
+Refile = Callable[[int], object]
 
 
 def _sessions() -> sessionmaker[Session]:
@@ -166,7 +166,7 @@ def link(job_id: int) -> Any:
         links.set_link(job_id, target, actor())
     except NotFound:
         abort(404, "There is no such print job or booking.")
-    refile: Reprint | None = current_app.extensions.get("clinic.refile")
+    refile: Refile | None = current_app.extensions.get("clinic.refile")
     if refile is not None:
         refile(job_id)  # the PDF takes the new name and metadata; nothing is printed
     flash(f"Print job {job_id} is {'no longer linked' if target is None else 'linked'}.", "success")
@@ -206,10 +206,8 @@ def reprint(job_id: int) -> Any:
     hook: Reprint | None = current_app.extensions.get("clinic.reprint")
     if hook is None:
         abort(404, "Reprinting is not available.")
-    if _job(job_id) is None or not hook(job_id):
+    if _job(job_id) is None or not hook(job_id, actor()):
         abort(404, "There is no such print job.")
-    with transaction(_sessions()) as session:
-        audit(session, actor(), "reprint", "print_job", job_id, {})
     flash(f"Print job {job_id} is queued again.", "success")
     return redirect(url_for("printjobs.jobs"))
 

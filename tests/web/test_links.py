@@ -186,3 +186,35 @@ def test_a_changed_link_asks_the_print_service_to_file_the_pdf_again(
     assert login(client, "alice").status_code == 302
     post_form(client, "/print-jobs", f"/print-jobs/{job_id}/link", {"accession_number": "WEBACC1"})
     assert refiled == [job_id]
+
+
+def test_many_exams_without_a_booking_are_counted_and_paged(
+    desk: FlaskClient, scheduler: Scheduler, bookings: list[int]
+) -> None:
+    """Any AE title may report exams nobody booked: the day view stays small."""
+    steps = PerformedSteps(scheduler.session_factory)
+    for n in range(30):
+        report = StepReport(
+            status="IN PROGRESS",
+            station_ae_title=f"ROGUE{n}",
+            patient_name=f"UNBOOKED^N{n:02d}",
+            started_at=dt.datetime.combine(TODAY, dt.time(9, n)),
+            references=[],
+        )
+        steps.create(f"1.2.826.0.1.3680043.10.543.99{n:02d}", report, f"ROGUE{n}")
+    assert steps.count_unlinked() == 30
+
+    day = desk.get("/").get_data(as_text=True)
+    assert "Exams done without a booking <span class=\"muted\">(30)</span>" in day
+    assert day.count('aria-label="Attach exam') == 5
+    assert "All 30 exams done without a booking" in day
+    assert day.count("<option") < 100  # no select of every booking per exam
+
+    first = desk.get("/exams-without-booking").get_data(as_text=True)
+    second = desk.get("/exams-without-booking?page=2").get_data(as_text=True)
+    assert first.count('aria-label="Attach exam') == 20
+    assert second.count('aria-label="Attach exam') == 10
+    assert "UNBOOKED, N29" in first and "UNBOOKED, N00" in second  # newest first
+    assert "Page 2 of 2" in second
+    assert desk.get("/exams-without-booking?page=x").status_code == 200
+    assert desk.get("/exams-without-booking?page=99999").status_code == 200

@@ -183,3 +183,23 @@ def test_merge_api_is_for_administrators(
     missing = admin_api.post("/api/patients/P100/merge", json={"patient_id": "NOPE"})
     assert missing.status_code == 404
     assert admin_api.post("/api/patients/P100/merge", json={}).status_code == 422
+
+
+def test_patient_page_says_who_changed_what_and_when(
+    api: FlaskClient, desk: FlaskClient, scheduler: Scheduler
+) -> None:
+    assert _post(api, BOOKING).status_code == 201
+    changed = {
+        **BOOKING,
+        "patient_birth_date": "1970-01-05",
+        "scheduled_start": "2026-11-27T10:00",
+        "update_patient": True,
+    }
+    assert _post(api, changed).status_code == 201
+    page = desk.get("/patients/P100").get_data(as_text=True)
+    assert (
+        "Changes to the patient&#39;s details" in page or "Changes to the patient's details" in page
+    )
+    assert "api:alice" in page
+    assert "birth date: 1970-05-01 → 1970-01-05" in page
+    assert "registered" in page

@@ -80,7 +80,7 @@ def app(
         secret_key="s",
         login_throttle=throttle,
         print_desk=desk,
-        reprint=lambda job_id: True,
+        reprint=lambda job_id, who: True,
         testing=True,
     )
 

@@ -12,6 +12,7 @@ from reportlab.pdfgen import canvas
 
 from clinic.config import Settings
 from clinic.domain.bookings import Scheduler
+from clinic.printing.spool import requeue
 from clinic.store.db import transaction
 from clinic.store.models import PrintJob
 from clinic.web import create_app
@@ -66,9 +67,9 @@ def requeued() -> list[int]:
 def app(
     settings: Settings, scheduler: Scheduler, throttle: LoginThrottle, requeued: list[int]
 ) -> Flask:
-    def reprint(job_id: int) -> bool:
+    def reprint(job_id: int, actor: str) -> bool:
         requeued.append(job_id)
-        return True
+        return requeue(scheduler.session_factory, job_id, actor) is not None
 
     return create_app(
         settings, scheduler, secret_key="s", login_throttle=throttle, reprint=reprint, testing=True
