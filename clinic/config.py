@@ -21,8 +21,31 @@ from clinic.domain.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
-CHARACTER_SETS = ("ISO_IR 192", "ISO_IR 100")
+#: What a worklist answer's character set may be set to (per station, or the default):
+#: the names of :data:`clinic.worklist.charsets.STATION_SETS`.
+CHARACTER_SETS = (
+    "ISO_IR 192",
+    "ISO_IR 100",
+    "ISO_IR 101",
+    "ISO_IR 109",
+    "ISO_IR 110",
+    "ISO_IR 144",
+    "ISO_IR 127",
+    "ISO_IR 126",
+    "ISO_IR 138",
+    "ISO_IR 148",
+    "ISO_IR 203",
+    "ISO_IR 166",
+    "GB18030",
+    "GBK",
+    "ISO 2022 IR 87",
+    "ISO 2022 IR 13",
+    "ISO 2022 IR 149",
+    "ISO 2022 IR 58",
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: How HL7 orders are answered: a general ACK, or ORR^O02 / ORI^O24.
+ORDER_RESPONSES = ("ack", "orr")
 
 
 class ConfigError(Exception):
@@ -129,6 +152,7 @@ class Settings:
     hl7_read_timeout: float = 30.0
     hl7_frame_timeout: float = 120.0
     hl7_idle_timeout: float = 300.0
+    hl7_order_response: str = "ack"
     uid_root: str = ""
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -302,6 +326,7 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("hl7", "read_timeout", "hl7_read_timeout", None),
     ("hl7", "frame_timeout", "hl7_frame_timeout", None),
     ("hl7", "idle_timeout", "hl7_idle_timeout", None),
+    ("hl7", "order_response", "hl7_order_response", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
     ("scheduling", "default_duration_minutes", "default_duration_minutes", None),
@@ -569,6 +594,11 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
                 f"{where('uid_root')}: UID root {settings.uid_root!r} "
                 f"{problem or 'must be at most 40 characters to leave room for a suffix'}"
             )
+    if settings.hl7_order_response not in ORDER_RESPONSES:
+        raise ConfigError(
+            f"{where('hl7_order_response')}: order response must be one of "
+            f"{', '.join(repr(r) for r in ORDER_RESPONSES)}"
+        )
     if settings.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"{where('log_level')}: log level must be one of {', '.join(LOG_LEVELS)}")
     if not settings.host:

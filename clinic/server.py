@@ -165,7 +165,11 @@ class ClinicServer:
         self._hl7 = MllpListener(
             settings.host,
             settings.hl7_port,
-            OrderIntake(self.scheduler, Catalog(self.session_factory)),
+            OrderIntake(
+                self.scheduler,
+                Catalog(self.session_factory),
+                order_response=settings.hl7_order_response,
+            ),
             max_message_bytes=settings.hl7_max_message_bytes,
             read_timeout=settings.hl7_read_timeout,
             idle_timeout=settings.hl7_idle_timeout,

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clinic.domain import identifiers
 from clinic.domain.audit import audit, audit_row
 from clinic.domain.calendar import DEFAULT_DURATION_MINUTES, clashes
+from clinic.domain.catalog import code_columns, codes_for_change, codes_from_catalog, set_codes
 from clinic.domain.errors import (
     NotFound,
     OverlapError,
@@ -732,6 +733,7 @@ class Scheduler:
             name = cleaned.get(f"{role}_physician", "")
             values[f"{role}_physician"] = name
             values[f"{role}_fold"], values[f"{role}_ascii"] = name_keys(name)
+        values.update(code_columns(codes_from_catalog(session, cleaned)))
         return values
 
     def _new_accession(self, session: Session, day: dt.date) -> str:
@@ -804,6 +806,7 @@ class Scheduler:
             if key in cleaned:
                 setattr(proc, key, cleaned[key])
         _set_physicians(proc, cleaned)
+        set_codes(proc, codes_for_change(session, cleaned))
         after = _procedure_fields(proc)
         changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
         if changes:
@@ -994,6 +997,12 @@ _AUDITED = (
     "notes",
     "placer_order_number",
     "filler_order_number",
+    "procedure_code_value",
+    "procedure_code_scheme",
+    "procedure_code_meaning",
+    "protocol_code_value",
+    "protocol_code_scheme",
+    "protocol_code_meaning",
     "status",
 )
 

@@ -132,6 +132,14 @@ class Procedure(Base):
     # How an ordering system (HL7 ORC-2 / ORC-3) names this booking; empty when booked here.
     placer_order_number: Mapped[str] = mapped_column(String(64), default="", index=True)
     filler_order_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    # Requested Procedure Code (0032,1064) and Scheduled Protocol Code (0040,0008): value,
+    # coding scheme designator and meaning; an empty value means no code.
+    procedure_code_value: Mapped[str] = mapped_column(String(16), default="", index=True)
+    procedure_code_scheme: Mapped[str] = mapped_column(String(16), default="")
+    procedure_code_meaning: Mapped[str] = mapped_column(String(64), default="")
+    protocol_code_value: Mapped[str] = mapped_column(String(16), default="")
+    protocol_code_scheme: Mapped[str] = mapped_column(String(16), default="")
+    protocol_code_meaning: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -231,6 +239,13 @@ class CatalogEntry(Base):
     default_station: Mapped[str] = mapped_column(String(16), default="")
     duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
     active: Mapped[bool] = mapped_column(default=True)
+    # ``code`` is the procedure's Code Value; its scheme defaults to the clinic's private
+    # designator and its meaning to the description. The protocol code is optional.
+    code_scheme: Mapped[str] = mapped_column(String(16), default="")
+    code_meaning: Mapped[str] = mapped_column(String(64), default="")
+    protocol_code_value: Mapped[str] = mapped_column(String(16), default="")
+    protocol_code_scheme: Mapped[str] = mapped_column(String(16), default="")
+    protocol_code_meaning: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

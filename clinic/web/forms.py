@@ -20,6 +20,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from clinic.config import CHARACTER_SETS
 from clinic.domain.calendar import WEEKDAY_NAMES, WEEKDAYS
 from clinic.domain.fields import BY_NAME, MAX_DURATION_MINUTES, PRIORITIES, SEXES
 
@@ -51,10 +52,28 @@ _NOTES_MAX = BY_NAME["notes"].max_length
 SEX_CHOICES = [("", "Not known"), *((code, _SEX_LABELS[code]) for code in sorted(SEXES))]
 PRIORITY_CHOICES = [("", "Normal"), *((code, _PRIORITY_LABELS[code]) for code in PRIORITIES)]
 ROLE_CHOICES = [("frontdesk", "Front desk"), ("admin", "Administrator")]
-CHARSET_CHOICES = [
-    ("", "Service default"),
-    ("ISO_IR 192", "Unicode (ISO_IR 192)"),
-    ("ISO_IR 100", "Latin-1 (ISO_IR 100)"),
+_CHARSET_LABELS = {
+    "ISO_IR 192": "Unicode UTF-8",
+    "ISO_IR 100": "Latin-1, Western Europe",
+    "ISO_IR 101": "Latin-2, Central Europe",
+    "ISO_IR 109": "Latin-3",
+    "ISO_IR 110": "Latin-4, Baltic",
+    "ISO_IR 144": "Cyrillic",
+    "ISO_IR 127": "Arabic",
+    "ISO_IR 126": "Greek",
+    "ISO_IR 138": "Hebrew",
+    "ISO_IR 148": "Latin-5, Turkish",
+    "ISO_IR 203": "Latin-9",
+    "ISO_IR 166": "Thai",
+    "GB18030": "Chinese GB18030",
+    "GBK": "Chinese GBK",
+    "ISO 2022 IR 87": "Japanese, kanji (ISO 2022)",
+    "ISO 2022 IR 13": "Japanese, katakana and kanji (ISO 2022)",
+    "ISO 2022 IR 149": "Korean (ISO 2022)",
+    "ISO 2022 IR 58": "Chinese GB 2312 (ISO 2022)",
+}
+CHARSET_CHOICES = [("", "Service default")] + [
+    (name, f"{_CHARSET_LABELS.get(name, name)} ({name})") for name in CHARACTER_SETS
 ]
 
 
@@ -232,6 +251,26 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
         ],
     )
     active = BooleanField("Offered for booking", default=True)
+    code_scheme = StringField(
+        "Coding scheme (empty: 99CLINIC, the clinic's own)",
+        validators=[Length(max=16, message="At most 16 characters.")],
+    )
+    code_meaning = StringField(
+        "Meaning (empty: the procedure's name)",
+        validators=[Length(max=64, message="At most 64 characters.")],
+    )
+    protocol_code_value = StringField(
+        "Protocol value (what the console picks its protocol by)",
+        validators=[Length(max=16, message="At most 16 characters.")],
+    )
+    protocol_code_scheme = StringField(
+        "Protocol coding scheme (empty: 99CLINIC)",
+        validators=[Length(max=16, message="At most 16 characters.")],
+    )
+    protocol_code_meaning = StringField(
+        "Protocol meaning (empty: the procedure's name)",
+        validators=[Length(max=64, message="At most 64 characters.")],
+    )
 
 
 class ContactForm(FlaskForm):  # type: ignore[misc]

@@ -28,7 +28,7 @@ from clinic.domain import patients as patient_search
 from clinic.domain.attendance import Attendance, stale_cutoff
 from clinic.domain.bookings import Scheduler
 from clinic.domain.calendar import Calendar, booking_end, overlapping_ids
-from clinic.domain.catalog import Catalog
+from clinic.domain.catalog import Catalog, procedure_code
 from clinic.domain.errors import (
     NotFound,
     OverlapError,
@@ -476,6 +476,7 @@ def book() -> Any:
         "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
         "duration_minutes": str(_duration_of(entry, form.duration_minutes.data)),
         "procedure_description": entry.description if entry else (form.description.data or ""),
+        "procedure_code": procedure_code(entry).as_dict() if entry else None,
         "referring_physician": person_name_from_input(form.referring_physician.data or ""),
         "priority": form.priority.data or "",
         "notes": form.notes.data or "",
