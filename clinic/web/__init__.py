@@ -7,7 +7,17 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    Response,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
@@ -19,7 +29,13 @@ from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
 from clinic.web.display import readable_name
-from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
+from clinic.web.security import (
+    SESSION_ID_KEY,
+    LoginThrottle,
+    TlsAwareSessionInterface,
+    WebUser,
+    load_secret_key,
+)
 
 STATUS_LABELS = {
     "SCHEDULED": "Booked",
@@ -124,11 +140,17 @@ def create_app(
     login.session_protection = "basic"
 
     def load_user(user_id: str) -> WebUser | None:
+        # The cookie names the session; the database says whether it is still open.
         try:
-            user = app.extensions["clinic.domain.accounts"].get_user(int(user_id))
+            wanted = int(user_id)
         except ValueError:
             return None
-        if user is None or not user.active:
+        sid = session.get(SESSION_ID_KEY, "")
+        user = app.extensions["clinic.domain.accounts"].session_user(
+            sid if isinstance(sid, str) else "", wanted, app.permanent_session_lifetime
+        )
+        if user is None:
+            session.clear()  # an ended session: the cookie signs no one in any more
             return None
         return WebUser(user)
 

@@ -335,9 +335,25 @@ def user(user_id: int) -> Any:
             tokens=_accounts().list_tokens(user_id),
             button=EmptyForm(),
             new_token=None,
+            open_sessions=_accounts().count_sessions(user_id),
         ),
         status,
     )
+
+
+@bp.post("/users/<int:user_id>/sessions/end")
+@admin_required
+def end_sessions(user_id: int) -> Any:
+    """Sign a user out everywhere: every browser session of theirs ends at once (audited)."""
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        ended = _accounts().end_sessions(user_id, actor(), "sign out everywhere")
+    except NotFound:
+        abort(404)
+    flash(f"Signed out everywhere: {ended} session(s) ended.", "success")
+    return redirect(url_for("admin.user", user_id=user_id))
 
 
 @bp.post("/users/<int:user_id>/tokens")
@@ -356,6 +372,7 @@ def create_token(user_id: int) -> Any:
         tokens=_accounts().list_tokens(user_id),
         button=EmptyForm(),
         new_token=token,
+        open_sessions=_accounts().count_sessions(user_id),
     )
 
 
@@ -364,11 +381,11 @@ def create_token(user_id: int) -> Any:
 def revoke_token(token_id: int) -> Any:
     """Revoke an API token."""
     try:
-        _accounts().revoke_token(token_id, actor())
+        owner = _accounts().revoke_token(token_id, actor())
     except NotFound:
         abort(404)
     flash("The token is revoked.", "success")
-    return redirect(request.referrer or url_for("admin.users"))
+    return redirect(url_for("admin.user", user_id=owner))
 
 
 # -- printers, audit, worklist diagnostics -------------------------------------------

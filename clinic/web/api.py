@@ -13,6 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import validate_csrf
+from wtforms.validators import ValidationError as CsrfInvalid
 
 from clinic.domain import patient_record
 from clinic.domain.bookings import Scheduler
@@ -34,6 +36,10 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 10_000
 _PUBLIC_ENDPOINTS = ("api.openapi",)
+#: Methods that change nothing: a browser session may use them without a CSRF token.
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+#: The header a page's script sends the CSRF token in (the token of the page's forms).
+CSRF_HEADER = "X-CSRFToken"
 
 
 class ApiError(Exception):
@@ -124,10 +130,41 @@ def authenticate() -> None:
         g.api_admin = user.role == "admin"
         return
     if current_user.is_authenticated:
+        if request.method not in SAFE_METHODS:
+            check_csrf_header()
         g.api_actor = f"web:{current_user.name}"
         g.api_admin = bool(getattr(current_user, "is_admin", False))
         return
     raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
+
+
+def check_csrf_header() -> None:
+    """Refuse (403) a write signed in only by the session cookie without the CSRF token.
+
+    Another page the browser has open could otherwise send the cookie along with a
+    form post of its own; the token is only on this site's pages.
+
+    Raises
+    ------
+    ApiError
+        403, naming the header, when the token is missing or not valid.
+    """
+    token = request.headers.get(CSRF_HEADER, "")
+    if not token:
+        raise ApiError(
+            403,
+            f"CSRF token missing: with the browser's session, send the page's CSRF token "
+            f"in the {CSRF_HEADER} header (or use Authorization: Bearer TOKEN)",
+            {CSRF_HEADER: "is required with a session cookie"},
+        )
+    try:
+        validate_csrf(token)
+    except CsrfInvalid:
+        raise ApiError(
+            403,
+            "CSRF token not valid: reload the page and send its token",
+            {CSRF_HEADER: "is not valid for this session"},
+        ) from None
 
 
 def _scheduler() -> Scheduler:
