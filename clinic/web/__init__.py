@@ -20,6 +20,7 @@ from flask import (
 )
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.datastructures import ImmutableMultiDict, MultiDict
 from werkzeug.exceptions import HTTPException
 
 from clinic.config import Settings
@@ -29,6 +30,7 @@ from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
 from clinic.web.display import readable_name
+from clinic.web.params import IdConverter
 from clinic.web.security import (
     SESSION_ID_KEY,
     LoginThrottle,
@@ -133,6 +135,8 @@ def create_app(
     app.extensions["clinic.refile"] = refile
     app.extensions["clinic.print_desk"] = print_desk
 
+    # Ids past what the store holds match no route: 404, never a failing query.
+    app.url_map.converters["int"] = IdConverter
     csrf = CSRFProtect(app)
     login = LoginManager(app)
     login.login_view = "auth.login"
@@ -183,6 +187,14 @@ def create_app(
             "url_endpoints": app.view_functions.keys(),
         }
 
+    @app.before_request
+    def drop_nul_characters() -> None:
+        # No text column can hold a NUL (PostgreSQL refuses it, SQLite's LIKE stops at
+        # it): dropped from query strings and forms before any view reads them.
+        request.args = without_nul(request.args)
+        if request.method == "POST" and request.mimetype in FORM_TYPES:
+            request.form = without_nul(request.form)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -224,6 +236,18 @@ def create_app(
         )
 
     return app
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def without_nul(values: MultiDict[str, str]) -> ImmutableMultiDict[str, str]:
+    """``values`` with NUL characters removed from every key and value."""
+    if not any("\x00" in k or "\x00" in v for k, v in values.items(multi=True)):
+        return values if isinstance(values, ImmutableMultiDict) else ImmutableMultiDict(values)
+    return ImmutableMultiDict(
+        [(k.replace("\x00", ""), v.replace("\x00", "")) for k, v in values.items(multi=True)]
+    )
 
 
 def _json_error(code: int, message: str, errors: dict[str, str] | None = None) -> Any:

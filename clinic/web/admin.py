@@ -26,7 +26,6 @@ from clinic.domain.accounts import Accounts
 from clinic.domain.calendar import WEEKDAYS, Calendar, station_opening_hours
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
-from clinic.domain.vr import parse_date
 from clinic.store.models import AuditEntry, Procedure, Station, WorklistQueryLog
 from clinic.web.forms import (
     CatalogForm,
@@ -38,6 +37,7 @@ from clinic.web.forms import (
     UserForm,
     options,
 )
+from clinic.web.params import FIRST_DAY, LAST_DAY, page_number, parse_day
 from clinic.web.security import actor, admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -469,19 +469,19 @@ def audit_log() -> str:
     for key in ("since", "until"):
         if filters[key]:
             try:
-                day = parse_date(filters[key])
+                day = parse_day(filters[key])
             except ValueError:
-                errors[key] = "Please write the date as YYYY-MM-DD."
+                errors[key] = (
+                    "Please write the date as YYYY-MM-DD. Days from "
+                    f"{FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}."
+                )
                 continue
             start = dt.datetime.combine(day, dt.time())
             if key == "since":
                 stmt = stmt.where(AuditEntry.at >= start)
             else:
                 stmt = stmt.where(AuditEntry.at < start + dt.timedelta(days=1))
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_number(request.args.get("page"))
     with _sessions()() as session:
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = list(

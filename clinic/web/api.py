@@ -30,6 +30,7 @@ from clinic.domain.fields import MAX_DURATION_MINUTES, procedure_to_dict
 from clinic.domain.patients import likely_duplicates, merge_patients
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
+from clinic.web.params import parse_day
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -242,7 +243,7 @@ def list_procedures() -> Response:
     day = None
     if day_text:
         try:
-            day = parse_date(day_text)
+            day = parse_day(day_text)
         except ValueError as exc:
             raise ApiError(400, "bad query parameter", {"date": str(exc)}) from None
         params["date"] = day.isoformat()

@@ -17,15 +17,21 @@ log = logging.getLogger(__name__)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only follow a ``next`` that stays on this site."""
-    if target:
+    """Only follow a ``next`` that is a path on this site.
+
+    Refused (the day view instead): anything with a scheme or host, ``//`` or ``/\\``
+    (other hosts to a browser), backslashes, spaces and control characters (a CR/LF
+    would write a header of its own), and very long values.
+    """
+    if (
+        target
+        and len(target) <= 2048
+        and target.startswith("/")
+        and not target.startswith("//")
+        and all(" " < ch != "\x7f" and ch != "\\" for ch in target)
+    ):
         parts = urlsplit(target)
-        if (
-            not parts.scheme
-            and not parts.netloc
-            and target.startswith("/")
-            and (not target.startswith("//"))
-        ):
+        if not parts.scheme and not parts.netloc:
             return target
     return url_for("frontdesk.day")
 

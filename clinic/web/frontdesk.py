@@ -36,7 +36,6 @@ from clinic.domain.errors import (
 )
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
-from clinic.domain.vr import parse_date
 from clinic.store.models import (
     ACTIVE_STATUSES,
     CatalogEntry,
@@ -46,6 +45,7 @@ from clinic.store.models import (
 )
 from clinic.web.display import readable_name
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
+from clinic.web.params import FIRST_DAY, LAST_DAY, parse_day, parse_id
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
 
@@ -186,9 +186,13 @@ def _day_arg() -> dt.date:
     if not text:
         return dt.date.today()
     try:
-        return parse_date(text)
+        return parse_day(text)
     except ValueError:
-        abort(400, "The date must be written YYYY-MM-DD.")
+        abort(
+            400,
+            f"The date must be written YYYY-MM-DD, between {FIRST_DAY.isoformat()} "
+            f"and {LAST_DAY.isoformat()}.",
+        )
 
 
 def _station_choices(blank: str) -> list[tuple[str, str]]:
@@ -290,8 +294,9 @@ def day() -> str:
 def patients() -> str:
     """Find a patient by name (wildcards, accents ignored), ID or birth date."""
     g.patient_data = True
-    text = request.args.get("q", "").strip()
-    birth_text = request.args.get("birth_date", "").strip()
+    # Control characters are ignored: "%00" alone is no search at all.
+    text = patient_search.printable_text(request.args.get("q", ""))
+    birth_text = patient_search.printable_text(request.args.get("birth_date", ""))
     errors: dict[str, str] = {}
     birth = None
     if birth_text:
@@ -395,7 +400,7 @@ def book() -> Any:
                 form.sex.data = known_patient.sex
         try:
             form.date.data = (
-                parse_date(request.args.get("date", ""))
+                parse_day(request.args.get("date", ""))
                 if request.args.get("date")
                 else dt.date.today()
             )
@@ -775,8 +780,15 @@ def attach_step(step_id: int) -> Any:
     """
     g.patient_data = True
     form = EmptyForm()
-    back = request.form.get("date", "")
-    here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.unlinked_exams")
+    try:
+        back: dt.date | None = parse_day(request.form.get("date", ""))
+    except ValueError:
+        back = None
+    here = (
+        url_for("frontdesk.day", date=back.isoformat())
+        if back
+        else url_for("frontdesk.unlinked_exams")
+    )
     if not form.validate_on_submit():
         abort(400, "The form has expired; please try again.")
     accession = request.form.get("accession_number", "").strip()
@@ -788,8 +800,8 @@ def attach_step(step_id: int) -> Any:
             flash(f"No booking has the accession number {accession}.", "error")
             return redirect(here)
         target = proc.id
-    elif choice.isdigit():
-        target = int(choice)
+    else:
+        target = parse_id(choice)
     if target is None:
         flash("Please type an accession number or pick a booking.", "error")
         return redirect(here)

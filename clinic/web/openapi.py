@@ -7,9 +7,7 @@ from typing import Any
 from clinic import __version__
 from clinic.domain.fields import procedure_schema
 from clinic.store.models import ArchiveStatus, PrintJobStatus
-
-#: The largest id a path takes (a signed 64-bit integer); larger ones answer 404.
-MAX_ID = 2**63 - 1
+from clinic.web.params import MAX_ID
 
 _TEXT = {"type": "string"}
 

@@ -37,6 +37,7 @@ from clinic.store.models import PrintJob, Procedure
 from clinic.web.api import ApiError, int_arg, json_object, page_links
 from clinic.web.api import bp as api_bp
 from clinic.web.forms import EmptyForm
+from clinic.web.params import page_number, parse_id
 from clinic.web.security import actor, login_required
 
 bp = Blueprint("printjobs", __name__)
@@ -104,10 +105,7 @@ def _local_day(job: PrintJob) -> dt.date:
 def jobs() -> str:
     """The print jobs, newest first, with page previews, download, reprint and patient link."""
     g.patient_data = True
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_number(request.args.get("page"))
     rows = list_jobs(_sessions(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
     links = PrintLinks(_sessions())
     # The bookings offered for linking: those of the day each job arrived.
@@ -157,8 +155,8 @@ def link(job_id: int) -> Any:
                 flash(f"No booking has the accession number {accession}.", "error")
                 return redirect(url_for("printjobs.jobs"))
             target = proc.id
-        elif choice.isdigit():
-            target = int(choice)
+        elif parse_id(choice) is not None:
+            target = parse_id(choice)
         else:
             flash("Please type an accession number or pick a booking.", "error")
             return redirect(url_for("printjobs.jobs"))

@@ -1,0 +1,80 @@
+"""What the web door accepts in paths, query strings and forms, checked before any use.
+
+Ids become a 404 when no row can have them, dates outside the calendar the clinic
+works in become a 400: no value a browser can send reaches the store in a form
+it cannot hold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from werkzeug.routing import IntegerConverter, Map
+
+from clinic.domain.vr import parse_date
+
+#: The largest id the store holds (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+#: Days the pages and the API take (a booking or a birth date outside them cannot exist).
+FIRST_DAY = dt.date(1900, 1, 1)
+LAST_DAY = dt.date(2999, 12, 31)
+#: The highest page number a paged list takes.
+MAX_PAGE = 1_000_000
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in a route: 0 to :data:`MAX_ID`; a larger number matches no route (404).
+
+    Werkzeug's own converter takes any number of digits, and a number past 64 bits
+    made the database driver fail (a 500) instead of finding nothing.
+    """
+
+    def __init__(
+        self,
+        map: Map,
+        fixed_digits: int = 0,
+        min: int | None = None,
+        max: int | None = MAX_ID,
+        signed: bool = False,
+    ) -> None:
+        super().__init__(map, fixed_digits, min, max, signed)
+
+    def to_python(self, value: str) -> Any:
+        """Return the id; a value past the bounds matches no route."""
+        return super().to_python(value)
+
+
+def parse_id(text: str | None) -> int | None:
+    """Return the id written in ``text`` (ASCII digits, 1 to :data:`MAX_ID`), else ``None``."""
+    text = (text or "").strip()
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
+
+
+def parse_day(text: str) -> dt.date:
+    """Parse a day (``YYYY-MM-DD``) the pages and API work with.
+
+    Raises
+    ------
+    ValueError
+        With a message for the user when the text is no date, or one outside
+        :data:`FIRST_DAY` to :data:`LAST_DAY`.
+    """
+    day = parse_date(text)
+    check_day(day)
+    return day
+
+
+def check_day(day: dt.date) -> None:
+    """Refuse a day outside :data:`FIRST_DAY` to :data:`LAST_DAY` (``ValueError``)."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
+
+
+def page_number(text: str | None) -> int:
+    """A page number from a query string: 1 when absent or no number, at most :data:`MAX_PAGE`."""
+    value = parse_id(text)
+    return min(value, MAX_PAGE) if value is not None else 1
