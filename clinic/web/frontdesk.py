@@ -44,6 +44,7 @@ from clinic.store.models import (
     ProcedureStatus,
 )
 from clinic.web.display import readable_name
+from clinic.web.downloads import name_download
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
 from clinic.web.params import FIRST_DAY, LAST_DAY, parse_day, parse_id
 from clinic.web.security import actor, login_required
@@ -214,7 +215,7 @@ def _procedure_choices(entries: list[CatalogEntry]) -> list[tuple[str, str]]:
 
 @bp.get("/")
 @login_required
-def day() -> str:
+def day() -> Any:
     """The day's bookings by station (or modality) and time, today by default."""
     g.patient_data = True
     day = _day_arg()
@@ -262,7 +263,7 @@ def day() -> str:
                 free[key] = _calendar().free_slots(key, day, 1)
             except NotFound:
                 free[key] = []
-    return render_template(
+    page = render_template(
         "day_print.html" if printable else "day.html",
         day=day,
         prev_day=day - dt.timedelta(days=1),
@@ -287,6 +288,10 @@ def day() -> str:
         free=free,
         here=request.full_path.rstrip("?"),
     )
+    if not printable:
+        return page
+    # The printable day list is a document of its own: saved, it keeps the day in its name.
+    return name_download(Response(page, mimetype="text/html"), f"day-list-{day.isoformat()}.html")
 
 
 @bp.get("/patients")
@@ -718,10 +723,8 @@ def slip(procedure_id: int) -> Response:
     proc = _load(procedure_id)
     station = next((s for s in _catalog().stations() if s.ae_title == proc.station_ae_title), None)
     pdf = appointment_slip(proc, station)
-    return Response(
-        pdf,
-        mimetype="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="slip-{proc.accession_number}.pdf"'},
+    return name_download(
+        Response(pdf, mimetype="application/pdf"), f"slip-{proc.accession_number}.pdf"
     )
 
 

@@ -36,6 +36,7 @@ from clinic.domain.print_links import PrintLinks
 from clinic.store.models import PrintJob, Procedure
 from clinic.web.api import ApiError, int_arg, json_object, page_links
 from clinic.web.api import bp as api_bp
+from clinic.web.downloads import name_download
 from clinic.web.forms import EmptyForm
 from clinic.web.params import page_number, parse_id
 from clinic.web.security import actor, login_required
@@ -179,7 +180,7 @@ def pdf(job_id: int) -> Response:
     path = _pdf_of(_job(job_id))
     if path is None:
         abort(404, "This print job has no PDF (yet).")
-    return send_file(path, mimetype="application/pdf", download_name=f"print-job-{job_id}.pdf")
+    return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")
 
 
 @bp.get("/print-jobs/<int:job_id>/pages/<int:page>.png")
@@ -358,4 +359,4 @@ def api_pdf(job_id: int) -> Response:
     path = _pdf_of(job)
     if path is None:
         raise ApiError(404, f"print job {job_id} has no PDF ({job.status})")
-    return send_file(path, mimetype="application/pdf", download_name=f"print-job-{job_id}.pdf")
+    return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")
