@@ -31,6 +31,7 @@ from clinic.printing.spool import Spool, requeue
 from clinic.store import migrate
 from clinic.store.backup import hold_service_lock
 from clinic.store.db import make_engine, make_session_factory
+from clinic.store.private import make_private
 from clinic.web import create_app
 from clinic.worklist.access import restrict_worklist, worklist_admit
 from clinic.worklist.diagnostics import QueryLogWriter
@@ -69,7 +70,8 @@ class ClinicServer:
     def start(self) -> None:
         """Migrate the store, then start every listener (non-blocking)."""
         settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # umask 0o077 from here on, and the folder's existing files made 0600 / 0700.
+        make_private(settings.data_dir)
         # Held while the service runs: `clinic restore` refuses to overwrite its database.
         self._lock = hold_service_lock(settings.data_dir)
         self.engine = make_engine(settings.resolved_database_url)
