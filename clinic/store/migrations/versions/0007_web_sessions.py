@@ -1,7 +1,7 @@
 """web sessions: signed-in browser sessions kept in the database
 
 Revision ID: 0007_web_sessions
-Revises: 0006_print_link (and needs 0003_accounts' users)
+Revises: 0006_print_link, 0003_accounts (its rows belong to users: made after that table)
 """
 
 from collections.abc import Sequence
@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_web_sessions"
-down_revision: str | None = "0006_print_link"
+down_revision: str | Sequence[str] | None = ("0006_print_link", "0003_accounts")
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = "0003_accounts"
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
