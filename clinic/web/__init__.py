@@ -39,6 +39,9 @@ from clinic.web.security import (
     load_secret_key,
 )
 
+#: How long browsers keep to HTTPS after seeing it (Strict-Transport-Security).
+HSTS_SECONDS = 365 * 24 * 3600
+
 STATUS_LABELS = {
     "SCHEDULED": "Booked",
     "ARRIVED": "Arrived",
@@ -111,7 +114,9 @@ def create_app(
         SECRET_KEY=secret_key or load_secret_key(settings.data_dir),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=False,
+        # Over HTTPS (the web door's own TLS) cookies never travel in clear text.
+        SESSION_COOKIE_SECURE=bool(settings.web_tls_cert),
+        REMEMBER_COOKIE_SECURE=bool(settings.web_tls_cert),
         SESSION_COOKIE_NAME="clinic_session",
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
         REMEMBER_COOKIE_DURATION=dt.timedelta(seconds=0),
@@ -209,6 +214,9 @@ def create_app(
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "frame-ancestors 'none'; form-action 'self'",
         )
+        if request.is_secure:
+            # Browsers that saw HTTPS here once never try plain HTTP again for a year.
+            response.headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_SECONDS}")
         if getattr(g, "patient_data", False) or request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
