@@ -14,8 +14,8 @@ from werkzeug.routing import IntegerConverter, Map
 
 from clinic.domain.vr import parse_date
 
-#: The largest id the store holds (a signed 64-bit integer).
-MAX_ID = 2**63 - 1
+#: The largest id the store holds: its id columns are INTEGER, 32 bits on PostgreSQL.
+MAX_ID = 2**31 - 1
 #: Days the pages and the API take (a booking or a birth date outside them cannot exist).
 FIRST_DAY = dt.date(1900, 1, 1)
 LAST_DAY = dt.date(2999, 12, 31)
@@ -26,8 +26,9 @@ MAX_PAGE = 1_000_000
 class IdConverter(IntegerConverter):
     """``<int:...>`` in a route: 0 to :data:`MAX_ID`; a larger number matches no route (404).
 
-    Werkzeug's own converter takes any number of digits, and a number past 64 bits
-    made the database driver fail (a 500) instead of finding nothing.
+    Werkzeug's own converter takes any number of digits, and a number past what the
+    id column holds (64 bits on SQLite, 32 on PostgreSQL) made the database fail (a
+    500) instead of finding nothing.
     """
 
     def __init__(
@@ -48,7 +49,7 @@ class IdConverter(IntegerConverter):
 def parse_id(text: str | None) -> int | None:
     """Return the id written in ``text`` (ASCII digits, 1 to :data:`MAX_ID`), else ``None``."""
     text = (text or "").strip()
-    if not text or not text.isascii() or not text.isdigit() or len(text) > 19:
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 10:
         return None
     value = int(text)
     return value if 1 <= value <= MAX_ID else None

@@ -141,13 +141,16 @@ def test_commands_that_write_keep_their_files_private(tmp_path: Path) -> None:
 
 def test_make_private_leaves_links_alone(tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
-    outside.write_text("x")
-    os.chmod(outside, 0o644)
     data_dir = tmp_path / "var"
-    data_dir.mkdir()
-    (data_dir / "link").symlink_to(outside)
-    (data_dir / "sub").mkdir(mode=0o775)
-    (data_dir / "sub" / "file").write_text("y")
+    with umask(0o022):  # whatever an earlier test in this process set
+        outside.write_text("x")
+        data_dir.mkdir()
+        (data_dir / "link").symlink_to(outside)
+        (data_dir / "sub").mkdir()
+        (data_dir / "sub" / "file").write_text("y")
+    os.chmod(outside, 0o644)
+    os.chmod(data_dir, 0o755)
+    os.chmod(data_dir / "sub", 0o775)
     os.chmod(data_dir / "sub" / "file", 0o664)
     with umask(0o022):
         assert make_private(data_dir) == 3  # the folder, sub and its file

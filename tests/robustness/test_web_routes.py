@@ -20,8 +20,9 @@ from clinic.domain.bookings import Scheduler
 from clinic.web import create_app
 from tests.web.conftest import BOOKING, PASSWORD, csrf_token, login
 
-#: Ids no row can have: past a signed 64-bit integer, far past it, zero, negative, not digits.
+#: Ids no row can have: past a signed 32- and 64-bit integer, far past, zero, negative, no digits.
 HOSTILE_IDS = (
+    "2147483648",
     "9223372036854775808",
     "18446744073709551616",
     "1" + "0" * 40,
@@ -280,7 +281,8 @@ def test_what_hostile_ids_and_dates_answer(world: tuple[Flask, FlaskClient, str]
         "/procedures/1" + "0" * 40 + "/slip.pdf",
         "/print-jobs/18446744073709551616/pdf",
         "/admin/users/9223372036854775808",
-        "/procedures/9223372036854775807",  # the largest id there is: simply not found
+        "/procedures/9223372036854775807",
+        "/procedures/2147483647",  # the largest id there is: simply not found
     ):
         assert client.get(url).status_code == 404, url
     api = {"Authorization": f"Bearer {token}"}

@@ -282,3 +282,21 @@ def test_parallel_sign_ins_cannot_race_past_the_throttle(server: ClinicServer) -
         good.post("/login", {"name": "alice", "password": PASSWORD, "csrf_token": good.get_token()})
         == 429
     )
+
+
+def test_openapi_describes_the_csrf_header(app: Flask) -> None:
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    scheme = doc["components"]["securitySchemes"]["csrf"]
+    assert (scheme["in"], scheme["name"]) == ("header", "X-CSRFToken")
+    writes = [
+        doc["paths"]["/api/procedures"]["post"],
+        doc["paths"]["/api/procedures/{id}"]["patch"],
+        doc["paths"]["/api/procedures/{id}/cancel"]["post"],
+    ]
+    for operation in writes:
+        assert "403" in operation["responses"]
+        assert {"session": [], "csrf": []} in operation["security"]
+    reads = doc["paths"]["/api/procedures"]["get"]
+    assert "security" not in reads  # the document's default: a token or the session alone
+    [path_id] = doc["paths"]["/api/procedures/{id}"]["get"]["parameters"]
+    assert path_id["schema"]["maximum"] == 2**31 - 1
