@@ -175,7 +175,12 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]
             self.slots.give_back(host)
 
         if self.tls is None:
-            channel = self.channel_class(self, conn, addr, self.adj, map=self._map)
+            try:
+                channel = self.channel_class(self, conn, addr, self.adj, map=self._map)
+            except OSError:  # the peer is already gone
+                conn.close()
+                release()
+                return
             channel.release = release
             return
         threading.Thread(
