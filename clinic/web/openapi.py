@@ -343,6 +343,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/patients/{patient_id}/merge": {
                 "post": {
                     "summary": "Merge another patient record into this one (administrators)",
+                    "security": writes,
                     "description": "The other record's bookings (with their performed steps "
                     "and print jobs) move to this patient; the other record is removed and "
                     "its details stay in the audit log.",
@@ -512,9 +513,11 @@ def openapi_document() -> dict[str, Any]:
                         '`{"printer": AE, "copies": N}`, both optional (`{}` keeps them)'
                     ),
                     "parameters": [pid],
+                    "security": writes,
                     "requestBody": {"required": True, "content": {"application/json": {}}},
                     "responses": {
                         "200": {"description": "released", **job_body},
+                        "403": err,
                         "404": err,
                         "409": err,
                         "422": err,
@@ -524,9 +527,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/print-jobs/{id}/discard": {
                 "post": {
                     "summary": "Discard a job held at the front desk (never printed nor archived)",
+                    "security": writes,
                     "parameters": [pid],
                     "responses": {
                         "200": {"description": "discarded", **job_body},
+                        "403": err,
                         "404": err,
                         "409": err,
                     },
@@ -535,9 +540,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/print-jobs/{id}/archive": {
                 "post": {
                     "summary": "Send a printed job to its printer's PACS again",
+                    "security": writes,
                     "parameters": [pid],
                     "responses": {
                         "200": {"description": "queued for the archive", **job_body},
+                        "403": err,
                         "404": err,
                         "409": err,
                     },

@@ -69,6 +69,9 @@ QUERIES = (
     "next=%0D%0ASet-Cookie:%20x=1",
     "next=/%0D%0ALocation:%20http://evil.example/",
     "duration=1" + "0" * 30 + "&station=XRAY1&date=9999-12-31",
+    *(f"patient_name=DOE&patient_birth_date={d}" for d in HOSTILE_DATES),
+    "patient_name=%00",
+    "keep=%00&merge=x",
 )
 #: Form fields every POST route gets, each set on its own (plus the CSRF token).
 FORMS: tuple[dict[str, str], ...] = (
@@ -95,6 +98,10 @@ FORMS: tuple[dict[str, str], ...] = (
     {"name": "x\x00", "password": "y" * 3000, "role": "admin", "active": "y"},
     {"page": "1" + "0" * 30},
     {"ae_title": "\x00", "code": "\x00", "duration_minutes": "1" + "0" * 30},
+    {"keep_patient_id": "P100", "merge_patient_id": "\x00"},
+    {"keep_patient_id": "P100", "merge_patient_id": "P100"},
+    {"printer": "\x00", "copies": "1" + "0" * 30},
+    {"printer": "PDFPRINT", "copies": "-1"},
 )
 JSON_BODIES: tuple[Any, ...] = (
     {},
@@ -103,6 +110,10 @@ JSON_BODIES: tuple[Any, ...] = (
     {**BOOKING, "scheduled_start": "9999-12-31T23:59", "patient_birth_date": "9999-12-31"},
     {**BOOKING, "duration_minutes": 10**30},
     {"reason": "\x00"},
+    {"patient_id": "\x00"},
+    {"patient_id": ["P100"]},
+    {"printer": "\x00", "copies": 10**30},
+    {"printer": None, "copies": "x"},
 )
 _ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 

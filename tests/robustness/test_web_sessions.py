@@ -65,6 +65,10 @@ def test_api_writes_with_the_session_cookie_need_the_csrf_header(
         # What another page in the same browser can send: an empty form post.
         ("post", f"/api/procedures/{booked.id}/cancel", {"data": {}}),
         ("post", "/api/procedures", {"data": {"patient_id": "P9"}}),
+        ("post", f"/api/patients/{BOOKING['patient_id']}/merge", {"json": {"patient_id": "P2"}}),
+        ("post", "/api/print-jobs/1/release", {"json": {}}),
+        ("post", "/api/print-jobs/1/discard", {"json": {}}),
+        ("post", "/api/print-jobs/1/archive", {"json": {}}),
     ]
     for header in (None, "", "garbage", foreign):
         headers = {} if header is None else {"X-CSRFToken": header}
@@ -289,10 +293,12 @@ def test_openapi_describes_the_csrf_header(app: Flask) -> None:
     scheme = doc["components"]["securitySchemes"]["csrf"]
     assert (scheme["in"], scheme["name"]) == ("header", "X-CSRFToken")
     writes = [
-        doc["paths"]["/api/procedures"]["post"],
-        doc["paths"]["/api/procedures/{id}"]["patch"],
-        doc["paths"]["/api/procedures/{id}/cancel"]["post"],
+        operation
+        for path in doc["paths"].values()
+        for method, operation in path.items()
+        if method in ("post", "patch")
     ]
+    assert len(writes) >= 7
     for operation in writes:
         assert "403" in operation["responses"]
         assert {"session": [], "csrf": []} in operation["security"]
