@@ -9,6 +9,7 @@ Bad input answers 400 (not JSON, bad query parameters) or 422 (bad fields), with
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
@@ -39,6 +40,7 @@ MAX_LIMIT = 10_000
 _PUBLIC_ENDPOINTS = ("api.openapi",)
 #: Methods that change nothing: a browser session may use them without a CSRF token.
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 #: The header a page's script sends the CSRF token in (the token of the page's forms).
 CSRF_HEADER = "X-CSRFToken"
 
@@ -187,6 +189,12 @@ def _unicode(*values: Any) -> bool:
     return True
 
 
+def _has_nul(*values: Any) -> bool:
+    """Whether ``values`` (JSON data) hold a NUL character in any string, keys included."""
+    # In JSON text a NUL is the escape \u0000 after an even number of backslashes.
+    return _JSON_NUL.search(json.dumps(values)) is not None
+
+
 def json_object() -> dict[str, Any]:
     """The request's JSON object body; :class:`ApiError` 400/422 when it is not one."""
     try:
@@ -203,6 +211,14 @@ def json_object() -> dict[str, Any]:
         raise ApiError(400, "the body must be a JSON object", {"body": "must be a JSON object"})
     # A "\ud800" escape decodes to a lone surrogate, which no store can hold.
     broken = {str(k): "is not valid Unicode text" for k, v in data.items() if not _unicode(k, v)}
+    # No text column holds a NUL (PostgreSQL refuses it): refused here, for every field.
+    broken.update(
+        {
+            str(k).replace("\x00", ""): "must not contain a NUL character"
+            for k, v in data.items()
+            if str(k) not in broken and _has_nul(k, v)
+        }
+    )
     if broken:
         raise ApiError(422, "invalid input", broken)
     return data

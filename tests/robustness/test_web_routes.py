@@ -307,3 +307,19 @@ def test_what_hostile_ids_and_dates_answer(world: tuple[Flask, FlaskClient, str]
     assert client.get("/?date=1900-01-01").status_code == 200
     page = client.get("/admin/audit?since=9999-12-31").get_data(as_text=True)
     assert "Days from 1900-01-01 to 2999-12-31" in page
+
+
+def test_api_refuses_nul_characters_by_field(world: tuple[Flask, FlaskClient, str]) -> None:
+    _, client, token = world
+    api = {"Authorization": f"Bearer {token}"}
+    answer = client.post(
+        "/api/procedures", json={**BOOKING, "notes": "a\x00b", "step_id\x00": "x"}, headers=api
+    )
+    assert answer.status_code == 422
+    errors = answer.get_json()["errors"]
+    assert errors["notes"] == errors["step_id"] == "must not contain a NUL character"
+    # A backslash and the letters u0000 are text, not a NUL.
+    answer = client.post(
+        f"/api/patients/{BOOKING['patient_id']}/merge", json={"patient_id": "\\u0000"}, headers=api
+    )
+    assert answer.status_code in (403, 404, 422) and "NUL" not in answer.get_data(as_text=True)
