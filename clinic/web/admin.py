@@ -26,6 +26,7 @@ from clinic.domain.accounts import Accounts
 from clinic.domain.calendar import WEEKDAYS, Calendar, station_opening_hours
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
+from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.store.models import AuditEntry, Procedure, Station, WorklistQueryLog
 from clinic.web.forms import (
     CatalogForm,
@@ -37,7 +38,7 @@ from clinic.web.forms import (
     UserForm,
     options,
 )
-from clinic.web.params import FIRST_DAY, LAST_DAY, page_number, parse_day
+from clinic.web.params import page_number, parse_day
 from clinic.web.security import actor, admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

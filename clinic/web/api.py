@@ -340,7 +340,7 @@ def free_slots() -> Any:
         errors["date"] = "is required (YYYY-MM-DD)"
     else:
         try:
-            day = parse_date(day_text)
+            day = parse_day(day_text)
         except ValueError as exc:
             errors["date"] = str(exc)
     minutes = _calendar().default_duration_minutes

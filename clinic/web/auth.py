@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from clinic.web.forms import EmptyForm, LoginForm
+from clinic.web.params import local_path
 from clinic.web.security import SESSION_ID_KEY, LoginThrottle, WebUser, actor, login_required
 
 bp = Blueprint("auth", __name__)
@@ -17,23 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only follow a ``next`` that is a path on this site.
-
-    Refused (the day view instead): anything with a scheme or host, ``//`` or ``/\\``
-    (other hosts to a browser), backslashes, spaces and control characters (a CR/LF
-    would write a header of its own), and very long values.
-    """
-    if (
-        target
-        and len(target) <= 2048
-        and target.startswith("/")
-        and not target.startswith("//")
-        and all(" " < ch != "\x7f" and ch != "\\" for ch in target)
-    ):
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc:
-            return target
-    return url_for("frontdesk.day")
+    """Only follow a ``next`` that is a path on this site (else the day view)."""
+    return local_path(target) or url_for("frontdesk.day")
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -36,6 +36,7 @@ from clinic.domain.errors import (
 )
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
+from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.store.models import (
     ACTIVE_STATUSES,
     CatalogEntry,
@@ -46,7 +47,7 @@ from clinic.store.models import (
 from clinic.web.display import readable_name
 from clinic.web.downloads import name_download
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
-from clinic.web.params import FIRST_DAY, LAST_DAY, parse_day, parse_id
+from clinic.web.params import local_path, parse_day, parse_id
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
 
@@ -109,10 +110,7 @@ def _calendar() -> Calendar:
 
 def safe_next(default: str) -> str:
     """The form's ``next`` address when it is a path on this site, else ``default``."""
-    target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    return local_path(request.form.get("next", "")) or default
 
 
 def overlap_problems(ids: list[int]) -> list[str]:
@@ -332,8 +330,8 @@ def _duration_of(entry: CatalogEntry | None, typed: int | None) -> int:
 
 def _suggestions(station: str, day: dt.date | None, minutes: int) -> list[dt.datetime]:
     """The next free start times of ``station`` from ``day`` (or now) for ``minutes``."""
-    if not station:
-        return []
+    if not station or (day is not None and not FIRST_DAY <= day <= LAST_DAY):
+        return []  # no free time is offered on a day no booking may have
     now = dt.datetime.now().replace(second=0, microsecond=0)
     after = max(now, dt.datetime.combine(day, dt.time())) if day else now
     try:

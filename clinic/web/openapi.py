@@ -415,10 +415,12 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "summary": "Check the patient in: the booking becomes ARRIVED (answered "
                     "on the worklist as SPS Status ARRIVED)",
+                    "security": writes,
                     "parameters": [pid],
                     "responses": {
                         "200": {"description": "checked in", **json_body},
                         "401": err,
+                        "403": err,
                         "404": err,
                         "409": err,
                     },

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlsplit
 
 from werkzeug.routing import IntegerConverter, Map
 
-from clinic.domain.vr import parse_date
+from clinic.domain.vr import check_day, parse_date
 
 #: The largest id the store holds: its id columns are INTEGER, 32 bits on PostgreSQL.
 MAX_ID = 2**31 - 1
-#: Days the pages and the API take (a booking or a birth date outside them cannot exist).
-FIRST_DAY = dt.date(1900, 1, 1)
-LAST_DAY = dt.date(2999, 12, 31)
 #: The highest page number a paged list takes.
 MAX_PAGE = 1_000_000
 
@@ -62,20 +60,34 @@ def parse_day(text: str) -> dt.date:
     ------
     ValueError
         With a message for the user when the text is no date, or one outside
-        :data:`FIRST_DAY` to :data:`LAST_DAY`.
+        :data:`clinic.domain.vr.FIRST_DAY` to :data:`clinic.domain.vr.LAST_DAY`.
     """
     day = parse_date(text)
     check_day(day)
     return day
 
 
-def check_day(day: dt.date) -> None:
-    """Refuse a day outside :data:`FIRST_DAY` to :data:`LAST_DAY` (``ValueError``)."""
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise ValueError(f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
-
-
 def page_number(text: str | None) -> int:
     """A page number from a query string: 1 when absent or no number, at most :data:`MAX_PAGE`."""
     value = parse_id(text)
     return min(value, MAX_PAGE) if value is not None else 1
+
+
+def local_path(target: str | None) -> str | None:
+    """``target`` when it is a path on this site (safe to redirect to), else ``None``.
+
+    Refused: anything with a scheme or host, ``//`` or ``/\\`` (other hosts to a
+    browser), backslashes, spaces and control characters (a CR/LF would write a
+    header of its own), and very long values.
+    """
+    if (
+        target
+        and len(target) <= 2048
+        and target.startswith("/")
+        and not target.startswith("//")
+        and all(" " < ch != "\x7f" and ch != "\\" for ch in target)
+    ):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return None

@@ -70,6 +70,8 @@ QUERIES = (
     "next=/%0D%0ALocation:%20http://evil.example/",
     "duration=1" + "0" * 30 + "&station=XRAY1&date=9999-12-31",
     *(f"patient_name=DOE&patient_birth_date={d}" for d in HOSTILE_DATES),
+    *(f"station=XRAY1&date={d}&duration=15" for d in HOSTILE_DATES),
+    "station=XRAY1&date=2026-11-26&duration=" + "9" * 30,
     "patient_name=%00",
     "keep=%00&merge=x",
 )
@@ -323,3 +325,21 @@ def test_api_refuses_nul_characters_by_field(world: tuple[Flask, FlaskClient, st
         f"/api/patients/{BOOKING['patient_id']}/merge", json={"patient_id": "\\u0000"}, headers=api
     )
     assert answer.status_code in (403, 404, 422) and "NUL" not in answer.get_data(as_text=True)
+
+
+def test_bookings_stay_on_days_the_calendar_can_count(
+    world: tuple[Flask, FlaskClient, str],
+) -> None:
+    _, client, token = world
+    api = {"Authorization": f"Bearer {token}"}
+    for start in ("9999-12-31T23:59", "0001-01-01T00:00", "3000-01-01T08:00"):
+        answer = client.post(
+            "/api/procedures", json={**BOOKING, "scheduled_start": start}, headers=api
+        )
+        assert answer.status_code == 422, start
+        assert "between 1900-01-01 and 2999-12-31" in answer.get_json()["errors"]["scheduled_start"]
+        answer = client.patch("/api/procedures/1", json={"scheduled_start": start}, headers=api)
+        assert answer.status_code == 422, start
+    assert client.get("/week?station=XRAY1&date=9999-12-31").status_code == 400
+    answer = client.get("/api/free-slots?station=XRAY1&date=9999-12-31", headers=api)
+    assert answer.status_code == 400 and "date" in answer.get_json()["errors"]

@@ -69,6 +69,7 @@ def test_api_writes_with_the_session_cookie_need_the_csrf_header(
         ("post", "/api/print-jobs/1/release", {"json": {}}),
         ("post", "/api/print-jobs/1/discard", {"json": {}}),
         ("post", "/api/print-jobs/1/archive", {"json": {}}),
+        ("post", f"/api/procedures/{booked.id}/arrive", {"json": {}}),
     ]
     for header in (None, "", "garbage", foreign):
         headers = {} if header is None else {"X-CSRFToken": header}
@@ -80,7 +81,7 @@ def test_api_writes_with_the_session_cookie_need_the_csrf_header(
     # Nothing was written.
     assert procedures(scheduler) == before
     kept = scheduler.get(booked.id)
-    assert kept.status == "SCHEDULED" and kept.notes == ""
+    assert kept.status == "SCHEDULED" and kept.notes == ""  # not cancelled, not arrived
     # Reading with the session stays allowed; with the page's token the writes go through.
     assert client.get("/api/procedures").status_code == 200
     assert client.get(f"/api/procedures/{booked.id}").status_code == 200
