@@ -30,7 +30,7 @@ from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
 from clinic.web.display import readable_name
-from clinic.web.params import IdConverter
+from clinic.web.params import IdConverter, TextConverter, TextPathConverter
 from clinic.web.security import (
     SESSION_ID_KEY,
     LoginThrottle,
@@ -142,6 +142,9 @@ def create_app(
 
     # Ids past what the store holds match no route: 404, never a failing query.
     app.url_map.converters["int"] = IdConverter
+    # Text with a control character (a NUL: PostgreSQL refuses it) matches no route either.
+    app.url_map.converters["default"] = app.url_map.converters["string"] = TextConverter
+    app.url_map.converters["path"] = TextPathConverter
     csrf = CSRFProtect(app)
     login = LoginManager(app)
     login.login_view = "auth.login"

@@ -11,7 +11,13 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlsplit
 
-from werkzeug.routing import IntegerConverter, Map
+from werkzeug.routing import (
+    IntegerConverter,
+    Map,
+    PathConverter,
+    UnicodeConverter,
+    ValidationError,
+)
 
 from clinic.domain.vr import check_day, parse_date
 
@@ -42,6 +48,33 @@ class IdConverter(IntegerConverter):
     def to_python(self, value: str) -> Any:
         """Return the id; a value past the bounds matches no route."""
         return super().to_python(value)
+
+
+def _printable(value: str) -> str:
+    """``value`` itself; a control character in it matches no route (``ValidationError``)."""
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise ValidationError()
+    return value
+
+
+class TextConverter(UnicodeConverter):
+    """``<name>`` in a route (a patient ID): text without control characters, else 404.
+
+    No stored identifier holds a control character, and a NUL would make
+    PostgreSQL refuse the query instead of finding nothing.
+    """
+
+    def to_python(self, value: str) -> Any:
+        """Return the text; one with a control character matches no route."""
+        return super().to_python(_printable(value))
+
+
+class TextPathConverter(PathConverter):
+    """``<path:name>`` (a patient ID that may hold ``/``): no control characters, else 404."""
+
+    def to_python(self, value: str) -> Any:
+        """Return the text; one with a control character matches no route."""
+        return super().to_python(_printable(value))
 
 
 def parse_id(text: str | None) -> int | None:

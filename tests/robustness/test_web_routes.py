@@ -343,3 +343,14 @@ def test_bookings_stay_on_days_the_calendar_can_count(
     assert client.get("/week?station=XRAY1&date=9999-12-31").status_code == 400
     answer = client.get("/api/free-slots?station=XRAY1&date=9999-12-31", headers=api)
     assert answer.status_code == 400 and "date" in answer.get_json()["errors"]
+
+
+def test_text_in_paths_with_control_characters_matches_no_route(
+    world: tuple[Flask, FlaskClient, str],
+) -> None:
+    _, client, token = world
+    api = {"Authorization": f"Bearer {token}"}
+    for text in ("%00", "P100%00", "%0D%0A", "%7F", "%C2%85"):
+        assert client.get(f"/patients/{text}").status_code == 404, text
+        assert client.get(f"/api/patients/{text}", headers=api).status_code == 404, text
+    assert client.get(f"/patients/{BOOKING['patient_id']}").status_code == 200
