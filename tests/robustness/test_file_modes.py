@@ -71,7 +71,7 @@ def test_serve_makes_the_data_folder_private(tmp_path: Path, database_url: str) 
     # What an older version left: everything readable by every local user.
     with umask(0o022):
         data_dir.mkdir()
-        engine = make_engine(database_url or f"sqlite:///{data_dir / 'clinic.store.db'}")
+        engine = make_engine(database_url or f"sqlite:///{data_dir / 'clinic.db'}")
         upgrade(engine)
         (data_dir / "pdf").mkdir()
         (data_dir / "pdf" / "old-job.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
@@ -98,7 +98,7 @@ def test_serve_makes_the_data_folder_private(tmp_path: Path, database_url: str) 
         spooled = [p for p in (data_dir / "spool").rglob("*") if p.is_file()]
         written = [data_dir / "secret_key", pdf, *spooled]
         if not ON_POSTGRESQL:
-            database = data_dir / "clinic.store.db"
+            database = data_dir / "clinic.db"
             written += [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
         assert spooled, "the held job's images are in the spool"
         for path in written:
@@ -135,7 +135,7 @@ def test_commands_that_write_keep_their_files_private(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
     assert loose(data_dir) == []
-    assert mode(data_dir / "clinic.store.db") == 0o600
+    assert mode(data_dir / "clinic.db") == 0o600
     assert mode(backup) == 0o600 and mode(backup.parent) == 0o700
 
 
