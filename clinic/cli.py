@@ -24,6 +24,7 @@ from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.store import migrate
 from clinic.store.db import make_engine, make_session_factory, redact_database_errors
+from clinic.store.private import make_private
 
 log = logging.getLogger("clinic")
 
@@ -68,6 +69,9 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
         click.echo(f"configuration error: {exc}", err=True)
         ctx.exit(2)
     _configure_logging(settings.log_level)
+    # Whatever a command writes (database, backup, spool) is private to this user;
+    # `clinic serve` creates the folder, the other commands only secure an existing one.
+    make_private(settings.data_dir, create=False)
     ctx.obj = settings
 
 

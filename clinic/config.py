@@ -153,6 +153,13 @@ class Settings:
     hl7_frame_timeout: float = 120.0
     hl7_idle_timeout: float = 300.0
     hl7_order_response: str = "ack"
+    # The web door (clinic.web.door): HTTPS, connection limits, idle keep-alive deadline.
+    web_tls_cert: str = ""
+    web_tls_key: str = ""
+    web_tls_handshake_timeout: float = 10.0
+    web_max_connections: int = 100
+    web_max_connections_per_address: int = 20
+    web_idle_timeout: float = 15.0
     uid_root: str = ""
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -327,6 +334,12 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("hl7", "frame_timeout", "hl7_frame_timeout", None),
     ("hl7", "idle_timeout", "hl7_idle_timeout", None),
     ("hl7", "order_response", "hl7_order_response", None),
+    ("web", "tls_cert", "web_tls_cert", "CLINIC_WEB_TLS_CERT"),
+    ("web", "tls_key", "web_tls_key", "CLINIC_WEB_TLS_KEY"),
+    ("web", "tls_handshake_timeout", "web_tls_handshake_timeout", None),
+    ("web", "max_connections", "web_max_connections", None),
+    ("web", "max_connections_per_address", "web_max_connections_per_address", None),
+    ("web", "idle_timeout", "web_idle_timeout", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
     ("scheduling", "default_duration_minutes", "default_duration_minutes", None),
@@ -351,6 +364,8 @@ _SECONDS = (
     "hl7_read_timeout",
     "hl7_frame_timeout",
     "hl7_idle_timeout",
+    "web_tls_handshake_timeout",
+    "web_idle_timeout",
 )
 _COUNTS = (
     "max_dataset_bytes",
@@ -363,6 +378,8 @@ _COUNTS = (
     "hl7_max_connections",
     "hl7_max_connections_per_address",
     "hl7_max_message_bytes",
+    "web_max_connections",
+    "web_max_connections_per_address",
 )
 #: Whole numbers where 0 means "no limit".
 _OPTIONAL_COUNTS = ("mwl_max_matches", "print_min_free_mb")
@@ -561,6 +578,18 @@ def _validate_listener_guards(settings: Settings, where: Callable[[str], str]) -
                 raise ConfigError(
                     f"{at(listener, 'allowed_hosts')}: {host!r} is not an address or network"
                 ) from None
+    if bool(settings.web_tls_cert) != bool(settings.web_tls_key):
+        raise ConfigError(f"{where('web_tls_cert')}: tls_cert and tls_key go together")
+    for attr in ("web_tls_cert", "web_tls_key"):
+        path = getattr(settings, attr)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{where(attr)}: file {path} does not exist")
+    if settings.web_max_connections_per_address >= settings.web_max_connections:
+        raise ConfigError(
+            f"{where('web_max_connections_per_address')}: must be below [web] "
+            f"max_connections ({settings.web_max_connections}), so that one address "
+            "cannot take every connection"
+        )
     for attr, titles in (
         ("mwl_find_ae_titles", settings.mwl_find_ae_titles),
         ("mwl_mpps_ae_titles", settings.mwl_mpps_ae_titles),

@@ -195,7 +195,7 @@ FIELDS: tuple[BookingField, ...] = (
     BookingField("station_ae_title", _ae_title, schema={"type": "string", "maxLength": 16}),
     BookingField(
         "scheduled_start",
-        vr.parse_local_datetime,
+        vr.parse_scheduled_start,
         required=True,
         schema={
             "type": "string",

@@ -227,6 +227,23 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+class WebSession(Base):
+    """A signed-in browser session: the cookie carries a random id, only its digest is here.
+
+    Deleting the rows of a user signs that user out everywhere at once (sign-out, a
+    password change, an administrator's "sign out everywhere").
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The session ends this long after its last use (kept to the minute).
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class CatalogEntry(Base):
     """A procedure the clinic offers: what the front desk picks when booking."""
 

@@ -7,9 +7,20 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    Response,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.datastructures import ImmutableMultiDict, MultiDict
 from werkzeug.exceptions import HTTPException
 
 from clinic.config import Settings
@@ -19,7 +30,17 @@ from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
 from clinic.web.display import readable_name
-from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
+from clinic.web.params import IdConverter, TextConverter, TextPathConverter
+from clinic.web.security import (
+    SESSION_ID_KEY,
+    LoginThrottle,
+    TlsAwareSessionInterface,
+    WebUser,
+    load_secret_key,
+)
+
+#: How long browsers keep to HTTPS after seeing it (Strict-Transport-Security).
+HSTS_SECONDS = 365 * 24 * 3600
 
 STATUS_LABELS = {
     "SCHEDULED": "Booked",
@@ -93,7 +114,9 @@ def create_app(
         SECRET_KEY=secret_key or load_secret_key(settings.data_dir),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=False,
+        # Over HTTPS (the web door's own TLS) cookies never travel in clear text.
+        SESSION_COOKIE_SECURE=bool(settings.web_tls_cert),
+        REMEMBER_COOKIE_SECURE=bool(settings.web_tls_cert),
         SESSION_COOKIE_NAME="clinic_session",
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
         REMEMBER_COOKIE_DURATION=dt.timedelta(seconds=0),
@@ -117,6 +140,11 @@ def create_app(
     app.extensions["clinic.refile"] = refile
     app.extensions["clinic.print_desk"] = print_desk
 
+    # Ids past what the store holds match no route: 404, never a failing query.
+    app.url_map.converters["int"] = IdConverter
+    # Text with a control character (a NUL: PostgreSQL refuses it) matches no route either.
+    app.url_map.converters["default"] = app.url_map.converters["string"] = TextConverter
+    app.url_map.converters["path"] = TextPathConverter
     csrf = CSRFProtect(app)
     login = LoginManager(app)
     login.login_view = "auth.login"
@@ -124,11 +152,17 @@ def create_app(
     login.session_protection = "basic"
 
     def load_user(user_id: str) -> WebUser | None:
+        # The cookie names the session; the database says whether it is still open.
         try:
-            user = app.extensions["clinic.domain.accounts"].get_user(int(user_id))
+            wanted = int(user_id)
         except ValueError:
             return None
-        if user is None or not user.active:
+        sid = session.get(SESSION_ID_KEY, "")
+        user = app.extensions["clinic.domain.accounts"].session_user(
+            sid if isinstance(sid, str) else "", wanted, app.permanent_session_lifetime
+        )
+        if user is None:
+            session.clear()  # an ended session: the cookie signs no one in any more
             return None
         return WebUser(user)
 
@@ -161,6 +195,14 @@ def create_app(
             "url_endpoints": app.view_functions.keys(),
         }
 
+    @app.before_request
+    def drop_nul_characters() -> None:
+        # No text column can hold a NUL (PostgreSQL refuses it, SQLite's LIKE stops at
+        # it): dropped from query strings and forms before any view reads them.
+        request.args = without_nul(request.args)
+        if request.method == "POST" and request.mimetype in FORM_TYPES:
+            request.form = without_nul(request.form)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -175,6 +217,9 @@ def create_app(
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "frame-ancestors 'none'; form-action 'self'",
         )
+        if request.is_secure:
+            # Browsers that saw HTTPS here once never try plain HTTP again for a year.
+            response.headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_SECONDS}")
         if getattr(g, "patient_data", False) or request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -202,6 +247,18 @@ def create_app(
         )
 
     return app
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def without_nul(values: MultiDict[str, str]) -> ImmutableMultiDict[str, str]:
+    """``values`` with NUL characters removed from every key and value."""
+    if not any("\x00" in k or "\x00" in v for k, v in values.items(multi=True)):
+        return values if isinstance(values, ImmutableMultiDict) else ImmutableMultiDict(values)
+    return ImmutableMultiDict(
+        [(k.replace("\x00", ""), v.replace("\x00", "")) for k, v in values.items(multi=True)]
+    )
 
 
 def _json_error(code: int, message: str, errors: dict[str, str] | None = None) -> Any:

@@ -26,7 +26,7 @@ from clinic.domain.accounts import Accounts
 from clinic.domain.calendar import WEEKDAYS, Calendar, station_opening_hours
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
-from clinic.domain.vr import parse_date
+from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.store.models import AuditEntry, Procedure, Station, WorklistQueryLog
 from clinic.web.forms import (
     CatalogForm,
@@ -38,6 +38,7 @@ from clinic.web.forms import (
     UserForm,
     options,
 )
+from clinic.web.params import page_number, parse_day
 from clinic.web.security import actor, admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -335,9 +336,25 @@ def user(user_id: int) -> Any:
             tokens=_accounts().list_tokens(user_id),
             button=EmptyForm(),
             new_token=None,
+            open_sessions=_accounts().count_sessions(user_id),
         ),
         status,
     )
+
+
+@bp.post("/users/<int:user_id>/sessions/end")
+@admin_required
+def end_sessions(user_id: int) -> Any:
+    """Sign a user out everywhere: every browser session of theirs ends at once (audited)."""
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        ended = _accounts().end_sessions(user_id, actor(), "sign out everywhere")
+    except NotFound:
+        abort(404)
+    flash(f"Signed out everywhere: {ended} session(s) ended.", "success")
+    return redirect(url_for("admin.user", user_id=user_id))
 
 
 @bp.post("/users/<int:user_id>/tokens")
@@ -356,6 +373,7 @@ def create_token(user_id: int) -> Any:
         tokens=_accounts().list_tokens(user_id),
         button=EmptyForm(),
         new_token=token,
+        open_sessions=_accounts().count_sessions(user_id),
     )
 
 
@@ -364,11 +382,11 @@ def create_token(user_id: int) -> Any:
 def revoke_token(token_id: int) -> Any:
     """Revoke an API token."""
     try:
-        _accounts().revoke_token(token_id, actor())
+        owner = _accounts().revoke_token(token_id, actor())
     except NotFound:
         abort(404)
     flash("The token is revoked.", "success")
-    return redirect(request.referrer or url_for("admin.users"))
+    return redirect(url_for("admin.user", user_id=owner))
 
 
 # -- printers, audit, worklist diagnostics -------------------------------------------
@@ -452,19 +470,19 @@ def audit_log() -> str:
     for key in ("since", "until"):
         if filters[key]:
             try:
-                day = parse_date(filters[key])
+                day = parse_day(filters[key])
             except ValueError:
-                errors[key] = "Please write the date as YYYY-MM-DD."
+                errors[key] = (
+                    "Please write the date as YYYY-MM-DD. Days from "
+                    f"{FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}."
+                )
                 continue
             start = dt.datetime.combine(day, dt.time())
             if key == "since":
                 stmt = stmt.where(AuditEntry.at >= start)
             else:
                 stmt = stmt.where(AuditEntry.at < start + dt.timedelta(days=1))
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_number(request.args.get("page"))
     with _sessions()() as session:
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = list(

@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from clinic.web.forms import EmptyForm, LoginForm
-from clinic.web.security import LoginThrottle, WebUser, login_required
+from clinic.web.params import local_path
+from clinic.web.security import SESSION_ID_KEY, LoginThrottle, WebUser, actor, login_required
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only follow a ``next`` that stays on this site."""
-    if target:
-        parts = urlsplit(target)
-        if (
-            not parts.scheme
-            and not parts.netloc
-            and target.startswith("/")
-            and (not target.startswith("//"))
-        ):
-            return target
-    return url_for("frontdesk.day")
+    """Only follow a ``next`` that is a path on this site (else the day view)."""
+    return local_path(target) or url_for("frontdesk.day")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -42,7 +33,8 @@ def login() -> Any:
     status = 200
     if form.validate_on_submit():
         name = (form.name.data or "").strip()
-        wait = throttle.retry_after(name, address)
+        # One step: check the limits and count this attempt (taken back on success).
+        wait, stamp = throttle.begin(name, address)
         if wait:
             error = (
                 "Too many failed sign-ins. Please wait "
@@ -54,15 +46,17 @@ def login() -> Any:
                 name, form.password.data or ""
             )
             if user is None:
-                throttle.failed(name, address)
                 log.info("failed sign-in from %s", address)
                 error = "The user name or password is not right."
                 status = 401
             else:
-                throttle.succeeded(name)
+                throttle.succeeded(name, address, stamp)
                 target = _safe_next(request.args.get("next"))
                 session.clear()  # a new session at every sign-in
+                accounts = current_app.extensions["clinic.domain.accounts"]
+                lifetime = current_app.permanent_session_lifetime
                 login_user(WebUser(user))
+                session[SESSION_ID_KEY] = accounts.start_session(user.id, lifetime)
                 session.permanent = True
                 return redirect(target)
     elif request.method == "POST":
@@ -77,6 +71,10 @@ def logout() -> Any:
     form = EmptyForm()
     if not form.validate_on_submit():
         return redirect(url_for("frontdesk.day"))
+    # Every session of this user ends, here and in any other browser or copied cookie.
+    current_app.extensions["clinic.domain.accounts"].end_sessions(
+        current_user.id, actor(), "sign-out"
+    )
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))

@@ -25,8 +25,9 @@ from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.patients import patient_history
-from clinic.domain.vr import parse_date
+from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.web.forms import ContactForm, EmptyForm
+from clinic.web.params import parse_day
 from clinic.web.security import actor, login_required
 
 bp = Blueprint("calendar", __name__)
@@ -53,9 +54,13 @@ def week() -> Any:
     g.patient_data = True
     text = request.args.get("date", "").strip()
     try:
-        day = parse_date(text) if text else dt.date.today()
+        day = parse_day(text) if text else dt.date.today()
     except ValueError:
-        abort(400, "The date must be written YYYY-MM-DD.")
+        abort(
+            400,
+            f"The date must be written YYYY-MM-DD, between {FIRST_DAY.isoformat()} "
+            f"and {LAST_DAY.isoformat()}.",
+        )
     catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
     stations = catalog.stations()
     station = request.args.get("station", "").strip()

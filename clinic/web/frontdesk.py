@@ -38,7 +38,7 @@ from clinic.domain.errors import (
 )
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
-from clinic.domain.vr import parse_date
+from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.store.models import (
     ACTIVE_STATUSES,
     CatalogEntry,
@@ -47,7 +47,9 @@ from clinic.store.models import (
     ProcedureStatus,
 )
 from clinic.web.display import readable_name
+from clinic.web.downloads import name_download
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
+from clinic.web.params import local_path, parse_day, parse_id
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
 
@@ -110,10 +112,7 @@ def _calendar() -> Calendar:
 
 def safe_next(default: str) -> str:
     """The form's ``next`` address when it is a path on this site, else ``default``."""
-    target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    return local_path(request.form.get("next", "")) or default
 
 
 def overlap_problems(ids: list[int]) -> list[str]:
@@ -193,9 +192,13 @@ def _day_arg() -> dt.date:
     if not text:
         return dt.date.today()
     try:
-        return parse_date(text)
+        return parse_day(text)
     except ValueError:
-        abort(400, "The date must be written YYYY-MM-DD.")
+        abort(
+            400,
+            f"The date must be written YYYY-MM-DD, between {FIRST_DAY.isoformat()} "
+            f"and {LAST_DAY.isoformat()}.",
+        )
 
 
 def _station_choices(blank: str) -> list[tuple[str, str]]:
@@ -217,7 +220,7 @@ def _procedure_choices(entries: list[CatalogEntry]) -> list[tuple[str, str]]:
 
 @bp.get("/")
 @login_required
-def day() -> str:
+def day() -> Any:
     """The day's bookings by station (or modality) and time, today by default."""
     g.patient_data = True
     day = _day_arg()
@@ -269,7 +272,7 @@ def day() -> str:
     not_done, not_done_total = (
         ([], 0) if printable else Attendance(_scheduler()).not_done(past_days)
     )
-    return render_template(
+    page = render_template(
         "day_print.html" if printable else "day.html",
         not_done=not_done,
         not_done_total=not_done_total,
@@ -297,6 +300,10 @@ def day() -> str:
         free=free,
         here=request.full_path.rstrip("?"),
     )
+    if not printable:
+        return page
+    # The printable day list is a document of its own: saved, it keeps the day in its name.
+    return name_download(Response(page, mimetype="text/html"), f"day-list-{day.isoformat()}.html")
 
 
 @bp.get("/patients")
@@ -304,8 +311,9 @@ def day() -> str:
 def patients() -> str:
     """Find a patient by name (wildcards, accents ignored), ID or birth date."""
     g.patient_data = True
-    text = request.args.get("q", "").strip()
-    birth_text = request.args.get("birth_date", "").strip()
+    # Control characters are ignored: "%00" alone is no search at all.
+    text = patient_search.printable_text(request.args.get("q", ""))
+    birth_text = patient_search.printable_text(request.args.get("birth_date", ""))
     errors: dict[str, str] = {}
     birth = None
     if birth_text:
@@ -336,8 +344,8 @@ def _duration_of(entry: CatalogEntry | None, typed: int | None) -> int:
 
 def _suggestions(station: str, day: dt.date | None, minutes: int) -> list[dt.datetime]:
     """The next free start times of ``station`` from ``day`` (or now) for ``minutes``."""
-    if not station:
-        return []
+    if not station or (day is not None and not FIRST_DAY <= day <= LAST_DAY):
+        return []  # no free time is offered on a day no booking may have
     now = dt.datetime.now().replace(second=0, microsecond=0)
     after = max(now, dt.datetime.combine(day, dt.time())) if day else now
     try:
@@ -409,7 +417,7 @@ def book() -> Any:
                 form.sex.data = known_patient.sex
         try:
             form.date.data = (
-                parse_date(request.args.get("date", ""))
+                parse_day(request.args.get("date", ""))
                 if request.args.get("date")
                 else dt.date.today()
             )
@@ -677,7 +685,7 @@ def not_attended(procedure_id: int) -> Any:
     flash(f"Not attended: {proc.accession_number}.", "success")
     back = request.form.get("date", "").strip()
     try:
-        day = parse_date(back) if back else proc.scheduled_start.date()
+        day = parse_day(back) if back else proc.scheduled_start.date()
     except ValueError:
         day = proc.scheduled_start.date()
     return redirect(url_for("frontdesk.day", date=day.isoformat()))
@@ -762,10 +770,8 @@ def slip(procedure_id: int) -> Response:
     proc = _load(procedure_id)
     station = next((s for s in _catalog().stations() if s.ae_title == proc.station_ae_title), None)
     pdf = appointment_slip(proc, station)
-    return Response(
-        pdf,
-        mimetype="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="slip-{proc.accession_number}.pdf"'},
+    return name_download(
+        Response(pdf, mimetype="application/pdf"), f"slip-{proc.accession_number}.pdf"
     )
 
 
@@ -824,8 +830,15 @@ def attach_step(step_id: int) -> Any:
     """
     g.patient_data = True
     form = EmptyForm()
-    back = request.form.get("date", "")
-    here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.unlinked_exams")
+    try:
+        back: dt.date | None = parse_day(request.form.get("date", ""))
+    except ValueError:
+        back = None
+    here = (
+        url_for("frontdesk.day", date=back.isoformat())
+        if back
+        else url_for("frontdesk.unlinked_exams")
+    )
     if not form.validate_on_submit():
         abort(400, "The form has expired; please try again.")
     accession = request.form.get("accession_number", "").strip()
@@ -837,8 +850,8 @@ def attach_step(step_id: int) -> Any:
             flash(f"No booking has the accession number {accession}.", "error")
             return redirect(here)
         target = proc.id
-    elif choice.isdigit():
-        target = int(choice)
+    else:
+        target = parse_id(choice)
     if target is None:
         flash("Please type an accession number or pick a booking.", "error")
         return redirect(here)

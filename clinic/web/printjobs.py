@@ -36,7 +36,9 @@ from clinic.domain.print_links import PrintLinks
 from clinic.store.models import PrintJob, Procedure
 from clinic.web.api import ApiError, int_arg, json_object, page_links
 from clinic.web.api import bp as api_bp
+from clinic.web.downloads import name_download
 from clinic.web.forms import EmptyForm
+from clinic.web.params import page_number, parse_id
 from clinic.web.security import actor, login_required
 
 bp = Blueprint("printjobs", __name__)
@@ -104,10 +106,7 @@ def _local_day(job: PrintJob) -> dt.date:
 def jobs() -> str:
     """The print jobs, newest first, with page previews, download, reprint and patient link."""
     g.patient_data = True
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_number(request.args.get("page"))
     rows = list_jobs(_sessions(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
     links = PrintLinks(_sessions())
     # The bookings offered for linking: those of the day each job arrived.
@@ -157,8 +156,8 @@ def link(job_id: int) -> Any:
                 flash(f"No booking has the accession number {accession}.", "error")
                 return redirect(url_for("printjobs.jobs"))
             target = proc.id
-        elif choice.isdigit():
-            target = int(choice)
+        elif parse_id(choice) is not None:
+            target = parse_id(choice)
         else:
             flash("Please type an accession number or pick a booking.", "error")
             return redirect(url_for("printjobs.jobs"))
@@ -181,7 +180,7 @@ def pdf(job_id: int) -> Response:
     path = _pdf_of(_job(job_id))
     if path is None:
         abort(404, "This print job has no PDF (yet).")
-    return send_file(path, mimetype="application/pdf", download_name=f"print-job-{job_id}.pdf")
+    return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")
 
 
 @bp.get("/print-jobs/<int:job_id>/pages/<int:page>.png")
@@ -360,4 +359,4 @@ def api_pdf(job_id: int) -> Response:
     path = _pdf_of(job)
     if path is None:
         raise ApiError(404, f"print job {job_id} has no PDF ({job.status})")
-    return send_file(path, mimetype="application/pdf", download_name=f"print-job-{job_id}.pdf")
+    return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")
