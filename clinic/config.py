@@ -152,6 +152,11 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'clinic.db').resolve()}"
 
     @property
+    def database_label(self) -> str:
+        """The database URL in use with any password hidden, for logs."""
+        return _mask_url(self.resolved_database_url)
+
+    @property
     def worklist_listener(self) -> ListenerSettings:
         """The worklist listener's settings ([worklist] and [dicom])."""
         return ListenerSettings(
@@ -350,8 +355,19 @@ _LISTS = (
 )
 
 
+#: The configuration file of the source tree the package runs from (an editable install).
+PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "clinic.toml"
+#: The configuration file of a system-wide installation.
+SYSTEM_CONFIG = Path("/etc/clinic/clinic.toml")
+
+
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """Return the configuration file to read: ``$CLINIC_CONFIG`` or ``config/clinic.toml``.
+    """Return the configuration file to read.
+
+    ``$CLINIC_CONFIG`` when set; else the first that exists of ``config/clinic.toml``
+    in the working folder, the installation's own ``config/clinic.toml``
+    (:data:`PROJECT_CONFIG`) and ``/etc/clinic/clinic.toml``; so a command run from
+    any folder finds the same file, and with it the same data folder.
 
     Parameters
     ----------
@@ -359,7 +375,24 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
         The environment to look ``CLINIC_CONFIG`` up in; defaults to ``os.environ``.
     """
     env = os.environ if environ is None else environ
-    return Path(env.get("CLINIC_CONFIG", "config/clinic.toml"))
+    if "CLINIC_CONFIG" in env:
+        return Path(env["CLINIC_CONFIG"])
+    here = Path("config/clinic.toml")
+    for candidate in (here, PROJECT_CONFIG, SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return here
+
+
+def config_base(config_file: Path) -> Path:
+    """The folder a configuration file's relative paths start from.
+
+    The folder above ``config/`` for a file in a folder called ``config`` (the
+    installation folder: ``config/clinic.toml`` puts ``./var`` beside ``config/``),
+    else the file's own folder.
+    """
+    folder = config_file.resolve().parent
+    return folder.parent if folder.name == "config" else folder
 
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -414,6 +447,10 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     printers = raw.get("printers", {})
     if not isinstance(printers, dict):
         raise ConfigError(f"[printers] in {path} must be a table")
+    if config_file is not None and "CLINIC_DATA_DIR" not in env:
+        data_dir = converted.get("data_dir", Settings.data_dir)
+        if not data_dir.is_absolute():
+            converted["data_dir"] = config_base(config_file) / data_dir
     hours = _opening_hours(raw.get("scheduling", {}).get("opening_hours"), path)
     settings = Settings(
         **converted, printers=printers, opening_hours=hours, config_file=config_file

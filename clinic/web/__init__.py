@@ -18,6 +18,7 @@ from clinic.domain.bookings import Scheduler
 from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
+from clinic.web import i18n
 from clinic.web.display import readable_name
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
 
@@ -117,6 +118,7 @@ def create_app(
     app.extensions["clinic.refile"] = refile
     app.extensions["clinic.print_desk"] = print_desk
 
+    i18n.init_app(app)
     csrf = CSRFProtect(app)
     login = LoginManager(app)
     login.login_view = "auth.login"

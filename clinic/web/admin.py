@@ -15,8 +15,10 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +45,8 @@ from clinic.web.security import actor, admin_required
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 AUDIT_PAGE_SIZE = 50
+#: Session key holding a just-made API token until the user's page shows it once.
+_NEW_TOKEN = "clinic.new_token"
 
 
 def _catalog() -> Catalog:
@@ -301,6 +305,10 @@ def user(user_id: int) -> Any:
     form = UserEditForm(obj=current if request.method == "GET" else None)
     problems: list[str] = []
     status = 200
+    new_token = None
+    shown = session.pop(_NEW_TOKEN, None)
+    if request.method == "GET" and isinstance(shown, dict) and shown.get("user_id") == user_id:
+        new_token = shown.get("token")
     if request.method == "POST":
         if (
             form.validate_on_submit()
@@ -333,31 +341,32 @@ def user(user_id: int) -> Any:
             form=form,
             problems=problems,
             tokens=_accounts().list_tokens(user_id),
-            button=EmptyForm(),
-            new_token=None,
+            button=EmptyForm(formdata=None),
+            new_token=new_token,
         ),
         status,
     )
 
 
-@bp.post("/users/<int:user_id>/tokens")
+@bp.route("/users/<int:user_id>/tokens", methods=["GET", "POST"])
 @admin_required
 def create_token(user_id: int) -> Any:
-    """Make an API token for a user and show it once."""
+    """Make an API token for a user, then show it once on the user's page.
+
+    The answer is a redirect (so reloading the page neither fails nor makes another
+    token); the new token rides along in the session only until that page shows it.
+    A GET (a reload of an old address) just goes to the user's page.
+    """
     current = _accounts().get_user(user_id)
     if current is None:
         abort(404)
-    token = _accounts().create_token(current.name, actor())
-    return render_template(
-        "admin_user.html",
-        user=current,
-        form=UserEditForm(obj=current),
-        problems=[],
-        tokens=_accounts().list_tokens(user_id),
-        button=EmptyForm(),
-        new_token=token,
-    )
-
+    if request.method == "POST":
+        if not EmptyForm().validate_on_submit():
+            abort(400, _("The form has expired; please try again."))
+        session[_NEW_TOKEN] = {"user_id": user_id, "token": _accounts().create_token(
+            current.name, actor()
+        )}
+    return redirect(url_for("admin.user", user_id=user_id))
 
 @bp.post("/tokens/<int:token_id>/revoke")
 @admin_required

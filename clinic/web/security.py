@@ -108,6 +108,7 @@ class LoginThrottle:
         self.window = window
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._unlocks: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: str, now: float) -> deque[float]:
@@ -139,6 +140,20 @@ class LoginThrottle:
             if len(self._failures) > 10_000:  # bound memory under a spray of names
                 for key in [k for k, v in self._failures.items() if not v]:
                     del self._failures[key]
+
+    def unlocked(self, name: str, at: object) -> None:
+        """Forget a name's failures once when an administrator has unlocked it.
+
+        ``at`` is the stored unlock time; the same value seen again changes nothing,
+        so failures after the unlock count as usual.
+        """
+        if at is None:
+            return
+        with self._lock:
+            key = name.lower()
+            if self._unlocks.get(key) != at:
+                self._unlocks[key] = at
+                self._failures.pop(f"n:{key}", None)
 
     def succeeded(self, name: str) -> None:
         """Forget the failures of a user name after a good sign-in."""
