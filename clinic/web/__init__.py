@@ -19,17 +19,8 @@ from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
 from clinic.web import i18n
-from clinic.web.display import readable_name
+from clinic.web.display import STATUS_LABELS, readable_name
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
-
-STATUS_LABELS = {
-    "SCHEDULED": "Booked",
-    "ARRIVED": "Arrived",
-    "IN_PROGRESS": "In progress",
-    "COMPLETED": "Done",
-    "DISCONTINUED": "Stopped",
-    "CANCELLED": "Cancelled",
-}
 
 
 def templates_folder() -> str:

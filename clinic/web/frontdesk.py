@@ -21,6 +21,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.config import Settings
@@ -46,8 +48,9 @@ from clinic.store.models import (
     Procedure,
     ProcedureStatus,
 )
-from clinic.web.display import readable_name
+from clinic.web.display import readable_name, status_label
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
+from clinic.web.i18n import format_day
 from clinic.web.security import actor, login_required
 from clinic.web.slip import appointment_slip
 
@@ -534,7 +537,13 @@ def _render_procedure(
     problems: list[str] | None = None,
     status: int = 200,
     clash: bool = False,
+    confirm: tuple[str, str] | None = None,
 ) -> Any:
+    problems = list(problems or [])
+    if cancel is not None and cancel.errors and not problems:
+        problems.append(_("The exam is not cancelled yet: please say why (below)."))
+    if reschedule is not None and reschedule.errors and not problems:
+        problems.append(_("The booking is not changed yet: please see the fields marked below."))
     if reschedule is None:
         reschedule = _reschedule_form(proc)
         reschedule.station.data = proc.station_ae_title
@@ -550,7 +559,10 @@ def _render_procedure(
             proc=proc,
             reschedule=reschedule,
             cancel=cancel or CancelForm(formdata=None),
-            problems=problems or [],
+            problems=problems,
+            confirm=confirm,
+            undo_to=_scheduler().can_undo(proc.id),
+            is_future=proc.scheduled_start.date() > dt.date.today(),
             can_change=proc.status in ACTIVE_STATUSES,
             can_cancel=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED),
             end=booking_end(proc.scheduled_start, proc.duration_minutes),
@@ -685,37 +697,61 @@ def not_attended(procedure_id: int) -> Any:
 #: Status moves offered as buttons (for modalities that do not report MPPS).
 STATUS_ACTIONS = {
     ProcedureStatus.SCHEDULED.value: [
-        (ProcedureStatus.ARRIVED.value, "Arrived"),
-        (ProcedureStatus.IN_PROGRESS.value, "Exam started"),
+        (ProcedureStatus.ARRIVED.value, _l("Arrived")),
+        (ProcedureStatus.IN_PROGRESS.value, _l("Exam started")),
     ],
-    ProcedureStatus.ARRIVED.value: [(ProcedureStatus.IN_PROGRESS.value, "Exam started")],
+    ProcedureStatus.ARRIVED.value: [(ProcedureStatus.IN_PROGRESS.value, _l("Exam started"))],
     ProcedureStatus.IN_PROGRESS.value: [
-        (ProcedureStatus.COMPLETED.value, "Exam done"),
-        (ProcedureStatus.DISCONTINUED.value, "Exam stopped"),
+        (ProcedureStatus.COMPLETED.value, _l("Exam done")),
+        (ProcedureStatus.DISCONTINUED.value, _l("Exam stopped")),
     ],
+}
+#: Moves that end the exam: asked again before they are made.
+CONFIRMED_MOVES = {
+    ProcedureStatus.COMPLETED.value: _l(
+        "Mark this exam as done? It leaves the modalities' worklist."
+    ),
+    ProcedureStatus.DISCONTINUED.value: _l(
+        "Mark this exam as stopped before it was finished? It leaves the modalities' worklist."
+    ),
 }
 
 
 @bp.post("/procedures/<int:procedure_id>/status")
 @login_required
 def status(procedure_id: int) -> Any:
-    """Move a booking on (started, done, stopped) by hand."""
+    """Move a booking on (started, done, stopped) by hand.
+
+    Only on the booking's day or later; "done" and "stopped" are asked again first
+    (``confirm=1`` makes the move), and a move can be undone for a while afterwards.
+    """
     g.patient_data = True
     proc = _load(procedure_id)
     form = EmptyForm()
     target = request.form.get("status", "")
-    allowed = [value for value, _ in STATUS_ACTIONS.get(proc.status, [])]
+    allowed = [value for value, _label in STATUS_ACTIONS.get(proc.status, [])]
+    refused = _("This booking cannot move to that status.")
     if not form.validate_on_submit() or target not in allowed:
+        return _render_procedure(proc, problems=[refused], status=409)
+    if proc.scheduled_start.date() > dt.date.today():
         return _render_procedure(
-            proc, problems=["This booking cannot move to that status."], status=409
+            proc,
+            problems=[
+                _(
+                    "This exam is booked for %(day)s: it can be started, done or stopped "
+                    "on that day, not before.",
+                    day=format_day(proc.scheduled_start),
+                )
+            ],
+            status=409,
         )
+    if target in CONFIRMED_MOVES and request.form.get("confirm") != "1":
+        return _render_procedure(proc, confirm=(target, str(CONFIRMED_MOVES[target])))
     try:
         proc = _scheduler().set_status(procedure_id, target, actor=actor())
     except TransitionError:
-        return _render_procedure(
-            proc, problems=["This booking cannot move to that status."], status=409
-        )
-    flash(f"Status: {proc.status.replace('_', ' ').lower()}.", "success")
+        return _render_procedure(proc, problems=[refused], status=409)
+    flash(_("Status: %(status)s.", status=status_label(proc.status)), "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
 
@@ -751,6 +787,23 @@ STATUS_WORDS = {
     "DISCONTINUED": "stopped",
     "CANCELLED": "cancelled",
 }
+
+
+@bp.post("/procedures/<int:procedure_id>/undo")
+@login_required
+def undo(procedure_id: int) -> Any:
+    """Take back the last status move made by hand (within half an hour, without MPPS)."""
+    g.patient_data = True
+    proc = _load(procedure_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400, _("The form has expired; please try again."))
+    moved = _scheduler().undo_status(procedure_id, actor())
+    if moved is None:
+        return _render_procedure(
+            proc, problems=[_("This status change can no longer be undone.")], status=409
+        )
+    flash(_("Undone. Status: %(status)s.", status=status_label(moved.status)), "success")
+    return redirect(url_for("frontdesk.procedure", procedure_id=procedure_id))
 
 
 @bp.get("/procedures/<int:procedure_id>/slip.pdf")

@@ -3,12 +3,15 @@ status confirmations, the day list, plurals, local times, favicon, setup checkli
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from typing import Any
 
 from flask.testing import FlaskClient
 
 from clinic.domain.accounts import Accounts
-from tests.web.conftest import post_form
+from clinic.domain.bookings import Scheduler
+from tests.web.conftest import BOOKING, post_form
 
 
 def test_new_token_keeps_may_sign_in_checked_and_reload_works(
@@ -55,3 +58,68 @@ def test_only_fields_with_errors_are_invalid(admin: FlaskClient) -> None:
     invalid = re.findall(r'<input[^>]*aria-invalid="true"[^>]*>', html)
     assert invalid and all('id="name"' in i or 'id="password"' in i for i in invalid)
     assert "None" not in re.findall(r'aria-[a-z]+="([^"]*)"', html)
+
+
+def _booking(day: dt.date, **extra: str) -> dict[str, str]:
+    return dict(BOOKING, scheduled_start=f"{day.isoformat()}T09:30", **extra)
+
+
+def test_done_and_stopped_are_confirmed_and_undone(
+    desk: FlaskClient, scheduler: Scheduler, audit_rows: Any
+) -> None:
+    proc = scheduler.book(_booking(dt.date.today()), actor="t")
+    url = f"/procedures/{proc.id}"
+    assert post_form(desk, url, f"{url}/status", {"status": "IN_PROGRESS"}).status_code == 302
+    asked = post_form(desk, url, f"{url}/status", {"status": "DISCONTINUED"})
+    html = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and 'id="confirm-status"' in html
+    assert 'name="confirm" value="1"' in html
+    assert scheduler.get(proc.id).status == "IN_PROGRESS"
+    stopped = post_form(desk, url, f"{url}/status", {"status": "DISCONTINUED", "confirm": "1"})
+    assert stopped.status_code == 302 and scheduler.get(proc.id).status == "DISCONTINUED"
+    page = desk.get(url).get_data(as_text=True)
+    assert f'action="{url}/undo"' in page
+    assert post_form(desk, url, f"{url}/undo", {}).status_code == 302
+    assert scheduler.get(proc.id).status == "IN_PROGRESS"
+    # Only the last move is taken back: nothing more to undo now.
+    assert post_form(desk, url, f"{url}/undo", {}).status_code == 409
+    assert scheduler.get(proc.id).status == "IN_PROGRESS"
+    assert [r.action for r in audit_rows("procedure")][-1] == "undo"
+    assert audit_rows("procedure")[-1].actor == "web:alice"
+
+
+def test_undo_not_offered_after_mpps_or_too_late(
+    desk: FlaskClient, scheduler: Scheduler
+) -> None:
+    proc = scheduler.book(_booking(dt.date.today()), actor="t")
+    scheduler.set_status(proc.id, "IN_PROGRESS", actor="mpps:CT1")
+    assert scheduler.can_undo(proc.id) is None
+    other = scheduler.book(_booking(dt.date.today(), accession_number="ACC-2"), actor="t")
+    scheduler.set_status(other.id, "IN_PROGRESS", actor="web:alice")
+    assert scheduler.can_undo(other.id) == "SCHEDULED"
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(hours=1)
+    assert scheduler.undo_status(other.id, "web:alice", now=later) is None
+
+
+def test_status_moves_refused_before_the_booking_day(
+    desk: FlaskClient, scheduler: Scheduler
+) -> None:
+    ahead = dt.date.today() + dt.timedelta(days=5)
+    proc = scheduler.book(_booking(ahead), actor="t")
+    url = f"/procedures/{proc.id}"
+    page = desk.get(url).get_data(as_text=True)
+    assert "Exam started" not in page and "on its day" in page
+    refused = post_form(desk, url, f"{url}/status", {"status": "IN_PROGRESS"})
+    assert refused.status_code == 409 and scheduler.get(proc.id).status == "SCHEDULED"
+    assert "not before" in refused.get_data(as_text=True)
+
+
+def test_cancel_error_is_announced_at_the_top(desk: FlaskClient, scheduler: Scheduler) -> None:
+    proc = scheduler.book(_booking(dt.date.today()), actor="t")
+    url = f"/procedures/{proc.id}"
+    response = post_form(desk, url, f"{url}/cancel", {"reason": ""})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    top = html.index('class="problems" role="alert"')
+    assert top < html.index('id="cancel-h"')
+    assert "not cancelled yet" in html[top : top + 300]
