@@ -137,6 +137,10 @@ class Settings:
     default_duration_minutes: int = 15
     opening_hours: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOURS))
     closed_dates: tuple[str, ...] = ()
+    # The clinic as printed on appointment slips and day lists ([clinic]).
+    clinic_name: str = ""
+    clinic_address: str = ""
+    clinic_phone: str = ""
     config_file: Path | None = None
 
     @property
@@ -311,6 +315,9 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
     ("scheduling", "default_duration_minutes", "default_duration_minutes", None),
     ("scheduling", "closed_dates", "closed_dates", None),
+    ("clinic", "name", "clinic_name", None),
+    ("clinic", "address", "clinic_address", None),
+    ("clinic", "phone", "clinic_phone", None),
 ]
 
 #: (section, key) -> Settings attribute, for messages naming where a key was set.

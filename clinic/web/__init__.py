@@ -22,6 +22,13 @@ from clinic.web import i18n
 from clinic.web.display import STATUS_LABELS, readable_name
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
 
+#: The tab icon: a white cross on the front desk's blue (SVG, served as /favicon.ico).
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="6" fill="#0b5cad"/>'
+    '<path d="M13 6h6v7h7v6h-7v7h-6v-7H6v-6h7z" fill="#fff"/></svg>'
+)
+
 
 def templates_folder() -> str:
     """Where the Jinja templates are: the ``clinic.templates`` package's folder.
@@ -153,6 +160,12 @@ def create_app(
             "today": dt.date.today(),
             "url_endpoints": app.view_functions.keys(),
         }
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(
+            FAVICON, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        )
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -232,6 +232,11 @@ class CatalogForm(FlaskForm):  # type: ignore[misc]
         ],
     )
     active = BooleanField("Offered for booking", default=True)
+    preparation = TextAreaField(
+        "Preparation for the patient",
+        validators=[Optional(), Length(max=600, message="Please keep it shorter (600 letters).")],
+        description="Printed on the appointment slip, e.g. come fasting, bring earlier images.",
+    )
 
 
 class ContactForm(FlaskForm):  # type: ignore[misc]

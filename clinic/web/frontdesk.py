@@ -23,6 +23,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.config import Settings
@@ -52,7 +53,7 @@ from clinic.web.display import readable_name, status_label
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
 from clinic.web.i18n import format_day
 from clinic.web.security import actor, login_required
-from clinic.web.slip import appointment_slip
+from clinic.web.slip import ClinicHeader, appointment_slip
 
 bp = Blueprint("frontdesk", __name__)
 
@@ -272,11 +273,25 @@ def day() -> str:
     not_done, not_done_total = (
         ([], 0) if printable else Attendance(_scheduler()).not_done(past_days)
     )
+    setup = None
+    if not printable and getattr(current_user, "is_admin", False):
+        stations_done = bool(_catalog().stations())
+        procedures_done = bool(_catalog().entries(active_only=True))
+        if not (stations_done and procedures_done):
+            setup = {"stations": stations_done, "procedures": procedures_done}
+    if printable:
+        groups = OrderedDict(
+            (key, kept)
+            for key, items in groups.items()
+            if (kept := [p for p in items if p.status != ProcedureStatus.CANCELLED])
+        )
     return render_template(
         "day_print.html" if printable else "day.html",
         not_done=not_done,
         not_done_total=not_done_total,
         stale_before=stale_cutoff(past_days),
+        setup=setup,
+        clinic_lines=ClinicHeader.from_settings(current_app.config["CLINIC_SETTINGS"]).lines(),
         day=day,
         prev_day=day - dt.timedelta(days=1),
         next_day=day + dt.timedelta(days=1),
@@ -813,7 +828,12 @@ def slip(procedure_id: int) -> Response:
     g.patient_data = True
     proc = _load(procedure_id)
     station = next((s for s in _catalog().stations() if s.ae_title == proc.station_ae_title), None)
-    pdf = appointment_slip(proc, station)
+    pdf = appointment_slip(
+        proc,
+        station,
+        clinic=ClinicHeader.from_settings(current_app.config["CLINIC_SETTINGS"]),
+        preparation=_catalog().preparation_for(proc.procedure_description, proc.modality),
+    )
     return Response(
         pdf,
         mimetype="application/pdf",

@@ -3,15 +3,30 @@ status confirmations, the day list, plurals, local times, favicon, setup checkli
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
+import shutil
+import subprocess
 from typing import Any
 
 from flask.testing import FlaskClient
 
+from clinic.config import Settings
 from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
-from tests.web.conftest import BOOKING, post_form
+from clinic.domain.catalog import Catalog
+from clinic.web import create_app
+from tests.web.conftest import BOOKING, login, post_form
+
+
+def pdf_text(data: bytes) -> str:
+    """The text of a PDF, read with poppler's pdftotext."""
+    assert shutil.which("pdftotext"), "poppler-utils is needed"
+    done = subprocess.run(
+        ["pdftotext", "-layout", "-", "-"], input=data, capture_output=True, check=True
+    )
+    return done.stdout.decode("utf-8")
 
 
 def test_new_token_keeps_may_sign_in_checked_and_reload_works(
@@ -123,3 +138,94 @@ def test_cancel_error_is_announced_at_the_top(desk: FlaskClient, scheduler: Sche
     top = html.index('class="problems" role="alert"')
     assert top < html.index('id="cancel-h"')
     assert "not cancelled yet" in html[top : top + 300]
+
+
+def test_setup_checklist_until_stations_and_procedures_exist(
+    admin: FlaskClient, desk: FlaskClient, scheduler: Scheduler
+) -> None:
+    html = admin.get("/").get_data(as_text=True)
+    assert 'id="setup"' in html and 'href="/admin/stations"' in html
+    assert 'id="setup"' not in desk.get("/").get_data(as_text=True)  # administrators only
+    catalog = Catalog(scheduler.session_factory)
+    catalog.save_station({"ae_title": "XRAY1", "modality": "CR"}, "t")
+    html = admin.get("/").get_data(as_text=True)
+    assert 'id="setup"' in html and 'class="done"' in html
+    catalog.save_entry({"code": "CXR", "description": "Chest", "modality": "CR"}, "t")
+    assert 'id="setup"' not in admin.get("/").get_data(as_text=True)
+
+
+def test_day_list_leaves_out_cancelled_and_names_the_clinic(
+    settings: Settings, scheduler: Scheduler, users: None
+) -> None:
+    configured = dataclasses.replace(
+        settings, clinic_name="Praxis Dr. Nowak", clinic_address="Hauptstr. 1\n12345 Berlin"
+    )
+    client = create_app(configured, scheduler, secret_key="k", testing=True).test_client()
+    login(client, "alice")
+    today = dt.date.today()
+    kept = scheduler.book(_booking(today), actor="t")
+    gone = scheduler.book(_booking(today, accession_number="GONE1"), actor="t")
+    scheduler.cancel(gone.id, "ill", actor="t")
+    html = client.get(f"/?date={today.isoformat()}&print=1").get_data(as_text=True)
+    assert "Praxis Dr. Nowak" in html and "12345 Berlin" in html
+    assert kept.accession_number in html and "GONE1" not in html
+    # The screen view still shows the cancelled exam.
+    assert "GONE1" in client.get(f"/?date={today.isoformat()}").get_data(as_text=True)
+
+
+def test_slip_has_clinic_and_preparation(
+    settings: Settings, scheduler: Scheduler, users: None
+) -> None:
+    configured = dataclasses.replace(
+        settings, clinic_name="Clinique du Lac", clinic_phone="+33 1 23 45 67 89"
+    )
+    client = create_app(configured, scheduler, secret_key="k", testing=True).test_client()
+    login(client, "alice")
+    Catalog(scheduler.session_factory).save_entry(
+        {
+            "code": "CXR",
+            "description": "Chest PA",
+            "modality": "CR",
+            "preparation": "Please <b>remove</b> jewellery.",
+        },
+        "t",
+    )
+    proc = scheduler.book(_booking(dt.date.today()), actor="t")
+    pdf = client.get(f"/procedures/{proc.id}/slip.pdf")
+    assert pdf.status_code == 200
+    text = pdf_text(pdf.data)
+    assert "Clinique du Lac" in text and "+33 1 23 45 67 89" in text
+    assert "Please <b>remove</b> jewellery." in text
+
+
+def test_catalog_preparation_is_edited_in_admin(admin: FlaskClient, scheduler: Scheduler) -> None:
+    response = post_form(
+        admin,
+        "/admin/catalog",
+        "/admin/catalog",
+        {
+            "code": "US1",
+            "description": "Abdomen",
+            "modality": "US",
+            "duration_minutes": "20",
+            "active": "y",
+            "preparation": "Come fasting (6 hours).",
+        },
+    )
+    assert response.status_code == 302
+    [entry] = Catalog(scheduler.session_factory).entries()
+    assert entry.preparation == "Come fasting (6 hours)."
+    page = admin.get(f"/admin/catalog/{entry.id}").get_data(as_text=True)
+    assert "Come fasting (6 hours)." in page
+
+
+def test_timestamps_in_local_time_and_favicon(admin: FlaskClient, accounts: Accounts) -> None:
+    root = accounts.find_user("root")
+    assert root is not None and root.last_login_at is not None
+    local = root.last_login_at.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+    html = admin.get("/admin/users").get_data(as_text=True)
+    assert local.strftime("%-I:%M") in html and "UTC" not in html
+    assert "UTC" not in admin.get("/admin/audit").get_data(as_text=True)
+    icon = admin.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+    assert 'rel="icon"' in admin.get("/").get_data(as_text=True)
