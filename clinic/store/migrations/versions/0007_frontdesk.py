@@ -1,7 +1,7 @@
 """front desk: preparation instructions per catalog procedure; users' unlock time
 
 Revision ID: 0007_frontdesk
-Revises: 0006_print_link
+Revises: 0006_print_link, 0003_accounts
 """
 
 from collections.abc import Sequence
@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_frontdesk"
-down_revision: str | None = "0006_print_link"
+# Also after 0003_accounts, which makes the users and procedure_catalog tables.
+down_revision: str | Sequence[str] | None = ("0006_print_link", "0003_accounts")
 branch_labels: str | Sequence[str] | None = None
-# The users and procedure_catalog tables come from 0003_accounts.
-depends_on: str | Sequence[str] | None = "0003_accounts"
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
