@@ -8,6 +8,8 @@ from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
@@ -20,6 +22,7 @@ from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
 from clinic.web import i18n
 from clinic.web.display import STATUS_LABELS, readable_name
+from clinic.web.forms import PRIORITY_LABELS
 from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
 
 #: The tab icon: a white cross on the front desk's blue (SVG, served as /favicon.ico).
@@ -120,7 +123,7 @@ def create_app(
     csrf = CSRFProtect(app)
     login = LoginManager(app)
     login.login_view = "auth.login"
-    login.login_message = "Please sign in to see this page."
+    login.login_message = _l("Please sign in to see this page.")
     login.session_protection = "basic"
 
     def load_user(user_id: str) -> WebUser | None:
@@ -152,6 +155,7 @@ def create_app(
 
     app.jinja_env.filters["pn"] = readable_name
     app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS
+    app.jinja_env.globals["PRIORITY_LABELS"] = PRIORITY_LABELS
 
     @app.context_processor
     def inject() -> dict[str, Any]:
@@ -191,8 +195,8 @@ def create_app(
             render_template(
                 "error.html",
                 code=400,
-                title="The form has expired",
-                message="Please go back, reload the page and try again.",
+                title=_("The form has expired"),
+                message=_("Please go back, reload the page and try again."),
             ),
             400,
         )

@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,7 +68,9 @@ def _sessions() -> sessionmaker[Session]:
 def _field_errors(form: Any, errors: dict[str, str]) -> list[str]:
     leftover = []
     for key, message in errors.items():
-        text = f"{key.replace('_', ' ').capitalize()} {message}."
+        text = _(
+            "%(field)s %(problem)s.", field=key.replace("_", " ").capitalize(), problem=message
+        )
         if key in form:
             form[key].errors = [*form[key].errors, text]
         else:
@@ -99,7 +102,7 @@ def stations() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The station is added.", "success")
+                flash(_("The station is added."), "success")
                 return redirect(url_for("admin.stations"))
         status = 422
     return (
@@ -166,7 +169,7 @@ def station(station_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The station is saved.", "success")
+                flash(_("The station is saved."), "success")
                 return redirect(url_for("admin.stations"))
         return _render_station(current, form, problems=problems, status=422)
     return _render_station(current, form)
@@ -197,7 +200,7 @@ def station_hours(station_id: int) -> Any:
             if key in hours_form:
                 hours_form[key].errors = [*hours_form[key].errors, f"{message}."]
         return _render_station(current, station_form, hours_form, status=422)
-    flash("The opening hours are saved.", "success")
+    flash(_("The opening hours are saved."), "success")
     return redirect(url_for("admin.station", station_id=station_id))
 
 
@@ -226,7 +229,7 @@ def catalog() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The procedure is added to the catalog.", "success")
+                flash(_("The procedure is added to the catalog."), "success")
                 return redirect(url_for("admin.catalog"))
         status = 422
     return (
@@ -254,7 +257,7 @@ def catalog_entry(entry_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The procedure is saved.", "success")
+                flash(_("The procedure is saved."), "success")
                 return redirect(url_for("admin.catalog"))
         return render_template(
             "admin_catalog_entry.html", entry=current, form=form, problems=problems
@@ -284,7 +287,7 @@ def users() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The user is added.", "success")
+                flash(_("The user is added."), "success")
                 return redirect(url_for("admin.users"))
         status = 422
     return (
@@ -317,7 +320,7 @@ def user(user_id: int) -> Any:
         ):
             form.role.errors = [
                 *form.role.errors,
-                "You cannot take away your own administrator rights or sign-in.",
+                _("You cannot take away your own administrator rights or sign-in."),
             ]
         elif form.validate_on_submit():
             try:
@@ -331,7 +334,7 @@ def user(user_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The user is saved.", "success")
+                flash(_("The user is saved."), "success")
                 return redirect(url_for("admin.user", user_id=user_id))
         status = 422
     return (
@@ -363,10 +366,12 @@ def create_token(user_id: int) -> Any:
     if request.method == "POST":
         if not EmptyForm().validate_on_submit():
             abort(400, _("The form has expired; please try again."))
-        session[_NEW_TOKEN] = {"user_id": user_id, "token": _accounts().create_token(
-            current.name, actor()
-        )}
+        session[_NEW_TOKEN] = {
+            "user_id": user_id,
+            "token": _accounts().create_token(current.name, actor()),
+        }
     return redirect(url_for("admin.user", user_id=user_id))
+
 
 @bp.post("/tokens/<int:token_id>/revoke")
 @admin_required
@@ -376,7 +381,7 @@ def revoke_token(token_id: int) -> Any:
         _accounts().revoke_token(token_id, actor())
     except NotFound:
         abort(404)
-    flash("The token is revoked.", "success")
+    flash(_("The token is revoked."), "success")
     return redirect(request.referrer or url_for("admin.users"))
 
 
@@ -408,16 +413,22 @@ def merge_patients_page() -> Any:
             records = [(pid, patient_search.get_patient(_sessions(), pid)) for pid in (keep, merge)]
             missing = [pid for pid, found in records if found is None]
             if missing:
-                problems = [f"There is no patient with ID {pid}." for pid in missing]
+                problems = [_("There is no patient with ID %(id)s.", id=pid) for pid in missing]
             elif keep == merge:
-                problems = ["Please enter two different patient IDs."]
+                problems = [_("Please enter two different patient IDs.")]
             elif not form.confirm.data:
-                problems = ["Please check both records, then confirm the merge."]
+                problems = [_("Please check both records, then confirm the merge.")]
                 status = 200
             else:
                 moved = patient_search.merge_patients(_sessions(), keep, merge, actor())
                 flash(
-                    f"Patient {merge} is merged into {keep}; {len(moved)} booking(s) moved.",
+                    ngettext(
+                        "Patient %(merged)s is merged into %(kept)s; %(num)d booking moved.",
+                        "Patient %(merged)s is merged into %(kept)s; %(num)d bookings moved.",
+                        len(moved),
+                        merged=merge,
+                        kept=keep,
+                    ),
                     "success",
                 )
                 return redirect(url_for("admin.merge_patients_page"))
@@ -463,7 +474,7 @@ def audit_log() -> str:
             try:
                 day = parse_date(filters[key])
             except ValueError:
-                errors[key] = "Please write the date as YYYY-MM-DD."
+                errors[key] = _("Please write the date as YYYY-MM-DD.")
                 continue
             start = dt.datetime.combine(day, dt.time())
             if key == "since":

@@ -51,7 +51,7 @@ from clinic.store.models import (
 )
 from clinic.web.display import readable_name, status_label
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
-from clinic.web.i18n import format_day
+from clinic.web.i18n import format_clock, format_day, format_moment, parse_day
 from clinic.web.security import actor, login_required
 from clinic.web.slip import ClinicHeader, appointment_slip
 
@@ -65,20 +65,36 @@ ATTACH_CHOICES = 50
 GROUPS = ("station", "modality")
 #: The domain's field names, as a receptionist would name them.
 FIELD_WORDS = {
-    "patient_id": "The patient ID",
-    "patient_name": "The patient's name",
-    "patient_birth_date": "The date of birth",
-    "patient_sex": "The sex",
-    "modality": "The modality",
-    "station_ae_title": "The station",
-    "scheduled_start": "The date and time",
-    "procedure_description": "The description",
-    "referring_physician": "The referring physician's name",
-    "priority": "The priority",
-    "notes": "The notes",
-    "duration_minutes": "The duration",
-    "accession_number": "The accession number",
-    "reason": "The reason",
+    "patient_id": _l("The patient ID"),
+    "patient_name": _l("The patient's name"),
+    "patient_birth_date": _l("The date of birth"),
+    "patient_sex": _l("The sex"),
+    "modality": _l("The modality"),
+    "station_ae_title": _l("The station"),
+    "scheduled_start": _l("The date and time"),
+    "procedure_description": _l("The description"),
+    "referring_physician": _l("The referring physician's name"),
+    "priority": _l("The priority"),
+    "notes": _l("The notes"),
+    "duration_minutes": _l("The duration"),
+    "accession_number": _l("The accession number"),
+    "reason": _l("The reason"),
+}
+#: The domain's fixed messages, in the page's language (others are shown as they are).
+DOMAIN_MESSAGES = {
+    "is required": _l("is required"),
+    "must not be empty": _l("must not be empty"),
+    "must not be in the future": _l("must not be in the future"),
+    "is already used by another booking": _l("is already used by another booking"),
+    "is already used by a booking": _l("is already used by a booking"),
+    "must be M, F or O": _l("must be M, F or O"),
+    "is required for a new patient": _l("is required for a new patient"),
+    "must not contain a backslash or control characters": _l(
+        "must not contain a backslash or control characters"
+    ),
+    "must be a real date written YYYY-MM-DD": _l("must be a real date"),
+    "must be a real date and time written YYYY-MM-DDTHH:MM": _l("must be a real date and time"),
+    "must be at most 64 characters": _l("must be at most 64 characters"),
 }
 #: Domain field -> the booking form's field that shows its message.
 BOOKING_FIELDS = {
@@ -122,7 +138,7 @@ def safe_next(default: str) -> str:
 
 def overlap_problems(ids: list[int]) -> list[str]:
     """Describe the bookings a booking would overlap, for the form's message."""
-    lines = ["The station is already booked at that time:"]
+    lines = [_("The station is already booked at that time:")]
     for proc_id in ids:
         try:
             other = _scheduler().get(proc_id)
@@ -130,11 +146,11 @@ def overlap_problems(ids: list[int]) -> list[str]:
             continue
         end = booking_end(other.scheduled_start, other.duration_minutes)
         lines.append(
-            f"{other.scheduled_start:%d.%m.%Y %H:%M}–{end:%H:%M} "
+            f"{format_moment(other.scheduled_start)}–{format_clock(end)} "
             f"{readable_name(other.patient.name)} "
             f"({other.procedure_description or other.modality}, {other.accession_number})"
         )
-    lines.append("Choose another time, or tick the box below to book it anyway.")
+    lines.append(_("Choose another time, or tick the box below to book it anyway."))
     return lines
 
 
@@ -165,9 +181,10 @@ def series_count(step: PerformedStep) -> int:
 def friendly(field: str, message: str) -> str:
     """Turn a domain message into a sentence: ``The date of birth must not be in the future.``"""
     if message.startswith("is required (no single station"):
-        return "Please choose the station: more than one (or none) does this modality."
+        return str(_("Please choose the station: more than one (or none) does this modality."))
     words = FIELD_WORDS.get(field, field.replace("_", " ").capitalize())
-    return f"{words} {message}."
+    problem = DOMAIN_MESSAGES.get(message, message)
+    return str(_("%(field)s %(problem)s.", field=words, problem=problem))
 
 
 def _add_errors(form: Any, errors: dict[str, str], mapping: dict[str, str]) -> list[str]:
@@ -188,7 +205,7 @@ def person_name_from_input(text: str) -> str:
     text = (text or "").strip()
     if "^" in text or "," not in text:
         return text
-    family, _, given = text.partition(",")
+    family, _sep, given = text.partition(",")
     return f"{family.strip()}^{given.strip()}".rstrip("^")
 
 
@@ -199,7 +216,7 @@ def _day_arg() -> dt.date:
     try:
         return parse_date(text)
     except ValueError:
-        abort(400, "The date must be written YYYY-MM-DD.")
+        abort(400, _("The date must be written YYYY-MM-DD."))
 
 
 def _station_choices(blank: str) -> list[tuple[str, str]]:
@@ -327,9 +344,12 @@ def patients() -> str:
     errors: dict[str, str] = {}
     birth = None
     if birth_text:
-        birth = patient_search.parse_birth_date(birth_text)
+        birth = parse_day(birth_text) or patient_search.parse_birth_date(birth_text)
         if birth is None:
-            errors["birth_date"] = "Please write the date of birth as YYYY-MM-DD or DD.MM.YYYY."
+            errors["birth_date"] = _(
+                "Please write the date of birth as %(example)s or YYYY-MM-DD.",
+                example=format_day(dt.date(1970, 12, 31)),
+            )
     found = []
     searched = bool(text or birth_text)
     if searched and not errors:
@@ -419,7 +439,7 @@ def book() -> Any:
         if pid:
             known_patient = patient_search.get_patient(_sessions(), pid)
             if known_patient is not None:
-                family, _, given = known_patient.name.split("=", 1)[0].partition("^")
+                family, _sep, given = known_patient.name.split("=", 1)[0].partition("^")
                 form.patient_id.data = known_patient.patient_id
                 form.family_name.data = family
                 form.given_name.data = given.replace("^", " ").strip()
@@ -460,12 +480,15 @@ def book() -> Any:
     code = form.procedure.data or ""
     entry = next((e for e in entries if e.code == code), None)
     if code and entry is None:
-        form.procedure.errors = [*form.procedure.errors, "Please choose a procedure from the list."]
+        form.procedure.errors = [
+            *form.procedure.errors,
+            _("Please choose a procedure from the list."),
+        ]
         valid = False
     if entry is None and not (form.modality.data or "").strip():
         form.modality.errors = [
             *form.modality.errors,
-            "Please choose a procedure, or type the modality (e.g. CR).",
+            _("Please choose a procedure, or type the modality (e.g. CR)."),
         ]
         valid = False
     pid = (form.patient_id.data or "").strip()
@@ -515,7 +538,7 @@ def book() -> Any:
             form,
             entries,
             duplicates=duplicates,
-            problems=["This patient ID is stored with other details: see below."],
+            problems=[_("This patient ID is stored with other details: see below.")],
             conflicts=exc.conflicts,
             status=409,
         )
@@ -528,7 +551,7 @@ def book() -> Any:
             clash=True,
             status=409,
         )
-    flash(f"Booked. Accession number {proc.accession_number}.", "success")
+    flash(_("Booked. Accession number %(accession)s.", accession=proc.accession_number), "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
 
@@ -536,7 +559,7 @@ def _load(procedure_id: int) -> Procedure:
     try:
         return _scheduler().get(procedure_id)
     except NotFound:
-        abort(404, "There is no such booking.")
+        abort(404, _("There is no such booking."))
 
 
 def _reschedule_form(proc: Procedure) -> RescheduleForm:
@@ -648,9 +671,9 @@ def reschedule(procedure_id: int) -> Any:
         )
     except TransitionError:
         return _render_procedure(
-            proc, reschedule=form, problems=["This booking can no longer change."], status=409
+            proc, reschedule=form, problems=[_("This booking can no longer change.")], status=409
         )
-    flash("The booking is changed.", "success")
+    flash(_("The booking is changed."), "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
 
@@ -672,10 +695,10 @@ def cancel(procedure_id: int) -> Any:
         return _render_procedure(
             proc,
             cancel=form,
-            problems=["Only a booked (or checked-in) exam can be cancelled."],
+            problems=[_("Only a booked (or checked-in) exam can be cancelled.")],
             status=409,
         )
-    flash(f"Cancelled: {proc.accession_number}.", "success")
+    flash(_("Cancelled: %(accession)s.", accession=proc.accession_number), "success")
     return redirect(url_for("frontdesk.day", date=proc.scheduled_start.date().isoformat()))
 
 
@@ -779,28 +802,31 @@ def arrive(procedure_id: int) -> Any:
     form = EmptyForm()
     back = safe_next(url_for("frontdesk.procedure", procedure_id=procedure_id))
     if not form.validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     try:
         proc = _scheduler().arrive(procedure_id, actor=actor())
     except TransitionError:
         flash(
-            f"{readable_name(proc.patient.name)} cannot be checked in: the exam is "
-            f"{STATUS_WORDS.get(proc.status, proc.status)}.",
+            _(
+                "%(name)s cannot be checked in: the exam is %(status)s.",
+                name=readable_name(proc.patient.name),
+                status=STATUS_WORDS.get(proc.status, proc.status),
+            ),
             "error",
         )
         return redirect(back)
-    flash(f"Checked in: {readable_name(proc.patient.name)}.", "success")
+    flash(_("Checked in: %(name)s.", name=readable_name(proc.patient.name)), "success")
     return redirect(back)
 
 
 #: Statuses in words, for messages.
 STATUS_WORDS = {
-    "SCHEDULED": "booked",
-    "ARRIVED": "already checked in",
-    "IN_PROGRESS": "in progress",
-    "COMPLETED": "done",
-    "DISCONTINUED": "stopped",
-    "CANCELLED": "cancelled",
+    "SCHEDULED": _l("booked"),
+    "ARRIVED": _l("already checked in"),
+    "IN_PROGRESS": _l("in progress"),
+    "COMPLETED": _l("done"),
+    "DISCONTINUED": _l("stopped"),
+    "CANCELLED": _l("cancelled"),
 }
 
 
@@ -899,24 +925,27 @@ def attach_step(step_id: int) -> Any:
     back = request.form.get("date", "")
     here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.unlinked_exams")
     if not form.validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     accession = request.form.get("accession_number", "").strip()
     choice = request.form.get("procedure_id", "").strip()
     target: int | None = None
     if accession:
         proc = PrintLinks(_sessions()).booking_by_accession(accession)
         if proc is None:
-            flash(f"No booking has the accession number {accession}.", "error")
+            flash(
+                _("No booking has the accession number %(accession)s.", accession=accession),
+                "error",
+            )
             return redirect(here)
         target = proc.id
     elif choice.isdigit():
         target = int(choice)
     if target is None:
-        flash("Please type an accession number or pick a booking.", "error")
+        flash(_("Please type an accession number or pick a booking."), "error")
         return redirect(here)
     try:
         _performed().attach(step_id, target, actor())
     except NotFound:
-        abort(404, "There is no such exam or booking.")
-    flash("The exam is attached to the booking.", "success")
+        abort(404, _("There is no such exam or booking."))
+    flash(_("The exam is attached to the booking."), "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=target))

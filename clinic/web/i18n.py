@@ -8,6 +8,7 @@ files shipped in ``clinic/translations``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from importlib import resources
 from typing import Any
 
@@ -49,6 +50,18 @@ def date_pattern(locale: Locale) -> str:
     if "yyyy" not in pattern:
         pattern = pattern.replace("yy", "yyyy") if "yy" in pattern else pattern.replace("y", "yyyy")
     return pattern
+
+
+def parse_day(text: str, locale: Locale | None = None) -> dt.date | None:
+    """Read a date typed in the locale's one format (``31.12.1970``); ``None`` if it is not."""
+    pattern = date_pattern(locale or current_locale())
+    fmt = re.sub(r"d+", "%d", pattern)
+    fmt = re.sub(r"M+", "%m", fmt)
+    fmt = re.sub(r"y+", "%Y", fmt)
+    try:
+        return dt.datetime.strptime(text.strip(), fmt).date()
+    except ValueError:
+        return None
 
 
 def format_day(value: dt.date | dt.datetime | None, locale: Locale | None = None) -> str:
@@ -93,6 +106,19 @@ def format_short_day(value: dt.date | None, locale: Locale | None = None) -> str
     return babel_dates.format_skeleton("MMMEd", value, locale=locale)
 
 
+_WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def weekday_name(key: str, locale: Locale | None = None) -> str:
+    """A weekday key of the opening hours (``mon``) as the locale writes it (``Mo.``)."""
+    locale = locale or current_locale()
+    try:
+        index = _WEEKDAY_KEYS.index(key.lower())
+    except ValueError:
+        return key
+    return str(locale.days["format"]["abbreviated"][index])
+
+
 def local_time(value: dt.datetime | None) -> dt.datetime | None:
     """A naive UTC timestamp from the store as naive local time (the clinic's clock).
 
@@ -124,6 +150,7 @@ def init_app(app: Flask) -> Babel:
         "longday": format_long_day,
         "shortday": format_short_day,
         "utcmoment": format_utc_moment,
+        "weekday": weekday_name,
     }
     app.jinja_env.filters.update(filters)
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
