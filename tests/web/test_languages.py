@@ -145,3 +145,25 @@ def test_catalogs_are_compiled_and_complete() -> None:
 def _key(message_id: object) -> object:
     """A catalog message's id as a set member (plural ids are sequences)."""
     return tuple(message_id) if isinstance(message_id, list | tuple) else message_id
+
+
+def test_shipped_template_lists_every_marked_message() -> None:
+    """Every message the code and templates mark is in clinic/translations/messages.pot
+    (so in every catalog, by the test above): run the README's pybabel commands after
+    adding words to a page."""
+    from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+    from babel.messages.pofile import read_po
+
+    repo = Path(__file__).resolve().parents[2]
+    keywords = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None}
+    marked = set()
+    for folder, method in ((repo / "clinic", "python"), (repo / "templates", "jinja2")):
+        pattern = "**.py" if method == "python" else "**.html"
+        for _name, _line, message, _comments, _context in extract_from_dir(
+            str(folder), [(pattern, method)], keywords=keywords
+        ):
+            marked.add(_key(message) if not isinstance(message, tuple) else message[:2])
+    with open(Path(translations_folder()) / "messages.pot", "rb") as handle:
+        shipped = {_key(m.id) for m in read_po(handle) if m.id}
+    assert "Exam done" in marked and "Set up the front desk" in marked  # both kinds read
+    assert marked - shipped == set()
