@@ -4,6 +4,7 @@ with ``<html lang>`` set and dates in the language's one format; the printables 
 from __future__ import annotations
 
 import datetime as dt
+import gettext
 import re
 import shutil
 import subprocess
@@ -85,7 +86,7 @@ def test_dates_and_messages_in_the_language(
     day = desk.get("/?date=2026-11-26", headers={"Accept-Language": "de"}).get_data(as_text=True)
     assert "1 Untersuchung" in day and "exam(s)" not in day
     empty = desk.get("/?date=2026-11-27", headers={"Accept-Language": "fr"}).get_data(as_text=True)
-    assert "0 examens" in empty or "0 examen" in empty
+    assert "0 examen" in empty and "0 exams" not in empty
     refused = desk.post(
         f"{url}/cancel",
         data={"reason": "", "csrf_token": _token(desk, url)},
@@ -140,6 +141,16 @@ def test_catalogs_are_compiled_and_complete() -> None:
             catalog = read_mo(handle)
         have = {_key(m.id) for m in catalog if m.id and m.string}
         assert wanted <= have, (language, sorted(map(str, wanted - have))[:5])
+        # Every plural form is there: "3 exams" is translated too, not only "1 exam".
+        translations = gettext.translation("messages", str(folder), [language])
+        for message_id in wanted:
+            if isinstance(message_id, tuple):
+                singular, plural = message_id[:2]
+                for count in (0, 1, 3, 1_000_000):
+                    assert translations.ngettext(singular, plural, count) not in (
+                        singular,
+                        plural,
+                    ), (language, singular, count)
 
 
 def _key(message_id: object) -> object:
