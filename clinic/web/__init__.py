@@ -33,6 +33,27 @@ FAVICON = (
 )
 
 
+#: Error pages' titles and, where the view gave none, their message, in the page's language.
+ERROR_TITLES = {
+    400: _l("Bad request"),
+    403: _l("Not allowed"),
+    404: _l("Not found"),
+    405: _l("Not allowed this way"),
+    413: _l("Too large"),
+    429: _l("Too many requests"),
+    500: _l("Something went wrong"),
+}
+ERROR_MESSAGES = {
+    400: _l("The request could not be understood."),
+    403: _l("This page is for administrators."),
+    404: _l("There is no such page."),
+    405: _l("This address does not take this kind of request."),
+    413: _l("The upload is too large (2 MiB at most)."),
+    429: _l("Please wait a moment and try again."),
+    500: _l("Please try again; if it happens again, tell your administrator."),
+}
+
+
 def templates_folder() -> str:
     """Where the Jinja templates are: the ``clinic.templates`` package's folder.
 
@@ -206,8 +227,12 @@ def create_app(
         code = exc.code or 500
         if is_api_request():
             return _json_error(code, exc.description or exc.name)
+        title = ERROR_TITLES.get(code, exc.name)
+        message = exc.description
+        if message == type(exc).description:  # Werkzeug's own English words
+            message = ERROR_MESSAGES.get(code, message)
         return (
-            render_template("error.html", code=code, title=exc.name, message=exc.description),
+            render_template("error.html", code=code, title=title, message=message),
             code,
         )
 

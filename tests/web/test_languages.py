@@ -178,3 +178,14 @@ def test_shipped_template_lists_every_marked_message() -> None:
         shipped = {_key(m.id) for m in read_po(handle) if m.id}
     assert "Exam done" in marked and "Set up the front desk" in marked  # both kinds read
     assert marked - shipped == set()
+
+
+def test_error_pages_in_the_language(desk: FlaskClient) -> None:
+    missing = desk.get("/no-such-page", headers={"Accept-Language": "de"})
+    html = missing.get_data(as_text=True)
+    assert missing.status_code == 404 and _lang(html) == "de"
+    assert "Nicht gefunden" in html and "Diese Seite gibt es nicht." in html
+    booking = desk.get("/procedures/999", headers={"Accept-Language": "es"})
+    assert booking.status_code == 404 and "No existe esa cita." in booking.get_data(as_text=True)
+    # The API keeps its JSON answers.
+    assert desk.get("/api/procedures/999").is_json
