@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,12 +65,16 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     ProcedureStatus.CANCELLED: (),
 }
 
-#: Status moves made by hand that "Undo" takes back, and where to.
-UNDO: dict[str, str] = {
-    ProcedureStatus.IN_PROGRESS: ProcedureStatus.SCHEDULED,
-    ProcedureStatus.COMPLETED: ProcedureStatus.IN_PROGRESS,
-    ProcedureStatus.DISCONTINUED: ProcedureStatus.IN_PROGRESS,
-}
+#: Status moves made by hand that "Undo" takes back: (from, to) as the audit log has them.
+UNDOABLE: frozenset[tuple[str, str]] = frozenset(
+    {
+        (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED),
+        (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS),
+        (ProcedureStatus.ARRIVED, ProcedureStatus.IN_PROGRESS),
+        (ProcedureStatus.IN_PROGRESS, ProcedureStatus.COMPLETED),
+        (ProcedureStatus.IN_PROGRESS, ProcedureStatus.DISCONTINUED),
+    }
+)
 #: How long after a status move by hand it can be undone.
 UNDO_WINDOW = dt.timedelta(minutes=30)
 
@@ -408,8 +413,9 @@ class Scheduler:
 
         Allowed when the booking's last status change was made on the web door
         (``web:<user>``) within ``within``, and no modality has reported a performed
-        step for it (MPPS owns those bookings): "Exam started" goes back to booked,
-        "Exam done"/"Exam stopped" back to in progress.
+        step for it (MPPS owns those bookings): the booking returns to the status it
+        had before ("Arrived" and "Exam started" back to booked or arrived, "Exam
+        done"/"Exam stopped" back to in progress).
 
         Returns
         -------
@@ -442,9 +448,6 @@ class Scheduler:
     def _undo_target(
         session: Session, proc: Procedure, within: dt.timedelta, now: dt.datetime | None
     ) -> str | None:
-        back = UNDO.get(proc.status)
-        if back is None:
-            return None
         linked = session.scalar(
             select(PerformedStepLink.procedure_id)
             .where(PerformedStepLink.procedure_id == proc.id)
@@ -466,7 +469,13 @@ class Scheduler:
             return None
         if (now or utcnow()) - last.at > within:
             return None
-        return back
+        try:
+            before, after = json.loads(last.detail)["status"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if after != proc.status or (before, after) not in UNDOABLE:
+            return None
+        return str(before)
 
     def import_procedures(
         self,

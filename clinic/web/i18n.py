@@ -12,9 +12,9 @@ import re
 from importlib import resources
 from typing import Any
 
-from babel import Locale
+from babel import Locale, UnknownLocaleError
 from babel import dates as babel_dates
-from flask import Flask, has_request_context, request
+from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_locale
 
 #: The languages pages are offered in, the first the default.
@@ -35,9 +35,30 @@ def select_language() -> str:
 
 
 def current_locale() -> Locale:
-    """The locale of the current request (English outside one)."""
-    locale = get_locale() if has_request_context() else None
-    return locale or Locale.parse(DEFAULT_LANGUAGE)
+    """The locale dates are written in for the current request (English outside one).
+
+    The page's language, in the region the browser names first for it: ``en-GB``
+    writes ``31/12/1970``, ``en-US`` ``12/31/1970``, as the browser's own date
+    fields do; a bare ``en`` follows CLDR's default region.
+    """
+    if not has_request_context():
+        return Locale.parse(DEFAULT_LANGUAGE)
+    cached = getattr(g, "clinic_date_locale", None)
+    if isinstance(cached, Locale):
+        return cached
+    language = get_locale() or Locale.parse(DEFAULT_LANGUAGE)
+    locale = language
+    for tag, _quality in request.accept_languages:
+        parts = tag.replace("-", "_").split("_")
+        if parts[0].lower() != language.language or len(parts) < 2:
+            continue
+        try:
+            locale = Locale.parse(f"{parts[0].lower()}_{parts[1].upper()}")
+        except (ValueError, UnknownLocaleError):
+            continue
+        break
+    g.clinic_date_locale = locale
+    return locale
 
 
 def date_pattern(locale: Locale) -> str:
@@ -74,12 +95,13 @@ def format_day(value: dt.date | dt.datetime | None, locale: Locale | None = None
 
 
 def format_clock(value: dt.datetime | dt.time | None, locale: Locale | None = None) -> str:
-    """A time of day in the locale's short format (``09:30``, ``9:30 AM``)."""
+    """A time of day on the 24-hour clock (``09:30``, ``14:05``)."""
     if value is None:
         return ""
     locale = locale or current_locale()
     clock = value.time() if isinstance(value, dt.datetime) else value
-    return babel_dates.format_time(clock, "short", locale=locale)
+    # The 24-hour clock in every language: a clinic's day, worklist and slips use it.
+    return babel_dates.format_time(clock, "HH:mm", locale=locale)
 
 
 def format_moment(value: dt.datetime | None, locale: Locale | None = None) -> str:
@@ -154,6 +176,6 @@ def init_app(app: Flask) -> Babel:
     }
     app.jinja_env.filters.update(filters)
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
-    app.jinja_env.globals["page_language"] = lambda: str(current_locale().language)
+    app.jinja_env.globals["page_language"] = lambda: str(get_locale() or DEFAULT_LANGUAGE)
     app.jinja_env.globals["date_example"] = lambda: format_day(dt.date(1970, 12, 31))
     return babel

@@ -224,8 +224,18 @@ def test_timestamps_in_local_time_and_favicon(admin: FlaskClient, accounts: Acco
     assert root is not None and root.last_login_at is not None
     local = root.last_login_at.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
     html = admin.get("/admin/users").get_data(as_text=True)
-    assert local.strftime("%-I:%M") in html and "UTC" not in html
+    assert local.strftime("%H:%M") in html and "UTC" not in html
     assert "UTC" not in admin.get("/admin/audit").get_data(as_text=True)
     icon = admin.get("/favicon.ico")
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
     assert 'rel="icon"' in admin.get("/").get_data(as_text=True)
+
+
+def test_undo_returns_to_the_status_before(desk: FlaskClient, scheduler: Scheduler) -> None:
+    proc = scheduler.book(_booking(dt.date.today()), actor="t")
+    url = f"/procedures/{proc.id}"
+    scheduler.arrive(proc.id, actor="web:alice")
+    assert post_form(desk, url, f"{url}/status", {"status": "IN_PROGRESS"}).status_code == 302
+    assert scheduler.can_undo(proc.id) == "ARRIVED"
+    assert post_form(desk, url, f"{url}/undo", {}).status_code == 302
+    assert scheduler.get(proc.id).status == "ARRIVED"

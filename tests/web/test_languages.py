@@ -82,6 +82,13 @@ def test_dates_and_messages_in_the_language(
     assert "jueves, 26 de noviembre de 2026" in spanish and "1/5/1970" in spanish
     english = desk.get(url, headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "Thursday, November 26, 2026" in english and "5/1/1970" in english
+    # The browser's region decides the order of day and month, as in its date fields.
+    british = desk.get(url, headers={"Accept-Language": "en-GB,en;q=0.8"}).get_data(as_text=True)
+    assert _lang(british) == "en" and "01/05/1970" in british
+    swiss = desk.get(url, headers={"Accept-Language": "de-CH"}).get_data(as_text=True)
+    assert _lang(swiss) == "de" and "01.05.1970" in swiss
+    # Times on the 24-hour clock in every language.
+    assert "09:30" in english and "09:30" in german and "AM" not in english
     # Plurals and form messages.
     day = desk.get("/?date=2026-11-26", headers={"Accept-Language": "de"}).get_data(as_text=True)
     assert "1 Untersuchung" in day and "exam(s)" not in day
