@@ -420,3 +420,19 @@ def test_every_listener_setting_is_a_key_of_its_section() -> None:
 def test_listener_errors_name_the_key(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError, match=where):
         load_settings(write(tmp_path / "site.toml", text), {})
+
+
+def test_clinic_section(tmp_path: Path) -> None:
+    """[clinic] name, address and phone: printed on the slip and the day list."""
+    path = write(
+        tmp_path / "clinic.toml",
+        '[clinic]\nname = " Praxis Dr. Nowak "\naddress = "Hauptstr. 1\\n12345 Berlin"\n'
+        'phone = "030 123456"\n',
+    )
+    settings = load_settings(path, environ={})
+    assert settings.clinic_name == "Praxis Dr. Nowak"
+    assert settings.clinic_address == "Hauptstr. 1\n12345 Berlin"
+    assert settings.clinic_phone == "030 123456"
+    bad = write(tmp_path / "bad.toml", "[clinic]\nname = 5\n")
+    with pytest.raises(ConfigError, match="clinic.name"):
+        load_settings(bad, environ={})
