@@ -714,16 +714,16 @@ def not_attended(procedure_id: int) -> Any:
     proc = _load(procedure_id)
     form = EmptyForm()
     if not form.validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     try:
         proc = Attendance(_scheduler()).mark_not_attended(procedure_id, actor())
     except TransitionError:
         return _render_procedure(
             proc,
-            problems=["Only a booked exam whose time has passed can be marked not attended."],
+            problems=[_("Only a booked exam whose time has passed can be marked not attended.")],
             status=409,
         )
-    flash(f"Not attended: {proc.accession_number}.", "success")
+    flash(_("Not attended: %(accession)s.", accession=proc.accession_number), "success")
     back = request.form.get("date", "").strip()
     try:
         day = parse_date(back) if back else proc.scheduled_start.date()

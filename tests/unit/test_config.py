@@ -79,7 +79,7 @@ def test_installation_config_found_from_any_folder(
     settings = load_settings(environ={})
     assert settings.config_file == (install / "config" / "clinic.toml").resolve()
     assert settings.data_dir == install.resolve() / "var"
-    assert settings.resolved_database_url.endswith(f"{install.resolve()}/var/clinic.store.db")
+    assert settings.resolved_database_url.endswith(f"{install.resolve()}/var/clinic.db")
     # CLINIC_DATA_DIR and CLINIC_CONFIG still override everything.
     env = {"CLINIC_DATA_DIR": str(tmp_path / "d")}
     assert load_settings(environ=env).data_dir == tmp_path / "d"
