@@ -168,6 +168,10 @@ class Settings:
     default_duration_minutes: int = 15
     opening_hours: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOURS))
     closed_dates: tuple[str, ...] = ()
+    # The clinic as printed on appointment slips and day lists ([clinic]).
+    clinic_name: str = ""
+    clinic_address: str = ""
+    clinic_phone: str = ""
     config_file: Path | None = None
 
     @property
@@ -181,6 +185,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'clinic.db').resolve()}"
+
+    @property
+    def database_label(self) -> str:
+        """The database URL in use with any password hidden, for logs."""
+        return _mask_url(self.resolved_database_url)
 
     @property
     def worklist_listener(self) -> ListenerSettings:
@@ -344,6 +353,9 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
     ("scheduling", "default_duration_minutes", "default_duration_minutes", None),
     ("scheduling", "closed_dates", "closed_dates", None),
+    ("clinic", "name", "clinic_name", None),
+    ("clinic", "address", "clinic_address", None),
+    ("clinic", "phone", "clinic_phone", None),
 ]
 
 #: (section, key) -> Settings attribute, for messages naming where a key was set.
@@ -392,8 +404,19 @@ _LISTS = (
 )
 
 
+#: The configuration file of the source tree the package runs from (an editable install).
+PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "clinic.toml"
+#: The configuration file of a system-wide installation.
+SYSTEM_CONFIG = Path("/etc/clinic/clinic.toml")
+
+
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """Return the configuration file to read: ``$CLINIC_CONFIG`` or ``config/clinic.toml``.
+    """Return the configuration file to read.
+
+    ``$CLINIC_CONFIG`` when set; else the first that exists of ``config/clinic.toml``
+    in the working folder, the installation's own ``config/clinic.toml``
+    (:data:`PROJECT_CONFIG`) and ``/etc/clinic/clinic.toml``; so a command run from
+    any folder finds the same file, and with it the same data folder.
 
     Parameters
     ----------
@@ -401,7 +424,24 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
         The environment to look ``CLINIC_CONFIG`` up in; defaults to ``os.environ``.
     """
     env = os.environ if environ is None else environ
-    return Path(env.get("CLINIC_CONFIG", "config/clinic.toml"))
+    if "CLINIC_CONFIG" in env:
+        return Path(env["CLINIC_CONFIG"])
+    here = Path("config/clinic.toml")
+    for candidate in (here, PROJECT_CONFIG, SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return here
+
+
+def config_base(config_file: Path) -> Path:
+    """The folder a configuration file's relative paths start from.
+
+    The folder above ``config/`` for a file in a folder called ``config`` (the
+    installation folder: ``config/clinic.toml`` puts ``./var`` beside ``config/``),
+    else the file's own folder.
+    """
+    folder = config_file.resolve().parent
+    return folder.parent if folder.name == "config" else folder
 
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -456,6 +496,10 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     printers = raw.get("printers", {})
     if not isinstance(printers, dict):
         raise ConfigError(f"[printers] in {path} must be a table")
+    if config_file is not None and "CLINIC_DATA_DIR" not in env:
+        data_dir = converted.get("data_dir", Settings.data_dir)
+        if not data_dir.is_absolute():
+            converted["data_dir"] = config_base(config_file) / data_dir
     hours = _opening_hours(raw.get("scheduling", {}).get("opening_hours"), path)
     settings = Settings(
         **converted, printers=printers, opening_hours=hours, config_file=config_file

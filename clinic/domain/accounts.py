@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from clinic.domain.audit import audit
-from clinic.domain.errors import NotFound, ValidationError
+from clinic.domain.errors import AccountDeactivated, NotFound, ValidationError
 from clinic.store.db import transaction
 from clinic.store.models import ApiToken, User, UserRole, WebSession, utcnow
 
@@ -140,14 +140,22 @@ class Accounts:
         """Return the active user whose name and password match, else ``None``.
 
         A successful sign-in is recorded (``last_login_at``) and audited.
+
+        Raises
+        ------
+        AccountDeactivated
+            The password is right but the user is deactivated (only someone who
+            knows the password learns that).
         """
         with transaction(self.session_factory) as session:
             user = session.scalar(select(User).where(User.name == name.strip()))
             if user is None:
                 check_password_hash(_DUMMY_HASH, password)
                 return None
-            if not check_password_hash(user.password_hash, password) or not user.active:
+            if not check_password_hash(user.password_hash, password):
                 return None
+            if not user.active:
+                raise AccountDeactivated(user.id)
             user.last_login_at = utcnow()
             audit(session, user.name, "login", "user", user.id, {})
             return user
@@ -290,6 +298,46 @@ class Accounts:
                 )
                 or 0
             )
+
+    def user_id_for(self, name: str) -> int:
+        """The id of the user called ``name``.
+
+        Raises
+        ------
+        NotFound
+            No such user.
+        """
+        user = self.find_user(name.strip())
+        if user is None:
+            raise NotFound(name)
+        return user.id
+
+    def unlock(self, user_id: int, actor: str) -> User:
+        """Let a user sign in again at once after too many failed tries (audited).
+
+        The failures counted before now stop blocking the user's name; a running
+        service reads the time at the next sign-in attempt.
+
+        Raises
+        ------
+        NotFound
+            No such user.
+        """
+        with transaction(self.session_factory) as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise NotFound(user_id)
+            user.unlocked_at = utcnow()
+            audit(session, actor, "unlock", "user", user.id, {})
+            return user
+
+    def unlocked_at(self, name: str) -> dt.datetime | None:
+        """When user ``name`` was last unlocked (``None``: never, or no such user)."""
+        with self.session_factory() as session:
+            value: dt.datetime | None = session.scalar(
+                select(User.unlocked_at).where(User.name == name.strip())
+            )
+            return value
 
     # -- tokens ----------------------------------------------------------------------
 

@@ -36,6 +36,10 @@ def _text(raw: Mapping[str, Any], key: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+#: The longest preparation text a procedure may have (it must fit on the slip).
+MAX_PREPARATION_LENGTH = 600
+
+
 def clean_catalog_entry(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a catalog entry's fields.
 
@@ -43,7 +47,8 @@ def clean_catalog_entry(raw: Mapping[str, Any]) -> dict[str, Any]:
     ----------
     raw : Mapping
         ``code``, ``description``, ``modality``, ``default_station``,
-        ``duration_minutes`` and ``active``.
+        ``duration_minutes``, ``active`` and, optionally, ``preparation`` (what the
+        patient is to do before the exam, printed on the slip).
 
     Returns
     -------
@@ -102,6 +107,11 @@ def clean_catalog_entry(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["protocol_code_scheme"] or out["protocol_code_meaning"]
     ):
         errors["protocol_code_value"] = "is required when a protocol scheme or meaning is given"
+    if "preparation" in raw:
+        preparation = str(raw.get("preparation") or "").strip().replace("\r\n", "\n")
+        out["preparation"] = preparation
+        if len(preparation) > MAX_PREPARATION_LENGTH:
+            errors["preparation"] = f"is too long ({MAX_PREPARATION_LENGTH} characters at most)"
     active = raw.get("active", True)
     out["active"] = (
         active
@@ -322,6 +332,24 @@ class Catalog:
         """Return the entry with ``code``, or ``None``."""
         with self.session_factory() as session:
             return session.scalar(select(CatalogEntry).where(CatalogEntry.code == code))
+
+    def preparation_for(self, description: str, modality: str) -> str:
+        """The preparation text of the catalog procedure a booking was made from.
+
+        Bookings carry the catalog entry's description and modality; ``""`` when no
+        entry has them (a procedure typed by hand).
+        """
+        with self.session_factory() as session:
+            text = session.scalar(
+                select(CatalogEntry.preparation)
+                .where(
+                    CatalogEntry.description == description,
+                    CatalogEntry.modality == modality,
+                )
+                .order_by(CatalogEntry.active.desc(), CatalogEntry.id)
+                .limit(1)
+            )
+            return text or ""
 
     def get_entry(self, entry_id: int) -> CatalogEntry:
         """Return the entry with ``entry_id``; raise :class:`NotFound` if none."""

@@ -209,6 +209,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    # Set by ``clinic users unlock``: failed sign-ins counted before it no longer block.
+    unlocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
 
 
 class ApiToken(Base):
@@ -264,6 +266,8 @@ class CatalogEntry(Base):
     protocol_code_scheme: Mapped[str] = mapped_column(String(16), default="")
     protocol_code_meaning: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # What the patient is to do before the exam; printed on the appointment slip.
+    preparation: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class PrintJobStatus(enum.StrEnum):

@@ -18,6 +18,8 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.datastructures import ImmutableMultiDict, MultiDict
@@ -29,7 +31,9 @@ from clinic.domain.bookings import Scheduler
 from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
-from clinic.web.display import readable_name
+from clinic.web import i18n
+from clinic.web.display import STATUS_LABELS, readable_name
+from clinic.web.forms import PRIORITY_LABELS
 from clinic.web.params import IdConverter, TextConverter, TextPathConverter
 from clinic.web.security import (
     SESSION_ID_KEY,
@@ -42,13 +46,32 @@ from clinic.web.security import (
 #: How long browsers keep to HTTPS after seeing it (Strict-Transport-Security).
 HSTS_SECONDS = 365 * 24 * 3600
 
-STATUS_LABELS = {
-    "SCHEDULED": "Booked",
-    "ARRIVED": "Arrived",
-    "IN_PROGRESS": "In progress",
-    "COMPLETED": "Done",
-    "DISCONTINUED": "Stopped",
-    "CANCELLED": "Cancelled",
+#: The tab icon: a white cross on the front desk's blue (SVG, served as /favicon.ico).
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="6" fill="#0b5cad"/>'
+    '<path d="M13 6h6v7h7v6h-7v7h-6v-7H6v-6h7z" fill="#fff"/></svg>'
+)
+
+
+#: Error pages' titles and, where the view gave none, their message, in the page's language.
+ERROR_TITLES = {
+    400: _l("Bad request"),
+    403: _l("Not allowed"),
+    404: _l("Not found"),
+    405: _l("Not allowed this way"),
+    413: _l("Too large"),
+    429: _l("Too many requests"),
+    500: _l("Something went wrong"),
+}
+ERROR_MESSAGES = {
+    400: _l("The request could not be understood."),
+    403: _l("This page is for administrators."),
+    404: _l("There is no such page."),
+    405: _l("This address does not take this kind of request."),
+    413: _l("The upload is too large (2 MiB at most)."),
+    429: _l("Please wait a moment and try again."),
+    500: _l("Please try again; if it happens again, tell your administrator."),
 }
 
 
@@ -145,10 +168,11 @@ def create_app(
     # Text with a control character (a NUL: PostgreSQL refuses it) matches no route either.
     app.url_map.converters["default"] = app.url_map.converters["string"] = TextConverter
     app.url_map.converters["path"] = TextPathConverter
+    i18n.init_app(app)
     csrf = CSRFProtect(app)
     login = LoginManager(app)
     login.login_view = "auth.login"
-    login.login_message = "Please sign in to see this page."
+    login.login_message = _l("Please sign in to see this page.")
     login.session_protection = "basic"
 
     def load_user(user_id: str) -> WebUser | None:
@@ -186,6 +210,7 @@ def create_app(
 
     app.jinja_env.filters["pn"] = readable_name
     app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS
+    app.jinja_env.globals["PRIORITY_LABELS"] = PRIORITY_LABELS
 
     @app.context_processor
     def inject() -> dict[str, Any]:
@@ -202,6 +227,11 @@ def create_app(
         request.args = without_nul(request.args)
         if request.method == "POST" and request.mimetype in FORM_TYPES:
             request.form = without_nul(request.form)
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(
+            FAVICON, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        )
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -230,8 +260,8 @@ def create_app(
             render_template(
                 "error.html",
                 code=400,
-                title="The form has expired",
-                message="Please go back, reload the page and try again.",
+                title=_("The form has expired"),
+                message=_("Please go back, reload the page and try again."),
             ),
             400,
         )
@@ -241,8 +271,12 @@ def create_app(
         code = exc.code or 500
         if is_api_request():
             return _json_error(code, exc.description or exc.name)
+        title = ERROR_TITLES.get(code, exc.name)
+        message = exc.description
+        if message == type(exc).description:  # Werkzeug's own English words
+            message = ERROR_MESSAGES.get(code, message)
         return (
-            render_template("error.html", code=code, title=exc.name, message=exc.description),
+            render_template("error.html", code=code, title=title, message=message),
             code,
         )
 

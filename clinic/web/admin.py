@@ -15,8 +15,11 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +47,8 @@ from clinic.web.security import actor, admin_required
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 AUDIT_PAGE_SIZE = 50
+#: Session key holding a just-made API token until the user's page shows it once.
+_NEW_TOKEN = "clinic.new_token"
 
 
 def _catalog() -> Catalog:
@@ -64,7 +69,9 @@ def _sessions() -> sessionmaker[Session]:
 def _field_errors(form: Any, errors: dict[str, str]) -> list[str]:
     leftover = []
     for key, message in errors.items():
-        text = f"{key.replace('_', ' ').capitalize()} {message}."
+        text = _(
+            "%(field)s %(problem)s.", field=key.replace("_", " ").capitalize(), problem=message
+        )
         if key in form:
             form[key].errors = [*form[key].errors, text]
         else:
@@ -96,7 +103,7 @@ def stations() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The station is added.", "success")
+                flash(_("The station is added."), "success")
                 return redirect(url_for("admin.stations"))
         status = 422
     return (
@@ -163,7 +170,7 @@ def station(station_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The station is saved.", "success")
+                flash(_("The station is saved."), "success")
                 return redirect(url_for("admin.stations"))
         return _render_station(current, form, problems=problems, status=422)
     return _render_station(current, form)
@@ -194,7 +201,7 @@ def station_hours(station_id: int) -> Any:
             if key in hours_form:
                 hours_form[key].errors = [*hours_form[key].errors, f"{message}."]
         return _render_station(current, station_form, hours_form, status=422)
-    flash("The opening hours are saved.", "success")
+    flash(_("The opening hours are saved."), "success")
     return redirect(url_for("admin.station", station_id=station_id))
 
 
@@ -223,7 +230,7 @@ def catalog() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The procedure is added to the catalog.", "success")
+                flash(_("The procedure is added to the catalog."), "success")
                 return redirect(url_for("admin.catalog"))
         status = 422
     return (
@@ -251,7 +258,7 @@ def catalog_entry(entry_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The procedure is saved.", "success")
+                flash(_("The procedure is saved."), "success")
                 return redirect(url_for("admin.catalog"))
         return render_template(
             "admin_catalog_entry.html", entry=current, form=form, problems=problems
@@ -281,7 +288,7 @@ def users() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The user is added.", "success")
+                flash(_("The user is added."), "success")
                 return redirect(url_for("admin.users"))
         status = 422
     return (
@@ -302,6 +309,10 @@ def user(user_id: int) -> Any:
     form = UserEditForm(obj=current if request.method == "GET" else None)
     problems: list[str] = []
     status = 200
+    new_token = None
+    shown = session.pop(_NEW_TOKEN, None)
+    if request.method == "GET" and isinstance(shown, dict) and shown.get("user_id") == user_id:
+        new_token = shown.get("token")
     if request.method == "POST":
         if (
             form.validate_on_submit()
@@ -310,7 +321,7 @@ def user(user_id: int) -> Any:
         ):
             form.role.errors = [
                 *form.role.errors,
-                "You cannot take away your own administrator rights or sign-in.",
+                _("You cannot take away your own administrator rights or sign-in."),
             ]
         elif form.validate_on_submit():
             try:
@@ -324,7 +335,7 @@ def user(user_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The user is saved.", "success")
+                flash(_("The user is saved."), "success")
                 return redirect(url_for("admin.user", user_id=user_id))
         status = 422
     return (
@@ -334,8 +345,8 @@ def user(user_id: int) -> Any:
             form=form,
             problems=problems,
             tokens=_accounts().list_tokens(user_id),
-            button=EmptyForm(),
-            new_token=None,
+            button=EmptyForm(formdata=None),
+            new_token=new_token,
             open_sessions=_accounts().count_sessions(user_id),
         ),
         status,
@@ -357,24 +368,26 @@ def end_sessions(user_id: int) -> Any:
     return redirect(url_for("admin.user", user_id=user_id))
 
 
-@bp.post("/users/<int:user_id>/tokens")
+@bp.route("/users/<int:user_id>/tokens", methods=["GET", "POST"])
 @admin_required
 def create_token(user_id: int) -> Any:
-    """Make an API token for a user and show it once."""
+    """Make an API token for a user, then show it once on the user's page.
+
+    The answer is a redirect (so reloading the page neither fails nor makes another
+    token); the new token rides along in the session only until that page shows it.
+    A GET (a reload of an old address) just goes to the user's page.
+    """
     current = _accounts().get_user(user_id)
     if current is None:
         abort(404)
-    token = _accounts().create_token(current.name, actor())
-    return render_template(
-        "admin_user.html",
-        user=current,
-        form=UserEditForm(obj=current),
-        problems=[],
-        tokens=_accounts().list_tokens(user_id),
-        button=EmptyForm(),
-        new_token=token,
-        open_sessions=_accounts().count_sessions(user_id),
-    )
+    if request.method == "POST":
+        if not EmptyForm().validate_on_submit():
+            abort(400, _("The form has expired; please try again."))
+        session[_NEW_TOKEN] = {
+            "user_id": user_id,
+            "token": _accounts().create_token(current.name, actor()),
+        }
+    return redirect(url_for("admin.user", user_id=user_id))
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
@@ -385,7 +398,7 @@ def revoke_token(token_id: int) -> Any:
         owner = _accounts().revoke_token(token_id, actor())
     except NotFound:
         abort(404)
-    flash("The token is revoked.", "success")
+    flash(_("The token is revoked."), "success")
     return redirect(url_for("admin.user", user_id=owner))
 
 
@@ -417,16 +430,22 @@ def merge_patients_page() -> Any:
             records = [(pid, patient_search.get_patient(_sessions(), pid)) for pid in (keep, merge)]
             missing = [pid for pid, found in records if found is None]
             if missing:
-                problems = [f"There is no patient with ID {pid}." for pid in missing]
+                problems = [_("There is no patient with ID %(id)s.", id=pid) for pid in missing]
             elif keep == merge:
-                problems = ["Please enter two different patient IDs."]
+                problems = [_("Please enter two different patient IDs.")]
             elif not form.confirm.data:
-                problems = ["Please check both records, then confirm the merge."]
+                problems = [_("Please check both records, then confirm the merge.")]
                 status = 200
             else:
                 moved = patient_search.merge_patients(_sessions(), keep, merge, actor())
                 flash(
-                    f"Patient {merge} is merged into {keep}; {len(moved)} booking(s) moved.",
+                    ngettext(
+                        "Patient %(merged)s is merged into %(kept)s; %(num)d booking moved.",
+                        "Patient %(merged)s is merged into %(kept)s; %(num)d bookings moved.",
+                        len(moved),
+                        merged=merge,
+                        kept=keep,
+                    ),
                     "success",
                 )
                 return redirect(url_for("admin.merge_patients_page"))
@@ -472,9 +491,10 @@ def audit_log() -> str:
             try:
                 day = parse_day(filters[key])
             except ValueError:
-                errors[key] = (
-                    "Please write the date as YYYY-MM-DD. Days from "
-                    f"{FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}."
+                errors[key] = _(
+                    "Please write the date as YYYY-MM-DD. Days from %(first)s to %(last)s.",
+                    first=FIRST_DAY.isoformat(),
+                    last=LAST_DAY.isoformat(),
                 )
                 continue
             start = dt.datetime.combine(day, dt.time())

@@ -6,8 +6,11 @@ import logging
 from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_user, logout_user
 
+from clinic.domain.errors import AccountDeactivated
 from clinic.web.forms import EmptyForm, LoginForm
 from clinic.web.params import local_path
 from clinic.web.security import SESSION_ID_KEY, LoginThrottle, WebUser, actor, login_required
@@ -33,32 +36,40 @@ def login() -> Any:
     status = 200
     if form.validate_on_submit():
         name = (form.name.data or "").strip()
+        accounts = current_app.extensions["clinic.domain.accounts"]
+        throttle.unlocked(name, accounts.unlocked_at(name))
         # One step: check the limits and count this attempt (taken back on success).
         wait, stamp = throttle.begin(name, address)
         if wait:
-            error = (
-                "Too many failed sign-ins. Please wait "
-                f"{max(1, (wait + 59) // 60)} minute(s) and try again."
+            minutes = max(1, (wait + 59) // 60)
+            error = ngettext(
+                "Too many failed sign-ins. Please wait %(num)d minute and try again.",
+                "Too many failed sign-ins. Please wait %(num)d minutes and try again.",
+                minutes,
             )
             status = 429
         else:
-            user = current_app.extensions["clinic.domain.accounts"].authenticate(
-                name, form.password.data or ""
-            )
-            if user is None:
-                log.info("failed sign-in from %s", address)
-                error = "The user name or password is not right."
-                status = 401
+            try:
+                user = accounts.authenticate(name, form.password.data or "")
+            except AccountDeactivated:
+                error = _(
+                    "Your account is deactivated. Please ask an administrator to activate it."
+                )
+                status = 403
             else:
-                throttle.succeeded(name, address, stamp)
-                target = _safe_next(request.args.get("next"))
-                session.clear()  # a new session at every sign-in
-                accounts = current_app.extensions["clinic.domain.accounts"]
-                lifetime = current_app.permanent_session_lifetime
-                login_user(WebUser(user))
-                session[SESSION_ID_KEY] = accounts.start_session(user.id, lifetime)
-                session.permanent = True
-                return redirect(target)
+                if user is None:
+                    log.info("failed sign-in from %s", address)
+                    error = _("The user name or password is not right.")
+                    status = 401
+                else:
+                    throttle.succeeded(name, address, stamp)
+                    target = _safe_next(request.args.get("next"))
+                    session.clear()  # a new session at every sign-in
+                    lifetime = current_app.permanent_session_lifetime
+                    login_user(WebUser(user))
+                    session[SESSION_ID_KEY] = accounts.start_session(user.id, lifetime)
+                    session.permanent = True
+                    return redirect(target)
     elif request.method == "POST":
         status = 400
     return render_template("login.html", form=form, error=error), status

@@ -18,6 +18,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patient_record
@@ -58,8 +59,8 @@ def week() -> Any:
     except ValueError:
         abort(
             400,
-            f"The date must be written YYYY-MM-DD, between {FIRST_DAY.isoformat()} "
-            f"and {LAST_DAY.isoformat()}.",
+            _("The date must be written YYYY-MM-DD, between %(first)s and %(last)s.")
+            % {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()},
         )
     catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
     stations = catalog.stations()
@@ -73,7 +74,7 @@ def week() -> Any:
     try:
         plans = _calendar().week(station, day)
     except NotFound:
-        abort(404, f"There is no station {station}.")
+        abort(404, _("There is no station %(station)s.", station=station))
     monday = plans[0].day
     return render_template(
         "week.html",
@@ -101,7 +102,7 @@ def _render_patient(patient_id: str, form: ContactForm | None = None, status: in
     try:
         rec = patient_record.record(_sessions(), patient_id)
     except NotFound:
-        abort(404, "There is no such patient.")
+        abort(404, _("There is no such patient."))
     if form is None:
         form = ContactForm(formdata=None, obj=rec.patient)
     now = dt.datetime.now()
@@ -147,12 +148,12 @@ def contact(patient_id: str) -> Any:
             actor(),
         )
     except NotFound:
-        abort(404, "There is no such patient.")
+        abort(404, _("There is no such patient."))
     except ValidationError as exc:
         for key, message in exc.errors.items():
             if key in form:
                 label = "The phone number" if key == "phone" else "The e-mail address"
                 form[key].errors = [*form[key].errors, f"{label} {message}."]
         return _render_patient(patient_id, form, 422)
-    flash("The contact details are saved.", "success")
+    flash(_("The contact details are saved."), "success")
     return redirect(url_for("calendar.patient", patient_id=patient_id))

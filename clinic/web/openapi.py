@@ -565,5 +565,24 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness: the web door answers (no sign-in needed)",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "the service is up",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"status": {"const": "ok"}},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
         },
     }

@@ -111,6 +111,7 @@ class LoginThrottle:
         self.window = window
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._unlocks: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: str, now: float) -> deque[float]:
@@ -167,6 +168,20 @@ class LoginThrottle:
         """Record one failed sign-in (not needed after :meth:`begin`, which counts it)."""
         with self._lock:
             self._record(name, address, self.clock())
+
+    def unlocked(self, name: str, at: object) -> None:
+        """Forget a name's failures once when an administrator has unlocked it.
+
+        ``at`` is the stored unlock time; the same value seen again changes nothing,
+        so failures after the unlock count as usual.
+        """
+        if at is None:
+            return
+        with self._lock:
+            key = name.lower()
+            if self._unlocks.get(key) != at:
+                self._unlocks[key] = at
+                self._failures.pop(f"n:{key}", None)
 
     def succeeded(self, name: str, address: str | None = None, stamp: float | None = None) -> None:
         """Forget the failures of a user name after a good sign-in.

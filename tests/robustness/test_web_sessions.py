@@ -182,7 +182,7 @@ def test_admin_signs_a_user_out_everywhere(app: Flask, scheduler: Scheduler) -> 
     browsers = [signed_in(app), signed_in(app)]
     admin = signed_in(app, "root")
     page = admin.get(f"/admin/users/{alice.id}").get_data(as_text=True)
-    assert "2 browser session(s) open" in page and "Sign out everywhere" in page
+    assert "2 browser sessions open" in page and "Sign out everywhere" in page
     url = f"/admin/users/{alice.id}"
     ended = post_form(admin, url, f"{url}/sessions/end", {})
     assert ended.status_code == 302
