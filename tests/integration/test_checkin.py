@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -21,12 +22,15 @@ from clinic.domain.accounts import Accounts
 from clinic.server import ClinicServer
 from tests.integration.test_mpps import create_dataset, final_dataset
 
+#: Bookings are for today: the worklist leaves out what is still scheduled days ago.
+TODAY = dt.date.today().isoformat()
+
 BOOKING = {
     "patient_id": "MP1",
     "patient_name": "NOVÁK^JAN",
     "modality": "CR",
     "station_ae_title": "XRAY1",
-    "scheduled_start": "2026-11-26T09:00",
+    "scheduled_start": f"{TODAY}T09:00",
     "accession_number": "MPPSACC1",
     "requested_procedure_id": "RP1",
     "step_id": "SPS1",
@@ -96,7 +100,7 @@ def test_arrived_is_served_as_sps_status_arrived_then_mpps_moves_it_on(
             "requested_procedure_id": "RP2",
             "step_id": "SPS2",
             "study_instance_uid": "1.2.826.0.1.3680043.10.543.78",
-            "scheduled_start": "2026-11-26T10:00",
+            "scheduled_start": f"{TODAY}T10:00",
         },
     )
     assert worklist(assoc) == ["MPPSACC1:SCHEDULED", "WAITING2:SCHEDULED"]
