@@ -18,17 +18,17 @@ from sqlalchemy.orm import sessionmaker
 
 from clinic.printing.layout import Rect, film_dimensions, image_boxes, parse_display_format
 from clinic.printing.render import HEADER_MM
-from tests.conftest import require_tool
-from tests.integration.printing_support import (
+from tests.support.printing import (
     Cups,
-    ServeProcess,
     page_sizes_mm,
     rasterize,
     running_cups,
     sample,
-    wait_for,
     wait_for_job,
 )
+from tests.support.serve import ServeProcess
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.dcmtk
 

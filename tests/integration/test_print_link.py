@@ -23,14 +23,9 @@ from clinic.config import Settings
 from clinic.domain.print_links import PrintLinks
 from clinic.server import ClinicServer
 from clinic.store.models import AuditEntry, PrintJob
-from tests.conftest import require_tool
-from tests.integration.printing_support import (
-    FILM_BOX,
-    PrintScu,
-    gray_image,
-    wait_for,
-    wait_for_job,
-)
+from tests.support.printing import FILM_BOX, PrintScu, gray_image, wait_for_job
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_for
 
 STATION = "PANO1"
 

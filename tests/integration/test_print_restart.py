@@ -14,15 +14,15 @@ from clinic.printing import session as s
 from clinic.printing.layout import Rect, film_dimensions, image_boxes, parse_display_format
 from clinic.printing.render import HEADER_MM
 from clinic.store.models import PrintJob
-from tests.integration.printing_support import (
+from tests.support.printing import (
     FILM_BOX,
     PrintScu,
-    ServeProcess,
     gray_image,
     rasterize,
     sample,
     wait_for_job,
 )
+from tests.support.serve import ServeProcess
 
 
 def test_job_acknowledged_before_a_crash_prints_after_restart(

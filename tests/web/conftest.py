@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -17,32 +15,7 @@ from clinic.domain.bookings import Scheduler
 from clinic.store.models import AuditEntry
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
-
-PASSWORD = "correct horse battery"
-_CSRF = re.compile(
-    r'name="csrf_token" type="hidden" value="([^"]+)"|'
-    r'type="hidden" name="csrf_token" value="([^"]+)"|'
-    r'name="csrf_token" value="([^"]+)"'
-)
-
-
-def csrf_token(client: FlaskClient, url: str) -> str:
-    """Fetch ``url`` and return the CSRF token of its first form."""
-    page = client.get(url)
-    assert page.status_code == 200, (url, page.status_code)
-    match = _CSRF.search(page.get_data(as_text=True))
-    assert match, f"no CSRF token on {url}"
-    return next(g for g in match.groups() if g)
-
-
-def post_form(client: FlaskClient, page_url: str, action: str, data: dict[str, Any]) -> Any:
-    """Post ``data`` to ``action`` with the CSRF token taken from ``page_url``."""
-    return client.post(action, data={**data, "csrf_token": csrf_token(client, page_url)})
-
-
-def login(client: FlaskClient, name: str, password: str = PASSWORD) -> Any:
-    """Sign in through the login form."""
-    return post_form(client, "/login", "/login", {"name": name, "password": password})
+from tests.support.web import PASSWORD, login
 
 
 @pytest.fixture
@@ -116,16 +89,3 @@ def audit_rows(scheduler: Scheduler) -> Callable[..., list[AuditEntry]]:
             return list(session.scalars(stmt))
 
     return rows
-
-
-BOOKING = {
-    "patient_id": "P100",
-    "patient_name": "MÜLLER^HANS",
-    "patient_birth_date": "1970-05-01",
-    "patient_sex": "M",
-    "modality": "CR",
-    "station_ae_title": "XRAY1",
-    "scheduled_start": "2026-11-26T09:30",
-    "procedure_description": "Chest PA",
-    "referring_physician": "HOUSE^GREGORY",
-}

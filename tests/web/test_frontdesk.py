@@ -14,7 +14,7 @@ from clinic.domain.attendance import Attendance
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.performed import PerformedSteps, Reason, StepReference, StepReport
-from tests.web.conftest import BOOKING, post_form
+from tests.support.web import BOOKING, post_form
 
 TODAY = dt.date.today()
 

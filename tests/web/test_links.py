@@ -16,7 +16,7 @@ from clinic.domain.performed import PerformedSteps, StepReference, StepReport
 from clinic.store.db import transaction
 from clinic.store.models import AuditEntry, PrintJob
 from clinic.web import create_app
-from tests.web.conftest import login, post_form
+from tests.support.web import login, post_form
 
 TODAY = dt.date.today()
 

@@ -17,7 +17,7 @@ from clinic.store.db import transaction
 from clinic.store.models import PrintJob
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
-from tests.web.conftest import csrf_token, login, post_form
+from tests.support.web import csrf_token, login, post_form
 
 
 def make_pdf(path: Path, pages: int) -> None:
