@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,18 +79,46 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     )
 
 
-@pytest.fixture
-def scheduler(settings: Settings) -> Scheduler:
-    """A scheduler on a fresh, migrated database (no listeners)."""
-    engine = make_engine(settings.resolved_database_url)
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated once per run; each test's store starts as a copy of it.
+
+    As on PostgreSQL (a template database): the migrations themselves are tested where
+    a test starts from an empty data folder (``clinic serve``, ``clinic db upgrade``).
+    """
+    path = tmp_path_factory.mktemp("template") / "clinic.store.db"
+    engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    return Scheduler(make_session_factory(engine), settings.uid_root)
+    engine.dispose()  # the last connection checkpoints the WAL into the file
+    return path
 
 
 @pytest.fixture
-def server(settings: Settings) -> Iterator[ClinicServer]:
+def fresh_store(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """``settings`` whose store is already migrated (a copy of the run's template).
+
+    On PostgreSQL the test's database is such a copy already.
+    """
+    if not ON_POSTGRESQL:
+        target = Path(make_url(settings.resolved_database_url).database or "")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(request.getfixturevalue("_sqlite_template"), target)
+    return settings
+
+
+@pytest.fixture
+def scheduler(fresh_store: Settings) -> Scheduler:
+    """A scheduler on a fresh, migrated database (no listeners)."""
+    engine = make_engine(fresh_store.resolved_database_url)
+    upgrade(engine)  # at the head already: a check, not a migration
+    return Scheduler(make_session_factory(engine), fresh_store.uid_root)
+
+
+@pytest.fixture
+def server(fresh_store: Settings) -> Iterator[ClinicServer]:
     """A running clinic service on free ports."""
-    srv = ClinicServer(settings)
+    srv = ClinicServer(fresh_store)
     srv.start()
     try:
         yield srv
@@ -98,9 +127,9 @@ def server(settings: Settings) -> Iterator[ClinicServer]:
 
 
 @pytest.fixture
-def latin1_server(settings: Settings) -> Iterator[ClinicServer]:
+def latin1_server(fresh_store: Settings) -> Iterator[ClinicServer]:
     """A running service whose default answer character set is Latin-1."""
-    srv = ClinicServer(dataclasses.replace(settings, mwl_character_set="ISO_IR 100"))
+    srv = ClinicServer(dataclasses.replace(fresh_store, mwl_character_set="ISO_IR 100"))
     srv.start()
     try:
         yield srv

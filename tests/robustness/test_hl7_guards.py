@@ -19,11 +19,11 @@ START, END = b"\x0b", b"\x1c\x0d"
 
 
 @pytest.fixture
-def hl7(settings: Settings) -> Iterator[ClinicServer]:
+def hl7(fresh_store: Settings) -> Iterator[ClinicServer]:
     """A service whose HL7 guards are set tight."""
     srv = ClinicServer(
         dataclasses.replace(
-            settings,
+            fresh_store,
             hl7_max_message_bytes=2000,
             hl7_read_timeout=1.0,
             hl7_frame_timeout=1.5,

@@ -48,8 +48,9 @@ Start = Callable[..., ClinicServer]
 
 
 @pytest.fixture
-def start(settings: Settings) -> Iterator[Start]:
+def start(fresh_store: Settings) -> Iterator[Start]:
     """Start a service with some settings changed; every one is stopped afterwards."""
+    settings = fresh_store
     running: list[ClinicServer] = []
 
     def _start(**changes: Any) -> ClinicServer:
