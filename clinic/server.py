@@ -37,6 +37,7 @@ from clinic.printing.spool import Spool, requeue
 from clinic.store import migrate
 from clinic.store.backup import hold_service_lock
 from clinic.store.db import make_engine, make_session_factory, redact_database_errors
+from clinic.store.models import PrintJob
 from clinic.web import create_app
 from clinic.worklist.access import restrict_worklist, worklist_admit
 from clinic.worklist.diagnostics import QueryLogWriter
@@ -159,7 +160,7 @@ class ClinicServer:
         app = create_app(
             settings,
             self.scheduler,
-            reprint=lambda job, who: requeue(factory, job, who),
+            reprint=partial(_reprint, factory, self.spool),
             refile=self.spool.refile,
             print_desk=desk,
         )
@@ -269,3 +270,12 @@ def _stop_web(web: Any, thread: threading.Thread | None) -> None:
         web.trigger.pull_trigger(lambda: wasyncore.close_all(web._map))
         thread.join(timeout=5)
     wasyncore.close_all(web._map)
+
+
+def _reprint(
+    factory: sessionmaker[Session], spool: Spool, job_id: int, actor: str
+) -> PrintJob | None:
+    """Queue job ``job_id`` again (audited as ``actor``) and wake the spool worker."""
+    job = requeue(factory, job_id, actor)
+    spool.wake()
+    return job

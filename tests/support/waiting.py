@@ -18,7 +18,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, 0.1)
 
 
 def holds_within(condition: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
