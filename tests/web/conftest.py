@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from clinic.config import Settings
-from clinic.domain.accounts import Accounts
+from clinic.domain import accounts as accounts_module
+from clinic.domain.accounts import Accounts, hash_password
 from clinic.domain.bookings import Scheduler
 from clinic.store.models import AuditEntry
 from clinic.web import create_app
@@ -35,10 +36,26 @@ def accounts(scheduler: Scheduler) -> Accounts:
     return Accounts(scheduler.session_factory)
 
 
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """The scrypt hash of :data:`PASSWORD`, made once per run (scrypt is slow on purpose)."""
+    return hash_password(PASSWORD)
+
+
 @pytest.fixture
-def users(accounts: Accounts) -> None:
-    accounts.create_user("alice", "frontdesk", PASSWORD, actor="test")
-    accounts.create_user("root", "admin", PASSWORD, actor="test")
+def users(accounts: Accounts, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A front-desk user ``alice`` and an administrator ``root``, both with :data:`PASSWORD`.
+
+    Both are stored with the run's one real scrypt hash of it instead of hashing it anew.
+    """
+
+    def known_hash(password: str) -> str:
+        return password_hash if password == PASSWORD else hash_password(password)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(accounts_module, "hash_password", known_hash)
+        accounts.create_user("alice", "frontdesk", PASSWORD, actor="test")
+        accounts.create_user("root", "admin", PASSWORD, actor="test")
 
 
 @pytest.fixture
