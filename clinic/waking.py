@@ -33,12 +33,14 @@ class WakingServerMixin:
         self._halted = threading.Event()
         self._halted.set()
         self._serving_lock = threading.Lock()
+        self._pipe_lock = threading.Lock()
+        self._pipe_open = False
+        # Binding may fail (port taken); the pipe is made only for a server that listens.
+        super().__init__(*args, **kwargs)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._pipe_open = True
-        self._pipe_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Accept until :meth:`shutdown`, waking on a connection or the shutdown request.
