@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from clinic.cli import main
 from clinic.config import Settings
+from clinic.printing import spool
 from clinic.server import ClinicServer
 from tests.support.printing import FILM_BOX, PrintScu, gray_image, page_sizes_mm, wait_for_job
 from tests.support.serve import clinic_env, run_clinic
@@ -96,3 +98,21 @@ def test_serve_refuses_an_invalid_printer_profile(tmp_path: Path) -> None:
     done = run_clinic("serve", env=clinic_env(tmp_path / "var", config), cwd=tmp_path)
     assert done.returncode == 1
     assert "[printers.BAD]" in done.stderr and "15INX15IN" in done.stderr
+
+
+def test_held_job_prints_when_it_falls_due(
+    fresh_store: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker sleeps until a held job falls due, not until its next look at the store."""
+    monkeypatch.setattr(spool, "POLL_S", 30.0)
+    held = dataclasses.replace(fresh_store, printers={"PDFPRINT": {"hold_seconds": 0.5}})
+    srv = ClinicServer(held)
+    srv.start()
+    try:
+        began = time.monotonic()
+        print_one_film(srv.print_port)
+        assert srv.session_factory is not None
+        wait_for_job(srv.session_factory)
+        assert 0.5 <= time.monotonic() - began < 10.0
+    finally:
+        srv.stop()
