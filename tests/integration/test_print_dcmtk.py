@@ -26,7 +26,7 @@ from tests.support.printing import (
     sample,
     wait_for_job,
 )
-from tests.support.serve import ServeProcess
+from tests.support.serve import ServeProcess, serve_process
 from tests.support.tools import require_tool
 from tests.support.waiting import wait_for
 
@@ -112,10 +112,8 @@ def serve(tmp_path: Path, cups: Cups) -> Iterator[ServeProcess]:
         f'[printers.PDFPRINT]\ncups_queue = "{cups.queue}"\ncups_server = "{cups.socket}"\n',
         encoding="utf-8",
     )
-    process = ServeProcess(tmp_path / "var", config, tmp_path).start()
-    try:
+    with serve_process(tmp_path / "var", config, tmp_path) as process:
         yield process
-    finally:
         assert process.stop() == 0, process.log()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.database import ON_POSTGRESQL, fresh_postgresql_database
-from tests.support.serve import ServeProcess, clinic_env, run_clinic
+from tests.support.serve import clinic_env, run_clinic, serve_process
 from tests.support.services import api_token, booking, post_json, worklist_accessions
 
 WRITE_DEADLINE_S = 60.0
@@ -71,9 +71,7 @@ def test_backup_while_writing_then_restore_into_a_fresh_data_dir(
     config.write_text("", encoding="utf-8")
     live, fresh = tmp_path / "live", tmp_path / "fresh"
     live_env = _env(live, config, database_url)
-    service = ServeProcess(live, config, tmp_path)
-    service.start()
-    try:
+    with serve_process(live, config, tmp_path) as service:
         token = api_token(database_url or f"sqlite:///{live / 'clinic.db'}")
         writer = Writer(service.ports["web"], token)
         writer.start()
@@ -96,7 +94,6 @@ def test_backup_while_writing_then_restore_into_a_fresh_data_dir(
         assert not writer.failures, writer.failures
         on_worklist = worklist_accessions(service.ports["mwl"])
         assert set(writer.acknowledged) <= on_worklist
-    finally:
         assert service.stop() == 0, service.log()
 
     fresh_env = _env(fresh, config, fresh_database_url)
@@ -114,10 +111,8 @@ def test_backup_while_writing_then_restore_into_a_fresh_data_dir(
     # The restored copy serves: a service on it answers the worklist with those bookings.
     if fresh_database_url:
         monkeypatch.setenv("CLINIC_DATABASE_URL", fresh_database_url)
-    copy = ServeProcess(fresh, config, tmp_path).start()
-    try:
+    with serve_process(fresh, config, tmp_path) as copy:
         assert set(before) <= worklist_accessions(copy.ports["mwl"])
-    finally:
         assert copy.stop() == 0, copy.log()
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from clinic.printing import session as s
 from tests.support.hl7 import MllpClient, message, msh, obr, orc, pid, segment
 from tests.support.printing import FILM_BOX, PrintScu, gray_image
-from tests.support.serve import ServeProcess, clinic_env, run_clinic
+from tests.support.serve import clinic_env, run_clinic, serve_process
 from tests.support.waiting import wait_for
 
 ROUNDS = 4
@@ -159,15 +159,15 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     orders: list[str] = []
     jobs: list[str] = []
     for round_number in range(ROUNDS):
-        serve = ServeProcess(data_dir, config, tmp_path).start()
-        booker = Booker(serve.web_port, token, f"K{round_number}")
-        orderer = Orderer(serve.hl7_port, f"H{round_number}")
-        printers = [Printer(serve.print_port) for _ in range(2)]
-        workers: list[Booker | Orderer | Printer] = [booker, orderer, *printers]
-        for worker in workers:
-            worker.start()
-        time.sleep(LOAD_SECONDS)
-        serve.kill()  # SIGKILL mid-stream: requests in flight are never answered
+        with serve_process(data_dir, config, tmp_path) as serve:
+            booker = Booker(serve.web_port, token, f"K{round_number}")
+            orderer = Orderer(serve.hl7_port, f"H{round_number}")
+            printers = [Printer(serve.print_port) for _ in range(2)]
+            workers: list[Booker | Orderer | Printer] = [booker, orderer, *printers]
+            for worker in workers:
+                worker.start()
+            time.sleep(LOAD_SECONDS)
+            serve.kill()  # SIGKILL mid-stream: requests in flight are never answered
         for worker in workers:
             worker.stop.set()
             worker.join(timeout=30)
@@ -190,38 +190,38 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     assert unprinted > 0  # the restarted service has work left by the kill
     assert not set(orders) - stored_orders, "acknowledged HL7 order(s) lost"
 
-    serve = ServeProcess(data_dir, config, tmp_path).start()
     try:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{serve.web_port}/api/procedures?date=2026-11-26",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            stored = {p["accession_number"] for p in json.load(answer)}
-        missing = set(bookings) - stored
-        assert not missing, f"{len(missing)} acknowledged booking(s) lost"
+        with serve_process(data_dir, config, tmp_path) as serve:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{serve.web_port}/api/procedures?date=2026-11-26",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                stored = {p["accession_number"] for p in json.load(answer)}
+            missing = set(bookings) - stored
+            assert not missing, f"{len(missing)} acknowledged booking(s) lost"
 
-        def printed() -> dict[str, Any] | None:
-            with engine.connect() as connection:
-                found = connection.execute(
-                    text("SELECT sop_instance_uid, status, pdf_path FROM print_jobs")
-                ).all()
-            rows = {uid: (status, pdf) for uid, status, pdf in found}
-            if all(rows.get(uid, ("",))[0] == "done" for uid in jobs):
-                return rows
-            return None
+            def printed() -> dict[str, Any] | None:
+                with engine.connect() as connection:
+                    found = connection.execute(
+                        text("SELECT sop_instance_uid, status, pdf_path FROM print_jobs")
+                    ).all()
+                rows = {uid: (status, pdf) for uid, status, pdf in found}
+                if all(rows.get(uid, ("",))[0] == "done" for uid in jobs):
+                    return rows
+                return None
 
-        rows = wait_for(printed, timeout=60, what="every acknowledged job printed")
-        assert all(Path(rows[uid][1]).is_file() for uid in jobs)
-        scu = PrintScu(serve.print_port)
-        try:
-            for uid in jobs[:5]:
-                status, job = scu.get(s.PRINT_JOB, uid, [0x21000020], meta=False)
-                assert status == 0 and job is not None and job.ExecutionStatus == "DONE"
-        finally:
-            scu.release()
+            rows = wait_for(printed, timeout=60, what="every acknowledged job printed")
+            assert all(Path(rows[uid][1]).is_file() for uid in jobs)
+            scu = PrintScu(serve.print_port)
+            try:
+                for uid in jobs[:5]:
+                    status, job = scu.get(s.PRINT_JOB, uid, [0x21000020], meta=False)
+                    assert status == 0 and job is not None and job.ExecutionStatus == "DONE"
+            finally:
+                scu.release()
+            assert serve.stop() == 0, serve.log()
     finally:
-        assert serve.stop() == 0
         engine.dispose()
     print(
         f"{ROUNDS} kills: {len(bookings)} API bookings, {len(orders)} HL7 orders and "

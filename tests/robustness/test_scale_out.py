@@ -19,7 +19,7 @@ from clinic.store.db import make_engine, make_session_factory
 from clinic.store.models import PrintJob
 from tests.support.database import postgresql_only
 from tests.support.printing import FILM_BOX, PrintScu, gray_image
-from tests.support.serve import ServeProcess
+from tests.support.serve import ServeProcess, serve_process
 from tests.support.services import api_token, booking, post_json, worklist_accessions
 from tests.support.waiting import wait_for
 
@@ -35,14 +35,12 @@ def two_services(tmp_path: Path, database_url: str) -> Iterator[tuple[ServeProce
     # Jobs are held a moment, so that both workers find the same jobs due at once.
     config.write_text("[printers.PDFPRINT]\nhold_seconds = 2.0\n", encoding="utf-8")
     data_dir = tmp_path / "shared"
-    first = ServeProcess(data_dir, config, tmp_path).start()
-    try:
-        second = ServeProcess(data_dir, config, tmp_path).start()
-        try:
-            yield first, second
-        finally:
-            assert second.stop() == 0, second.log()
-    finally:
+    with (
+        serve_process(data_dir, config, tmp_path) as first,
+        serve_process(data_dir, config, tmp_path) as second,
+    ):
+        yield first, second
+        assert second.stop() == 0, second.log()
         assert first.stop() == 0, first.log()
 
 
