@@ -10,68 +10,22 @@ main pages go to ``tests/artifacts/``.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import re
-import shutil
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import sync_playwright
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from tests.support.serve import ServeProcess, clinic_env, run_clinic, serve_process
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, call_api
+from tests.support.serve import ServeProcess, run_clinic
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = os.environ.get("CLINIC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "front-desk-secret"
 FILM_SESSION = "1.2.840.10008.5.1.1.1"
 FILM_BOX = "1.2.840.10008.5.1.1.2"
 GRAYSCALE_IMAGE_BOX = "1.2.840.10008.5.1.1.4"
 GRAYSCALE_META = "1.2.840.10008.5.1.1.9"
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[ServeProcess]:
-    """``clinic serve`` in a subprocess, with an administrator ``admin`` already made."""
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
-    env = clinic_env(tmp_path / "var", env={"CLINIC_LOG_LEVEL": "INFO"})
-    made = run_clinic(
-        "users", "create", "admin", "--role", "admin", stdin=PASSWORD + "\n", env=env, cwd=tmp_path
-    )
-    assert made.returncode == 0, made.stderr
-    with serve_process(tmp_path / "var", cwd=tmp_path, env={"CLINIC_LOG_LEVEL": "INFO"}) as svc:
-        yield svc
-
-
-def call_api(base: str, method: str, path: str, token: str, body: object = None) -> tuple[int, Any]:
-    """One REST call with a bearer token; returns (status, decoded JSON)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def print_one_film(svc: ServeProcess) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from reportlab.pdfgen import canvas
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -190,6 +191,15 @@ def wait_for_job(
     job: PrintJob = wait_for(finished, what="print job")
     assert job.status == status, job.error
     return job
+
+
+def make_pdf(path: Path, pages: int) -> None:
+    """Write a PDF of ``pages`` numbered pages, as a printed job's file."""
+    pdf = canvas.Canvas(str(path))
+    for n in range(pages):
+        pdf.drawString(100, 700, f"page {n + 1}")
+        pdf.showPage()
+    pdf.save()
 
 
 def rasterize(pdf: Path, dpi: int = 30) -> list[Image.Image]:
