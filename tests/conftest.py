@@ -86,7 +86,7 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     As on PostgreSQL (a template database): the migrations themselves are tested where
     a test starts from an empty data folder (``clinic serve``, ``clinic db upgrade``).
     """
-    path = tmp_path_factory.mktemp("template") / "clinic.store.db"
+    path = tmp_path_factory.mktemp("template") / "clinic.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     engine.dispose()  # the last connection checkpoints the WAL into the file
