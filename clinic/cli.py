@@ -24,6 +24,7 @@ from clinic.domain.fields import procedure_to_dict
 from clinic.domain.vr import parse_date
 from clinic.store import migrate
 from clinic.store.db import make_engine, make_session_factory, redact_database_errors
+from clinic.store.private import make_private
 
 log = logging.getLogger("clinic")
 
@@ -68,7 +69,30 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
         click.echo(f"configuration error: {exc}", err=True)
         ctx.exit(2)
     _configure_logging(settings.log_level)
+    # Whatever a command writes (database, backup, spool) is private to this user;
+    # `clinic serve` creates the folder, the other commands only secure an existing one.
+    make_private(settings.data_dir, create=False)
     ctx.obj = settings
+    _log_database(settings, ctx.invoked_subcommand)
+
+
+def _log_database(settings: Settings, command: str | None) -> None:
+    """Say which database and data folder this command works on (never a password)."""
+    origin = settings.config_file or "built-in defaults (no configuration file found)"
+    log.info(
+        "database %s, data folder %s, configuration %s",
+        settings.database_label,
+        settings.data_dir.resolve(),
+        origin,
+    )
+    path = settings.resolved_database_url.removeprefix("sqlite:///")
+    new_file = path != settings.resolved_database_url and not Path(path).exists()
+    if new_file and command not in (None, "serve", "db", "restore"):
+        log.warning(
+            "there is no database at %s yet: a new, empty one is made "
+            "(set CLINIC_DATA_DIR or CLINIC_CONFIG to use another)",
+            path,
+        )
 
 
 def _scheduler(settings: Settings) -> Scheduler:
@@ -287,6 +311,91 @@ def users_create(ctx: click.Context, name: str, role: str) -> None:
             click.echo(f"error: {field_name} {message}", err=True)
         ctx.exit(1)
     click.echo(f"user {name} created with role {role}")
+
+
+def _user_id(ctx: click.Context, accounts: Any, name: str) -> int:
+    try:
+        user_id: int = accounts.user_id_for(name)
+    except NotFound:
+        click.echo(f"error: there is no user called {name}", err=True)
+        ctx.exit(1)
+    return user_id
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the users as JSON.")
+@click.pass_context
+def users_list(ctx: click.Context, as_json: bool) -> None:
+    """List the users: name, role, whether they may sign in, last sign-in (UTC)."""
+    rows = [
+        {
+            "name": u.name,
+            "role": u.role,
+            "active": u.active,
+            "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None,
+        }
+        for u in _accounts(_settings(ctx)).list_users()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no users yet: clinic users create NAME --role admin")
+        return
+    for row in rows:
+        state = "active" if row["active"] else "deactivated"
+        last = row["last_login_at"] or "never"
+        click.echo(f"{row['name']:<24} {row['role']:<10} {state:<12} last sign-in {last}")
+
+
+@users.command("set-password")
+@click.argument("name")
+@click.pass_context
+def users_set_password(ctx: click.Context, name: str) -> None:
+    """Give user NAME a new password, read from standard input."""
+    accounts = _accounts(_settings(ctx))
+    user_id = _user_id(ctx, accounts, name)
+    password = _read_password()
+    try:
+        accounts.update_user(user_id, "cli", password=password or " ")
+    except ValidationError as exc:
+        for field_name, message in exc.errors.items():
+            click.echo(f"error: {field_name} {message}", err=True)
+        ctx.exit(1)
+    click.echo(f"password of {name} changed")
+
+
+def _set_active(ctx: click.Context, name: str, active: bool) -> None:
+    accounts = _accounts(_settings(ctx))
+    accounts.update_user(_user_id(ctx, accounts, name), "cli", active=active)
+    click.echo(f"user {name} {'activated' if active else 'deactivated'}")
+
+
+@users.command("deactivate")
+@click.argument("name")
+@click.pass_context
+def users_deactivate(ctx: click.Context, name: str) -> None:
+    """Stop user NAME from signing in (their API tokens stop working too)."""
+    _set_active(ctx, name, False)
+
+
+@users.command("activate")
+@click.argument("name")
+@click.pass_context
+def users_activate(ctx: click.Context, name: str) -> None:
+    """Let user NAME sign in again."""
+    _set_active(ctx, name, True)
+
+
+@users.command("unlock")
+@click.argument("name")
+@click.pass_context
+def users_unlock(ctx: click.Context, name: str) -> None:
+    """Let user NAME sign in at once after too many failed tries (the running service
+    forgets the name's failed sign-ins at its next attempt)."""
+    accounts = _accounts(_settings(ctx))
+    accounts.unlock(_user_id(ctx, accounts, name), "cli")
+    click.echo(f"user {name} unlocked")
 
 
 @main.group()

@@ -21,8 +21,31 @@ from clinic.domain.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
-CHARACTER_SETS = ("ISO_IR 192", "ISO_IR 100")
+#: What a worklist answer's character set may be set to (per station, or the default):
+#: the names of :data:`clinic.worklist.charsets.STATION_SETS`.
+CHARACTER_SETS = (
+    "ISO_IR 192",
+    "ISO_IR 100",
+    "ISO_IR 101",
+    "ISO_IR 109",
+    "ISO_IR 110",
+    "ISO_IR 144",
+    "ISO_IR 127",
+    "ISO_IR 126",
+    "ISO_IR 138",
+    "ISO_IR 148",
+    "ISO_IR 203",
+    "ISO_IR 166",
+    "GB18030",
+    "GBK",
+    "ISO 2022 IR 87",
+    "ISO 2022 IR 13",
+    "ISO 2022 IR 149",
+    "ISO 2022 IR 58",
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: How HL7 orders are answered: a general ACK, or ORR^O02 / ORI^O24.
+ORDER_RESPONSES = ("ack", "orr")
 
 
 class ConfigError(Exception):
@@ -129,6 +152,14 @@ class Settings:
     hl7_read_timeout: float = 30.0
     hl7_frame_timeout: float = 120.0
     hl7_idle_timeout: float = 300.0
+    hl7_order_response: str = "ack"
+    # The web door (clinic.web.door): HTTPS, connection limits, idle keep-alive deadline.
+    web_tls_cert: str = ""
+    web_tls_key: str = ""
+    web_tls_handshake_timeout: float = 10.0
+    web_max_connections: int = 100
+    web_max_connections_per_address: int = 20
+    web_idle_timeout: float = 15.0
     uid_root: str = ""
     log_level: str = "INFO"
     printers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -137,6 +168,10 @@ class Settings:
     default_duration_minutes: int = 15
     opening_hours: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOURS))
     closed_dates: tuple[str, ...] = ()
+    # The clinic as printed on appointment slips and day lists ([clinic]).
+    clinic_name: str = ""
+    clinic_address: str = ""
+    clinic_phone: str = ""
     config_file: Path | None = None
 
     @property
@@ -150,6 +185,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'clinic.db').resolve()}"
+
+    @property
+    def database_label(self) -> str:
+        """The database URL in use with any password hidden, for logs."""
+        return _mask_url(self.resolved_database_url)
 
     @property
     def worklist_listener(self) -> ListenerSettings:
@@ -302,10 +342,20 @@ _KEYS: list[tuple[str, str, str, str | None]] = [
     ("hl7", "read_timeout", "hl7_read_timeout", None),
     ("hl7", "frame_timeout", "hl7_frame_timeout", None),
     ("hl7", "idle_timeout", "hl7_idle_timeout", None),
+    ("hl7", "order_response", "hl7_order_response", None),
+    ("web", "tls_cert", "web_tls_cert", "CLINIC_WEB_TLS_CERT"),
+    ("web", "tls_key", "web_tls_key", "CLINIC_WEB_TLS_KEY"),
+    ("web", "tls_handshake_timeout", "web_tls_handshake_timeout", None),
+    ("web", "max_connections", "web_max_connections", None),
+    ("web", "max_connections_per_address", "web_max_connections_per_address", None),
+    ("web", "idle_timeout", "web_idle_timeout", None),
     ("logging", "level", "log_level", "CLINIC_LOG_LEVEL"),
     ("retention", "print_job_days", "retention_days", "CLINIC_RETENTION_DAYS"),
     ("scheduling", "default_duration_minutes", "default_duration_minutes", None),
     ("scheduling", "closed_dates", "closed_dates", None),
+    ("clinic", "name", "clinic_name", None),
+    ("clinic", "address", "clinic_address", None),
+    ("clinic", "phone", "clinic_phone", None),
 ]
 
 #: (section, key) -> Settings attribute, for messages naming where a key was set.
@@ -326,6 +376,8 @@ _SECONDS = (
     "hl7_read_timeout",
     "hl7_frame_timeout",
     "hl7_idle_timeout",
+    "web_tls_handshake_timeout",
+    "web_idle_timeout",
 )
 _COUNTS = (
     "max_dataset_bytes",
@@ -338,6 +390,8 @@ _COUNTS = (
     "hl7_max_connections",
     "hl7_max_connections_per_address",
     "hl7_max_message_bytes",
+    "web_max_connections",
+    "web_max_connections_per_address",
 )
 #: Whole numbers where 0 means "no limit".
 _OPTIONAL_COUNTS = ("mwl_max_matches", "print_min_free_mb")
@@ -350,8 +404,19 @@ _LISTS = (
 )
 
 
+#: The configuration file of the source tree the package runs from (an editable install).
+PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "clinic.toml"
+#: The configuration file of a system-wide installation.
+SYSTEM_CONFIG = Path("/etc/clinic/clinic.toml")
+
+
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """Return the configuration file to read: ``$CLINIC_CONFIG`` or ``config/clinic.toml``.
+    """Return the configuration file to read.
+
+    ``$CLINIC_CONFIG`` when set; else the first that exists of ``config/clinic.toml``
+    in the working folder, the installation's own ``config/clinic.toml``
+    (:data:`PROJECT_CONFIG`) and ``/etc/clinic/clinic.toml``; so a command run from
+    any folder finds the same file, and with it the same data folder.
 
     Parameters
     ----------
@@ -359,7 +424,24 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
         The environment to look ``CLINIC_CONFIG`` up in; defaults to ``os.environ``.
     """
     env = os.environ if environ is None else environ
-    return Path(env.get("CLINIC_CONFIG", "config/clinic.toml"))
+    if "CLINIC_CONFIG" in env:
+        return Path(env["CLINIC_CONFIG"])
+    here = Path("config/clinic.toml")
+    for candidate in (here, PROJECT_CONFIG, SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return here
+
+
+def config_base(config_file: Path) -> Path:
+    """The folder a configuration file's relative paths start from.
+
+    The folder above ``config/`` for a file in a folder called ``config`` (the
+    installation folder: ``config/clinic.toml`` puts ``./var`` beside ``config/``),
+    else the file's own folder.
+    """
+    folder = config_file.resolve().parent
+    return folder.parent if folder.name == "config" else folder
 
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -414,6 +496,10 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     printers = raw.get("printers", {})
     if not isinstance(printers, dict):
         raise ConfigError(f"[printers] in {path} must be a table")
+    if config_file is not None and "CLINIC_DATA_DIR" not in env:
+        data_dir = converted.get("data_dir", Settings.data_dir)
+        if not data_dir.is_absolute():
+            converted["data_dir"] = config_base(config_file) / data_dir
     hours = _opening_hours(raw.get("scheduling", {}).get("opening_hours"), path)
     settings = Settings(
         **converted, printers=printers, opening_hours=hours, config_file=config_file
@@ -536,6 +622,18 @@ def _validate_listener_guards(settings: Settings, where: Callable[[str], str]) -
                 raise ConfigError(
                     f"{at(listener, 'allowed_hosts')}: {host!r} is not an address or network"
                 ) from None
+    if bool(settings.web_tls_cert) != bool(settings.web_tls_key):
+        raise ConfigError(f"{where('web_tls_cert')}: tls_cert and tls_key go together")
+    for attr in ("web_tls_cert", "web_tls_key"):
+        path = getattr(settings, attr)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{where(attr)}: file {path} does not exist")
+    if settings.web_max_connections_per_address >= settings.web_max_connections:
+        raise ConfigError(
+            f"{where('web_max_connections_per_address')}: must be below [web] "
+            f"max_connections ({settings.web_max_connections}), so that one address "
+            "cannot take every connection"
+        )
     for attr, titles in (
         ("mwl_find_ae_titles", settings.mwl_find_ae_titles),
         ("mwl_mpps_ae_titles", settings.mwl_mpps_ae_titles),
@@ -569,6 +667,11 @@ def _validate(settings: Settings, origins: dict[str, str]) -> None:
                 f"{where('uid_root')}: UID root {settings.uid_root!r} "
                 f"{problem or 'must be at most 40 characters to leave room for a suffix'}"
             )
+    if settings.hl7_order_response not in ORDER_RESPONSES:
+        raise ConfigError(
+            f"{where('hl7_order_response')}: order response must be one of "
+            f"{', '.join(repr(r) for r in ORDER_RESPONSES)}"
+        )
     if settings.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"{where('log_level')}: log level must be one of {', '.join(LOG_LEVELS)}")
     if not settings.host:

@@ -14,7 +14,6 @@ from pynetdicom import evt
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from waitress import wasyncore
-from waitress.server import create_server
 
 from clinic.config import Settings
 from clinic.dicom.listener import (
@@ -38,7 +37,9 @@ from clinic.store import migrate
 from clinic.store.backup import hold_service_lock
 from clinic.store.db import make_engine, make_session_factory, redact_database_errors
 from clinic.store.models import PrintJob
+from clinic.store.private import make_private
 from clinic.web import create_app
+from clinic.web.door import DoorLimits, create_web_server, tls_context
 from clinic.worklist.access import restrict_worklist, worklist_admit
 from clinic.worklist.diagnostics import QueryLogWriter
 from clinic.worklist.mpps import MppsService, mpps_handlers
@@ -77,7 +78,8 @@ class ClinicServer:
         """Migrate the store, then start every listener (non-blocking)."""
         settings = self.settings
         redact_database_errors()  # whoever configured logging, no database message leaks
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # umask 0o077 from here on, and the folder's existing files made 0600 / 0700.
+        make_private(settings.data_dir)
         # Held while the service runs: `clinic restore` refuses to overwrite its database.
         self._lock = hold_service_lock(settings.data_dir)
         self.engine = make_engine(settings.resolved_database_url)
@@ -164,7 +166,23 @@ class ClinicServer:
             refile=self.spool.refile,
             print_desk=desk,
         )
-        self._web = create_server(app, host=settings.host, port=settings.web_port, threads=8)
+        tls = (
+            tls_context(settings.web_tls_cert, settings.web_tls_key)
+            if settings.web_tls_cert
+            else None
+        )
+        self._web = create_web_server(
+            app,
+            settings.host,
+            settings.web_port,
+            DoorLimits(
+                max_connections=settings.web_max_connections,
+                max_connections_per_address=settings.web_max_connections_per_address,
+                idle_timeout=settings.web_idle_timeout,
+                tls_handshake_timeout=settings.web_tls_handshake_timeout,
+            ),
+            tls,
+        )
         self.web_port = int(self._web.effective_port)
         self._web_thread = threading.Thread(target=self._web.run, name="web", daemon=True)
         self._web_thread.start()
@@ -172,7 +190,11 @@ class ClinicServer:
         self._hl7 = MllpListener(
             settings.host,
             settings.hl7_port,
-            OrderIntake(self.scheduler, Catalog(self.session_factory)),
+            OrderIntake(
+                self.scheduler,
+                Catalog(self.session_factory),
+                order_response=settings.hl7_order_response,
+            ),
             max_message_bytes=settings.hl7_max_message_bytes,
             read_timeout=settings.hl7_read_timeout,
             idle_timeout=settings.hl7_idle_timeout,
@@ -186,7 +208,8 @@ class ClinicServer:
         self._retention.start()
 
         host = settings.host
-        log.info("web front desk listening on http://%s:%d/", host, self.web_port)
+        scheme = "https" if tls is not None else "http"
+        log.info("web front desk listening on %s://%s:%d/", scheme, host, self.web_port)
         log.info("worklist SCP %s listening on %s:%d", settings.mwl_ae_title, host, self.mwl_port)
         log.info(
             "print SCP %s listening on %s:%d", settings.printer_ae_title, host, self.print_port

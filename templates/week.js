@@ -7,6 +7,10 @@
     return;
   }
   var csrf = week.getAttribute("data-csrf");
+  // The page's language: the words come from the page (data-ask-overlap, data-move-failed).
+  var askOverlap = week.getAttribute("data-ask-overlap") ||
+    "The station is already booked for part of that time. Move the booking anyway?";
+  var moveFailed = week.getAttribute("data-move-failed") || "The booking could not be moved";
   var dragged = null;
 
   function move(id, start, allow) {
@@ -22,14 +26,13 @@
     }).then(function (answer) {
       if (answer.status === 409) {
         return answer.json().then(function (problem) {
-          if (problem.overlaps && window.confirm(
-            "The station is already booked for part of that time. Move the booking anyway?")) {
+          if (problem.overlaps && window.confirm(askOverlap)) {
             move(id, start, true);
           }
         });
       }
       if (!answer.ok) {
-        window.alert("The booking could not be moved (" + answer.status + ").");
+        window.alert(moveFailed + " (" + answer.status + ").");
         return null;
       }
       window.location.reload();

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pydicom import charset as pydicom_charset
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
@@ -91,3 +92,20 @@ def first_undecodable(ds: Dataset) -> BaseTag | None:
                 if inner is not None:
                     return inner
     return None
+
+
+def fix_character_sets() -> None:
+    """Correct two gaps in pydicom 3.0's character set tables (idempotent).
+
+    - ``ISO_IR 203`` (Latin-9, PS3.3 Table C.12-2) is unknown to pydicom, which would
+      read it as ASCII with replacement characters.
+    - ``ISO 2022 IR 58`` (GB 2312): pydicom counts its Python codec among those that
+      write their own escape sequences, which it does not; values were then written
+      without ``ESC $ ) A`` and read back as Latin-1. Left out of that list, pydicom
+      adds and strips the escape sequence itself (PS3.5 Annex K).
+    """
+    pydicom_charset.python_encoding.setdefault("ISO_IR 203", "iso8859_15")
+    pydicom_charset.python_encoding.setdefault("ISO 2022 IR 203", "iso8859_15")
+    if "iso_ir_58" in pydicom_charset.handled_encodings:
+        kept = tuple(e for e in pydicom_charset.handled_encodings if e != "iso_ir_58")
+        pydicom_charset.handled_encodings = kept  # type: ignore[assignment]

@@ -12,20 +12,24 @@ import hashlib
 import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from clinic.domain.audit import audit
-from clinic.domain.errors import NotFound, ValidationError
+from clinic.domain.errors import AccountDeactivated, NotFound, ValidationError
 from clinic.store.db import transaction
-from clinic.store.models import ApiToken, User, UserRole, utcnow
+from clinic.store.models import ApiToken, User, UserRole, WebSession, utcnow
 
 ROLES = tuple(r.value for r in UserRole)
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 TOKEN_PREFIX_LENGTH = 8
+#: A signed-in session ends this long after its last use.
+SESSION_LIFETIME = dt.timedelta(hours=12)
+#: A session's last use is written at most this often (one write, not one per request).
+SESSION_TOUCH_INTERVAL = dt.timedelta(minutes=1)
 # A hash to check against when the user does not exist, so the answer takes as long.
 _DUMMY_HASH = generate_password_hash("not a real password", method="scrypt")
 
@@ -136,14 +140,22 @@ class Accounts:
         """Return the active user whose name and password match, else ``None``.
 
         A successful sign-in is recorded (``last_login_at``) and audited.
+
+        Raises
+        ------
+        AccountDeactivated
+            The password is right but the user is deactivated (only someone who
+            knows the password learns that).
         """
         with transaction(self.session_factory) as session:
             user = session.scalar(select(User).where(User.name == name.strip()))
             if user is None:
                 check_password_hash(_DUMMY_HASH, password)
                 return None
-            if not check_password_hash(user.password_hash, password) or not user.active:
+            if not check_password_hash(user.password_hash, password):
                 return None
+            if not user.active:
+                raise AccountDeactivated(user.id)
             user.last_login_at = utcnow()
             audit(session, user.name, "login", "user", user.id, {})
             return user
@@ -189,9 +201,143 @@ class Accounts:
             if password:
                 changes["password"] = "changed"
                 user.password_hash = hash_password(password)
+            if password or active is False:
+                # A new password or a blocked account ends every session at once.
+                ended = _end_sessions(session, user.id)
+                if ended:
+                    changes["sessions_ended"] = ended
             if changes:
                 audit(session, actor, "update", "user", user.id, changes)
             return user
+
+    # -- browser sessions ------------------------------------------------------------
+
+    def start_session(self, user_id: int, lifetime: dt.timedelta = SESSION_LIFETIME) -> str:
+        """Open a browser session for a user who just signed in; return its id.
+
+        Only the id's SHA-256 digest is stored. Sessions unused for ``lifetime`` are
+        removed on the way.
+        """
+        sid = secrets.token_urlsafe(32)
+        now = utcnow()
+        with transaction(self.session_factory) as session:
+            session.execute(delete(WebSession).where(WebSession.last_seen_at < now - lifetime))
+            session.add(
+                WebSession(
+                    token_hash=token_digest(sid), user_id=user_id, created_at=now, last_seen_at=now
+                )
+            )
+        return sid
+
+    def session_user(
+        self, sid: str, user_id: int, lifetime: dt.timedelta = SESSION_LIFETIME
+    ) -> User | None:
+        """Return the active user whose open session ``sid`` is, else ``None``.
+
+        ``None`` too when the session was ended (sign-out, password change, "sign out
+        everywhere"), was not used for ``lifetime``, or belongs to another user than
+        ``user_id``. A session in use is kept open (its last use written once a minute).
+        """
+        if not sid:
+            return None
+        now = utcnow()
+        digest = token_digest(sid)
+        with self.session_factory() as session:
+            row = session.scalar(select(WebSession).where(WebSession.token_hash == digest))
+            if row is None or row.user_id != user_id or row.last_seen_at < now - lifetime:
+                return None
+            user = session.get(User, row.user_id)
+            if user is None or not user.active:
+                return None
+            if now - row.last_seen_at >= SESSION_TOUCH_INTERVAL:
+                row.last_seen_at = now
+                session.commit()
+            return user
+
+    def end_session(self, sid: str) -> None:
+        """End one browser session (nothing happens when it is already gone)."""
+        with transaction(self.session_factory) as session:
+            session.execute(delete(WebSession).where(WebSession.token_hash == token_digest(sid)))
+
+    def end_sessions(self, user_id: int, actor: str, reason: str) -> int:
+        """End every browser session of a user at once, audited; return how many.
+
+        Parameters
+        ----------
+        user_id : int
+            Whose sessions.
+        actor : str
+            Who ends them, for the audit log.
+        reason : str
+            Why: ``sign-out`` or ``sign out everywhere``.
+
+        Raises
+        ------
+        NotFound
+            No such user.
+        """
+        with transaction(self.session_factory) as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise NotFound(user_id)
+            ended = _end_sessions(session, user_id)
+            audit(
+                session, actor, "end_sessions", "user", user_id, {"sessions": ended, "why": reason}
+            )
+            return ended
+
+    def count_sessions(self, user_id: int, lifetime: dt.timedelta = SESSION_LIFETIME) -> int:
+        """How many browser sessions of a user are open."""
+        since = utcnow() - lifetime
+        with self.session_factory() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(WebSession)
+                    .where(WebSession.user_id == user_id, WebSession.last_seen_at >= since)
+                )
+                or 0
+            )
+
+    def user_id_for(self, name: str) -> int:
+        """The id of the user called ``name``.
+
+        Raises
+        ------
+        NotFound
+            No such user.
+        """
+        user = self.find_user(name.strip())
+        if user is None:
+            raise NotFound(name)
+        return user.id
+
+    def unlock(self, user_id: int, actor: str) -> User:
+        """Let a user sign in again at once after too many failed tries (audited).
+
+        The failures counted before now stop blocking the user's name; a running
+        service reads the time at the next sign-in attempt.
+
+        Raises
+        ------
+        NotFound
+            No such user.
+        """
+        with transaction(self.session_factory) as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise NotFound(user_id)
+            user.unlocked_at = utcnow()
+            audit(session, actor, "unlock", "user", user.id, {})
+            return user
+
+    def unlocked_at(self, name: str) -> dt.datetime | None:
+        """When user ``name`` was last unlocked (``None``: never, or no such user)."""
+        with self.session_factory() as session:
+            value: dt.datetime | None = session.scalar(
+                select(User.unlocked_at).where(User.name == name.strip())
+            )
+            return value
 
     # -- tokens ----------------------------------------------------------------------
 
@@ -236,8 +382,8 @@ class Accounts:
         with self.session_factory() as session:
             return list(session.scalars(stmt).unique())
 
-    def revoke_token(self, token_id: int, actor: str) -> None:
-        """Revoke a token; it stops working at once.
+    def revoke_token(self, token_id: int, actor: str) -> int:
+        """Revoke a token; it stops working at once. Return the id of its user.
 
         Raises
         ------
@@ -251,3 +397,12 @@ class Accounts:
             if row.revoked_at is None:
                 row.revoked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
                 audit(session, actor, "revoke", "api_token", row.id, {"user": row.user.name})
+            return row.user_id
+
+
+def _end_sessions(session: Session, user_id: int) -> int:
+    """Delete every browser session of a user in the caller's transaction; return how many."""
+    ids = list(session.scalars(select(WebSession.id).where(WebSession.user_id == user_id)))
+    if ids:
+        session.execute(delete(WebSession).where(WebSession.id.in_(ids)))
+    return len(ids)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clinic.domain import identifiers
 from clinic.domain.audit import audit, audit_row
 from clinic.domain.calendar import DEFAULT_DURATION_MINUTES, clashes
+from clinic.domain.catalog import code_columns, codes_for_change, codes_from_catalog, set_codes
 from clinic.domain.errors import (
     NotFound,
     OverlapError,
@@ -37,9 +39,11 @@ from clinic.store.models import (
     AuditEntry,
     CatalogEntry,
     Patient,
+    PerformedStepLink,
     Procedure,
     ProcedureStatus,
     Station,
+    utcnow,
 )
 
 #: Allowed status transitions. ARRIVED (checked in at the front desk) moves on as
@@ -61,6 +65,19 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     ProcedureStatus.DISCONTINUED: (),
     ProcedureStatus.CANCELLED: (),
 }
+
+#: Status moves made by hand that "Undo" takes back: (from, to) as the audit log has them.
+UNDOABLE: frozenset[tuple[str, str]] = frozenset(
+    {
+        (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED),
+        (ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS),
+        (ProcedureStatus.ARRIVED, ProcedureStatus.IN_PROGRESS),
+        (ProcedureStatus.IN_PROGRESS, ProcedureStatus.COMPLETED),
+        (ProcedureStatus.IN_PROGRESS, ProcedureStatus.DISCONTINUED),
+    }
+)
+#: How long after a status move by hand it can be undone.
+UNDO_WINDOW = dt.timedelta(minutes=30)
 
 _CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
 #: Import rows written per batch: bounds the memory an import holds at once.
@@ -384,6 +401,82 @@ class Scheduler:
                 raise NotFound(procedure_id)
             transition(session, proc, status, actor, reason)
             return proc
+
+    def undo_status(
+        self,
+        procedure_id: int,
+        actor: str,
+        *,
+        within: dt.timedelta = UNDO_WINDOW,
+        now: dt.datetime | None = None,
+    ) -> Procedure | None:
+        """Take back a status move made by hand a moment ago (audited as ``undo``).
+
+        Allowed when the booking's last status change was made on the web door
+        (``web:<user>``) within ``within``, and no modality has reported a performed
+        step for it (MPPS owns those bookings): the booking returns to the status it
+        had before ("Arrived" and "Exam started" back to booked or arrived, "Exam
+        done"/"Exam stopped" back to in progress).
+
+        Returns
+        -------
+        Procedure or None
+            The booking moved back, or ``None`` when there is nothing to undo.
+
+        Raises
+        ------
+        NotFound
+            No such booking.
+        """
+        with transaction(self.session_factory) as session:
+            proc = session.get(Procedure, procedure_id, with_for_update={"of": Procedure})
+            if proc is None:
+                raise NotFound(procedure_id)
+            back = self._undo_target(session, proc, within, now)
+            if back is None:
+                return None
+            audit(session, actor, "undo", "procedure", proc.id, {"status": [proc.status, back]})
+            proc.status = back
+            return proc
+
+    def can_undo(self, procedure_id: int, *, within: dt.timedelta = UNDO_WINDOW) -> str | None:
+        """The status an undo would return the booking to, or ``None``."""
+        with self.session_factory() as session:
+            proc = session.get(Procedure, procedure_id)
+            return None if proc is None else self._undo_target(session, proc, within, None)
+
+    @staticmethod
+    def _undo_target(
+        session: Session, proc: Procedure, within: dt.timedelta, now: dt.datetime | None
+    ) -> str | None:
+        linked = session.scalar(
+            select(PerformedStepLink.procedure_id)
+            .where(PerformedStepLink.procedure_id == proc.id)
+            .limit(1)
+        )
+        if linked is not None:
+            return None
+        last = session.scalar(
+            select(AuditEntry)
+            .where(
+                AuditEntry.entity == "procedure",
+                AuditEntry.entity_id == str(proc.id),
+                AuditEntry.action.in_(("status", "undo")),
+            )
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        )
+        if last is None or last.action != "status" or not last.actor.startswith("web:"):
+            return None
+        if (now or utcnow()) - last.at > within:
+            return None
+        try:
+            before, after = json.loads(last.detail)["status"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if after != proc.status or (before, after) not in UNDOABLE:
+            return None
+        return str(before)
 
     def import_procedures(
         self,
@@ -732,6 +825,7 @@ class Scheduler:
             name = cleaned.get(f"{role}_physician", "")
             values[f"{role}_physician"] = name
             values[f"{role}_fold"], values[f"{role}_ascii"] = name_keys(name)
+        values.update(code_columns(codes_from_catalog(session, cleaned)))
         return values
 
     def _new_accession(self, session: Session, day: dt.date) -> str:
@@ -804,6 +898,7 @@ class Scheduler:
             if key in cleaned:
                 setattr(proc, key, cleaned[key])
         _set_physicians(proc, cleaned)
+        set_codes(proc, codes_for_change(session, cleaned))
         after = _procedure_fields(proc)
         changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
         if changes:
@@ -994,6 +1089,12 @@ _AUDITED = (
     "notes",
     "placer_order_number",
     "filler_order_number",
+    "procedure_code_value",
+    "procedure_code_scheme",
+    "procedure_code_meaning",
+    "protocol_code_value",
+    "protocol_code_scheme",
+    "protocol_code_meaning",
     "status",
 )
 

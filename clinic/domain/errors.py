@@ -31,6 +31,10 @@ class NotFound(Exception):
     """No record (booking, user, catalog entry, print job...) has the given key."""
 
 
+class AccountDeactivated(Exception):
+    """The right password for a user who may no longer sign in."""
+
+
 class TransitionError(Exception):
     """The booking's status does not allow the requested change."""
 

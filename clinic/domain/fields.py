@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinic.domain import vr
+from clinic.domain.codes import PARTS as CODE_PARTS
+from clinic.domain.codes import code_of, parse_code
 from clinic.domain.errors import ValidationError
 from clinic.store.models import Procedure, ProcedureStatus
 
@@ -46,14 +48,19 @@ class BookingField:
         The value an emptied field is stored as.
     schema : Mapping
         Its JSON Schema for the OpenAPI description (type, limits, description).
+    parts : tuple of str
+        For a structured value (a JSON object): the names of its parts. ``parse`` then
+        takes the object itself, or its JSON text; a CSV file may also give each part
+        in its own column, ``<name>_<part>``.
     """
 
     name: str
-    parse: Callable[[str], Any]
+    parse: Callable[[Any], Any]
     required: bool = False
     clearable: bool = False
     empty: Any = ""
     schema: Mapping[str, Any] = field(default_factory=dict)
+    parts: tuple[str, ...] = ()
 
     @property
     def max_length(self) -> int | None:
@@ -127,6 +134,26 @@ def _notes(text: str) -> str:
 
 _PN = {"type": "string", "description": "DICOM PN: FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX"}
 
+
+def _code_schema(description: str) -> dict[str, Any]:
+    return {
+        "type": ["object", "null"],
+        "description": description,
+        "properties": {
+            "value": {"type": "string", "maxLength": 16, "description": "Code Value"},
+            "scheme": {
+                "type": "string",
+                "maxLength": 16,
+                "description": "Coding Scheme Designator (99CLINIC: the clinic's own codes)",
+            },
+            "meaning": {"type": "string", "maxLength": 64, "description": "Code Meaning"},
+        },
+        "required": list(CODE_PARTS),
+        "additionalProperties": False,
+        "examples": [{"value": "36643-5", "scheme": "LN", "meaning": "XR Chest 2V"}],
+    }
+
+
 #: Every field a caller may write (import files, REST API, web forms, HL7), in output order.
 FIELDS: tuple[BookingField, ...] = (
     BookingField(
@@ -168,7 +195,7 @@ FIELDS: tuple[BookingField, ...] = (
     BookingField("station_ae_title", _ae_title, schema={"type": "string", "maxLength": 16}),
     BookingField(
         "scheduled_start",
-        vr.parse_local_datetime,
+        vr.parse_scheduled_start,
         required=True,
         schema={
             "type": "string",
@@ -232,6 +259,28 @@ FIELDS: tuple[BookingField, ...] = (
         },
     ),
     BookingField(
+        "procedure_code",
+        parse_code,
+        clearable=True,
+        empty=None,
+        parts=CODE_PARTS,
+        schema=_code_schema(
+            "Requested Procedure Code Sequence; from the catalog (by procedure description) "
+            "or HL7 OBR-4 when absent"
+        ),
+    ),
+    BookingField(
+        "protocol_code",
+        parse_code,
+        clearable=True,
+        empty=None,
+        parts=CODE_PARTS,
+        schema=_code_schema(
+            "Scheduled Protocol Code Sequence; from the catalog entry of the procedure code, "
+            "or HL7 IPC-6, when absent"
+        ),
+    ),
+    BookingField(
         "placer_order_number",
         _checked(vr.check_lo),
         schema={"type": "string", "maxLength": 64, "description": "the ordering system's number"},
@@ -290,12 +339,18 @@ def clean_procedure(raw: Mapping[str, Any], *, partial: bool = False) -> dict[st
     """
     errors: dict[str, str] = {}
     cleaned: dict[str, Any] = {}
-    for key, value in raw.items():
+    for key, value in _joined_parts(raw, errors).items():
         if key in READ_ONLY_FIELDS:
             continue
         spec = BY_NAME.get(key)
         if spec is None:
             errors[str(key)] = "is not a known field"
+            continue
+        if spec.parts and value is not None and not isinstance(value, str):
+            try:
+                cleaned[key] = spec.parse(value)
+            except ValueError as exc:
+                errors[key] = str(exc)
             continue
         try:
             text = _text(value)
@@ -323,6 +378,32 @@ def clean_procedure(raw: Mapping[str, Any], *, partial: bool = False) -> dict[st
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def _joined_parts(raw: Mapping[str, Any], errors: dict[str, str]) -> Mapping[str, Any]:
+    """Gather the ``<name>_<part>`` columns of structured fields into one object each.
+
+    A CSV file cannot hold a JSON object but in one cell; it may instead give
+    ``procedure_code_value``, ``procedure_code_scheme`` and ``procedure_code_meaning``.
+    All empty means absent. Giving both forms of one field is an error.
+    """
+    joined: dict[str, Any] | None = None
+    for spec in FIELDS:
+        columns = [f"{spec.name}_{part}" for part in spec.parts]
+        present = [c for c in columns if c in raw]
+        if not present:
+            continue
+        if joined is None:
+            joined = dict(raw)
+        values = {part: joined.pop(f"{spec.name}_{part}", None) for part in spec.parts}
+        if spec.name in joined and joined[spec.name] not in (None, ""):
+            errors[spec.name] = f"is given twice (also as {present[0]})"
+            continue
+        if all(v in (None, "") for v in values.values()):
+            joined[spec.name] = ""
+        else:
+            joined[spec.name] = values
+    return raw if joined is None else joined
 
 
 def procedure_to_dict(proc: Procedure) -> dict[str, Any]:
@@ -355,7 +436,18 @@ def procedure_to_dict(proc: Procedure) -> dict[str, Any]:
         "cancel_reason": proc.cancel_reason,
         "placer_order_number": proc.placer_order_number,
         "filler_order_number": proc.filler_order_number,
+        "procedure_code": _code_dict(
+            proc.procedure_code_value, proc.procedure_code_scheme, proc.procedure_code_meaning
+        ),
+        "protocol_code": _code_dict(
+            proc.protocol_code_value, proc.protocol_code_scheme, proc.protocol_code_meaning
+        ),
     }
+
+
+def _code_dict(value: str, scheme: str, meaning: str) -> dict[str, str] | None:
+    code = code_of(value, scheme, meaning)
+    return code.as_dict() if code is not None else None
 
 
 def procedure_schema() -> dict[str, Any]:

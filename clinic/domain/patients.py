@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,15 @@ from clinic.store.models import AuditEntry, Patient, Procedure
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y")
 _SPLIT = re.compile(r"[\s,^]+")
 _ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def printable_text(text: str) -> str:
+    """``text`` without control characters (NUL, CR, LF, DEL, C1 ...), ends stripped.
+
+    A NUL ends the text for SQLite's LIKE, so ``%00`` alone became a pattern that
+    matches every patient; PostgreSQL refuses it outright.
+    """
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc").strip()
 
 
 def parse_birth_date(text: str) -> dt.date | None:
@@ -80,8 +90,9 @@ def search_patients(
     Returns
     -------
     list of Patient
+        Control characters in ``text`` are ignored.
     """
-    text = text.strip()
+    text = printable_text(text)
     conditions: list[ColumnElement[bool]] = []
     as_date = parse_birth_date(text) if text else None
     if as_date is not None:

@@ -119,6 +119,37 @@ def parse_date(value: str) -> dt.date:
         raise ValueError("must be a real date written YYYY-MM-DD") from None
 
 
+#: Days a booking, a page or a query may name: past them, date arithmetic (a booking's
+#: end, the next day, a week) would leave the calendar Python can count in.
+FIRST_DAY = dt.date(1900, 1, 1)
+LAST_DAY = dt.date(2999, 12, 31)
+
+
+def check_day(day: dt.date) -> None:
+    """Refuse a day outside :data:`FIRST_DAY` to :data:`LAST_DAY`.
+
+    Raises
+    ------
+    ValueError
+        With the message for the user.
+    """
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
+
+
+def parse_scheduled_start(value: str) -> dt.datetime:
+    """Parse a booking's start (``YYYY-MM-DDTHH:MM``) on a day from 1900 to 2999.
+
+    Raises
+    ------
+    ValueError
+        When the text is not a real date and time, or names a day out of range.
+    """
+    start = parse_local_datetime(value)
+    check_day(start.date())
+    return start
+
+
 def parse_local_datetime(value: str) -> dt.datetime:
     """Parse a local date and time given as ``YYYY-MM-DDTHH:MM`` (seconds optional).
 

@@ -23,7 +23,7 @@ from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import TransitionError, ValidationError
 from clinic.hl7 import orders as orm
-from clinic.hl7.ack import build_ack
+from clinic.hl7.ack import RESPONSES, OrderState, build_ack, build_order_response
 from clinic.hl7.orders import Header, Location, MessageError, Order, Problem
 from clinic.store.db import transaction
 from clinic.store.models import ACTIVE_STATUSES, Hl7Message, Procedure, ProcedureStatus
@@ -40,11 +40,15 @@ class OrderIntake:
         The domain every booking change goes through.
     catalog : Catalog
         The procedure catalog (OBR-4 codes -> description, modality, default station).
+    order_response : str
+        ``ack``: a general acknowledgement; ``orr``: the order response, ORR^O02 to
+        ORM^O01 and ORI^O24 to OMI^O23 (:func:`clinic.hl7.ack.build_order_response`).
     """
 
-    def __init__(self, scheduler: Scheduler, catalog: Catalog) -> None:
+    def __init__(self, scheduler: Scheduler, catalog: Catalog, order_response: str = "ack") -> None:
         self.scheduler = scheduler
         self.catalog = catalog
+        self.order_response = order_response
         self.session_factory: sessionmaker[Session] = scheduler.session_factory
         # One message at a time: the retransmission check and the write it guards
         # must not interleave with a copy of the same message on another connection.
@@ -68,7 +72,7 @@ class OrderIntake:
         if b"\x00" in raw:  # never part of HL7 text, and PostgreSQL text cannot hold it
             log.warning("HL7 message refused: it contains NUL bytes")
             problem = Problem(Location("MSH"), orm.DATA_TYPE_ERROR, "the message has NUL bytes")
-            return self._encode(build_ack("AR", orm.peek_header(raw), [problem]))
+            return self._encode(self._answer("AR", orm.peek_header(raw), [problem]))
         try:
             parsed = orm.parse_message(raw)
         except MessageError as exc:
@@ -78,11 +82,11 @@ class OrderIntake:
                 header.control_id[:40] if header else "without control ID",
                 exc.ack_code,
             )
-            return self._encode(build_ack(exc.ack_code, header, exc.problems))
+            return self._encode(self._answer(exc.ack_code, header, exc.problems))
         except Exception as exc:  # third-party parsing: whatever arrives still gets an answer
             log.error("HL7 message could not be read (%s)", type(exc).__name__)
             problem = Problem(Location("MSH"), orm.INTERNAL_ERROR, "the message cannot be read")
-            return self._encode(build_ack("AR", orm.peek_header(raw), [problem]))
+            return self._encode(self._answer("AR", orm.peek_header(raw), [problem]))
         header = parsed.header
         digest = content_digest(raw)
         with self._lock:
@@ -104,7 +108,7 @@ class OrderIntake:
                     (header.sender or "an unnamed sender")[:40],
                 )
             code, problems, order, procedure_id = self._process(parsed)
-            ack = build_ack(code, header, problems)
+            ack = self._answer(code, header, problems, order, procedure_id)
             if code == "AA" and order is not None:
                 self._remember(header, order, procedure_id, ack, digest)
         log.info(
@@ -133,9 +137,60 @@ class OrderIntake:
             reason,
         )
         problem = Problem(None, orm.INTERNAL_ERROR, reason)
-        return self._encode(build_ack("AR", header, [problem]))
+        return self._encode(self._answer("AR", header, [problem]))
 
     # -- internals -------------------------------------------------------------------
+
+    def _answer(
+        self,
+        code: str,
+        header: Header | None,
+        problems: list[Problem],
+        order: Order | None = None,
+        procedure_id: int | None = None,
+    ) -> str:
+        """The answer to a message: commit ACK, ACK or order response, or nothing.
+
+        Original mode (MSH-15 and MSH-16 empty): the application acknowledgement, an ACK
+        or (``order_response = "orr"``) the order response. Enhanced mode: the commit
+        acknowledgement (CA applied, CE not applied for an error in it, CR rejected)
+        when MSH-15 asks for one in this case; else the application acknowledgement
+        when MSH-16 asks for one; else nothing (an empty answer is not sent).
+        """
+        if header is not None and header.enhanced:
+            if _wanted(header.accept_ack_type, code):
+                return build_ack(_COMMIT[code], header, problems)
+            if not _wanted(header.application_ack_type, code):
+                return ""
+        if (
+            self.order_response == "orr"
+            and header is not None
+            and header.message_type in RESPONSES
+            and order is not None
+        ):
+            return build_order_response(code, header, self._state(order, procedure_id), problems)
+        return build_ack(code, header, problems)
+
+    def _state(self, order: Order, procedure_id: int | None) -> OrderState:
+        """What the order response says: the request, and the booking when there is one."""
+        proc = None
+        if procedure_id is not None:
+            with self.session_factory() as session:
+                proc = session.get(Procedure, procedure_id)
+        if proc is None:
+            return OrderState(order.control, order.placer_order_number)
+        return OrderState(
+            order.control,
+            proc.placer_order_number or order.placer_order_number,
+            proc.accession_number,
+            proc.status,
+            proc.requested_procedure_id,
+            proc.step_id,
+            proc.study_instance_uid,
+            proc.modality,
+            proc.station_ae_title,
+            (proc.procedure_code_value, proc.procedure_code_scheme, proc.procedure_code_meaning),
+        )
 
     @staticmethod
     def _encode(ack: str) -> bytes:
@@ -292,6 +347,19 @@ def content_digest(raw: bytes) -> str:
             fields[_MSH_7] = b""
         first = separator.join(fields)
     return hashlib.sha256(first + end + rest).hexdigest()
+#: Application acknowledgement code -> commit acknowledgement code (enhanced mode).
+_COMMIT = {"AA": "CA", "AE": "CE", "AR": "CR"}
+
+
+def _wanted(condition: str, code: str) -> bool:
+    """Whether an MSH-15/16 condition (AL, NE, ER, SU; empty: never) asks for an answer."""
+    if condition == "AL":
+        return True
+    if condition == "ER":
+        return code != "AA"
+    if condition == "SU":
+        return code == "AA"
+    return False
 
 
 def _hd(parts: tuple[str, ...]) -> str:

@@ -38,7 +38,7 @@ class MessageHandler(Protocol):
     """What the listener hands each message to."""
 
     def handle(self, raw: bytes) -> bytes:
-        """Return the answer to one message (without framing)."""
+        """Return the answer to one message (without framing); empty bytes send nothing."""
 
     def refuse(self, prefix: bytes, reason: str) -> bytes:
         """Return the answer to a message that is refused unread (without framing)."""
@@ -252,9 +252,10 @@ class MllpListener:
                 else:
                     answer = self.handler.handle(frame.data)
                 conn.sock.settimeout(self.read_timeout)
-                conn.sock.sendall(
-                    bytes([START_BLOCK]) + answer + bytes([END_BLOCK, CARRIAGE_RETURN])
-                )
+                if answer:  # empty: the sender asked for no acknowledgement (MSH-15/16 NE)
+                    conn.sock.sendall(
+                        bytes([START_BLOCK]) + answer + bytes([END_BLOCK, CARRIAGE_RETURN])
+                    )
             finally:
                 with self._lock:
                     conn.busy = False

@@ -8,6 +8,7 @@ which field is behind every problem, so an acknowledgement can name it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 
 import hl7
 import hl7.util
+
+from clinic.domain.codes import LOCAL_SCHEME, scheme_from_hl7
 
 # python-hl7 logs the raw value of a field it cannot unescape: that is patient data.
 logging.getLogger(hl7.util.__file__).setLevel(logging.CRITICAL + 1)
@@ -163,6 +166,14 @@ class Header:
     processing_id: str = ""
     version: str = ""
     character_set: str = ""
+    #: MSH-15 and MSH-16: ``AL``, ``NE``, ``ER``, ``SU``; either set means enhanced mode.
+    accept_ack_type: str = ""
+    application_ack_type: str = ""
+
+    @property
+    def enhanced(self) -> bool:
+        """Whether the sender asks for enhanced acknowledgement (MSH-15 or MSH-16 valued)."""
+        return bool(self.accept_ack_type or self.application_ack_type)
 
     @property
     def sender(self) -> str:
@@ -188,6 +199,9 @@ class ParsedMessage:
 class CatalogInfo(Protocol):
     """What the mapping needs of a procedure catalog entry."""
 
+    code: str
+    code_scheme: str
+    code_meaning: str
     description: str
     modality: str
     default_station: str
@@ -262,6 +276,8 @@ def read_header(msg: Any) -> Header:
         processing_id=value(msh, 11),
         version=value(msh, 12),
         character_set=value(msh, 18).upper(),
+        accept_ack_type=value(msh, 15).upper(),
+        application_ack_type=value(msh, 16).upper(),
     )
 
 
@@ -635,6 +651,30 @@ def _map_patient(pid: Any, out: _Mapped) -> None:
         out.put("patient_sex", sex, Location("PID", 8))
 
 
+def coded_element(seg: Any, number: int, repetition: int = 1) -> tuple[str, str, str]:
+    """Read a CE/CWE field as (value, DICOM coding scheme designator, meaning).
+
+    The primary triplet (components 1-3) wins; without a value, the alternate one
+    (components 4-6). Coding systems map as :func:`clinic.domain.codes.scheme_from_hl7`
+    says: a local code gets the clinic's private designator. An empty value gives
+    ``("", "", "")``.
+    """
+    for first in (1, 4):
+        code = value(seg, number, first, repetition=repetition)
+        if code:
+            meaning = value(seg, number, first + 1, repetition=repetition)
+            system = value(seg, number, first + 2, repetition=repetition)
+            return code, scheme_from_hl7(system), meaning
+    return "", "", ""
+
+
+def _code_text(code: str, scheme: str, meaning: str) -> str:
+    """A code as booking field text (the JSON object :func:`parse_code` reads)."""
+    if code == _HL7_NULL:
+        return _HL7_NULL
+    return json.dumps({"value": code, "scheme": scheme, "meaning": (meaning or code)[:64]})
+
+
 def _map_procedure(obr: Any, ipc: Any, zds: Any, out: _Mapped, catalog: CatalogLookup) -> None:
     code = value(obr, 4, 1).upper()
     entry = catalog(code) if code else None
@@ -642,6 +682,21 @@ def _map_procedure(obr: Any, ipc: Any, zds: Any, out: _Mapped, catalog: CatalogL
     description = entry.description if entry is not None else text
     # LO holds 64 characters; a longer free text is cut rather than refusing the order.
     out.put("procedure_description", description[:64], Location("OBR", 4))
+    # The requested procedure's code: OBR-44 (procedure code) when sent, else OBR-4.
+    where = Location("OBR", 44)
+    code_value, scheme, meaning = coded_element(obr, 44)
+    if not code_value:
+        where = Location("OBR", 4)
+        code_value, scheme, meaning = coded_element(obr, 4)
+        if entry is not None:  # a catalog code: the catalog names scheme and meaning
+            code_value = entry.code or code_value
+            scheme = entry.code_scheme or LOCAL_SCHEME
+            meaning = entry.code_meaning or entry.description
+    if code_value:
+        out.put("procedure_code", _code_text(code_value, scheme, meaning or text), where)
+    protocol = coded_element(ipc, 6)
+    if protocol[0]:
+        out.put("protocol_code", _code_text(*protocol), Location("IPC", 6))
     out.first(
         "modality",
         (value(ipc, 5), Location("IPC", 5)),
@@ -698,6 +753,8 @@ DEFAULT_LOCATIONS: dict[str, Location] = {
     "placer_order_number": Location("ORC", 2),
     "filler_order_number": Location("ORC", 3),
     "procedure_description": Location("OBR", 4),
+    "procedure_code": Location("OBR", 4),
+    "protocol_code": Location("IPC", 6),
     "referring_physician": Location("OBR", 16),
     "accession_number": Location("OBR", 18),
     "requested_procedure_id": Location("OBR", 19),
@@ -717,6 +774,8 @@ _LABELS: dict[str, str] = {
     "placer_order_number": "placer order number",
     "filler_order_number": "filler order number",
     "procedure_description": "procedure",
+    "procedure_code": "procedure code",
+    "protocol_code": "protocol code",
     "referring_physician": "referring physician",
     "accession_number": "accession number",
     "requested_procedure_id": "requested procedure ID",

@@ -11,7 +11,7 @@ IDENTITY they are spaced evenly in that encoding, with LIN OD evenly in density.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -268,25 +268,63 @@ def gray_levels(
     return result
 
 
-def image_to_pil(image: ImageSpec, film: FilmSpec, printer_max: int) -> Image.Image:
-    """Render one image box's pixels to a Pillow image (``L`` or ``RGB``)."""
+#: Pixels converted at a time: bounds the float arrays of a large image to a few MiB.
+TILE_PIXELS = 1 << 20
+
+
+def image_to_pil(
+    image: ImageSpec, film: FilmSpec, printer_max: int, reduce_to: int = 1
+) -> Image.Image:
+    """Render one image box's pixels to a Pillow image (``L`` or ``RGB``).
+
+    Parameters
+    ----------
+    image, film : ImageSpec, FilmSpec
+        The image box and its film (densities, Presentation LUT).
+    printer_max : int
+        The printer's black, hundredths of OD.
+    reduce_to : int
+        Keep one pixel in ``reduce_to`` each way, averaged (an image far finer than
+        the page prints it need not be embedded at full size).
+
+    Notes
+    -----
+    Grayscale values are converted a band of rows at a time, so memory stays a small
+    multiple of the image's own bytes whatever its size: never a full-size float copy.
+    """
     if image.photometric == "RGB":
         rgb = image.pixels.astype(np.uint8)
         if image.polarity == "REVERSE":
             rgb = 255 - rgb
-        return Image.fromarray(np.ascontiguousarray(rgb))
+        return _reduced(Image.fromarray(np.ascontiguousarray(rgb)), reduce_to)
     lut = image.lut or film.lut
     spec = image if image.lut is not None or lut is None else _with_lut(image, lut)
     min_d = image.min_density if image.min_density is not None else film.min_density
     max_d = image.max_density if image.max_density is not None else film.max_density
-    gray = gray_levels(
-        p_values(spec),
-        float(min_d if min_d is not None else 0),
-        float(max_d if max_d is not None else printer_max),
-        printer_max,
-        lut.shape if lut is not None else "IDENTITY",
-    )
-    return Image.fromarray(gray)
+    rows, columns = image.pixels.shape[0], image.pixels.shape[1]
+    gray = np.empty((rows, columns), dtype=np.uint8)
+    band = max(1, TILE_PIXELS // max(columns, 1))
+    for start in range(0, rows, band):
+        part = replace(spec, pixels=image.pixels[start : start + band])
+        gray[start : start + band] = gray_levels(
+            p_values(part),
+            float(min_d if min_d is not None else 0),
+            float(max_d if max_d is not None else printer_max),
+            printer_max,
+            lut.shape if lut is not None else "IDENTITY",
+        )
+    return _reduced(Image.fromarray(gray), reduce_to)
+
+
+def _reduced(pil: Image.Image, factor: int) -> Image.Image:
+    return pil.reduce(factor) if factor > 1 else pil
+
+
+def reduction_for(columns: int, rows: int, rect: Rect, dpi: int) -> int:
+    """The whole factor by which an image finer than twice the page's ``dpi`` is reduced."""
+    need_w = max(rect.width / MM_PER_INCH * dpi, 1.0)
+    need_h = max(rect.height / MM_PER_INCH * dpi, 1.0)
+    return max(1, int(min(columns / need_w, rows / need_h) / 2))
 
 
 def _with_lut(image: ImageSpec, lut: LutSpec) -> ImageSpec:
@@ -420,7 +458,8 @@ def _render_page(canvas: Canvas, film: FilmSpec, options: PageOptions, stamp: st
         rect, too_large = fit_image(box, columns, rows, image.pixel_aspect, requested)
         if too_large and not image.crop:
             rect = shrink_to(rect, box)
-        pil = image_to_pil(image, film, printer_max)
+        reduce_to = reduction_for(columns, rows, rect, options.resolution_dpi)
+        pil = image_to_pil(image, film, printer_max, reduce_to)
         pil = _magnify(pil, magnification, rect, options.resolution_dpi)
         canvas.saveState()
         clip = canvas.beginPath()

@@ -132,6 +132,14 @@ class Procedure(Base):
     # How an ordering system (HL7 ORC-2 / ORC-3) names this booking; empty when booked here.
     placer_order_number: Mapped[str] = mapped_column(String(64), default="", index=True)
     filler_order_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    # Requested Procedure Code (0032,1064) and Scheduled Protocol Code (0040,0008): value,
+    # coding scheme designator and meaning; an empty value means no code.
+    procedure_code_value: Mapped[str] = mapped_column(String(16), default="", index=True)
+    procedure_code_scheme: Mapped[str] = mapped_column(String(16), default="")
+    procedure_code_meaning: Mapped[str] = mapped_column(String(64), default="")
+    protocol_code_value: Mapped[str] = mapped_column(String(16), default="")
+    protocol_code_scheme: Mapped[str] = mapped_column(String(16), default="")
+    protocol_code_meaning: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -201,6 +209,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    # Set by ``clinic users unlock``: failed sign-ins counted before it no longer block.
+    unlocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
 
 
 class ApiToken(Base):
@@ -219,6 +229,23 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+class WebSession(Base):
+    """A signed-in browser session: the cookie carries a random id, only its digest is here.
+
+    Deleting the rows of a user signs that user out everywhere at once (sign-out, a
+    password change, an administrator's "sign out everywhere").
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The session ends this long after its last use (kept to the minute).
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class CatalogEntry(Base):
     """A procedure the clinic offers: what the front desk picks when booking."""
 
@@ -231,7 +258,16 @@ class CatalogEntry(Base):
     default_station: Mapped[str] = mapped_column(String(16), default="")
     duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
     active: Mapped[bool] = mapped_column(default=True)
+    # ``code`` is the procedure's Code Value; its scheme defaults to the clinic's private
+    # designator and its meaning to the description. The protocol code is optional.
+    code_scheme: Mapped[str] = mapped_column(String(16), default="")
+    code_meaning: Mapped[str] = mapped_column(String(64), default="")
+    protocol_code_value: Mapped[str] = mapped_column(String(16), default="")
+    protocol_code_scheme: Mapped[str] = mapped_column(String(16), default="")
+    protocol_code_meaning: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # What the patient is to do before the exam; printed on the appointment slip.
+    preparation: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class PrintJobStatus(enum.StrEnum):

@@ -7,9 +7,22 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    Response,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.datastructures import ImmutableMultiDict, MultiDict
 from werkzeug.exceptions import HTTPException
 
 from clinic.config import Settings
@@ -18,16 +31,47 @@ from clinic.domain.bookings import Scheduler
 from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.print_jobs import PrintDesk
-from clinic.web.display import readable_name
-from clinic.web.security import LoginThrottle, TlsAwareSessionInterface, WebUser, load_secret_key
+from clinic.web import i18n
+from clinic.web.display import STATUS_LABELS, readable_name
+from clinic.web.forms import PRIORITY_LABELS
+from clinic.web.params import IdConverter, TextConverter, TextPathConverter
+from clinic.web.security import (
+    SESSION_ID_KEY,
+    LoginThrottle,
+    TlsAwareSessionInterface,
+    WebUser,
+    load_secret_key,
+)
 
-STATUS_LABELS = {
-    "SCHEDULED": "Booked",
-    "ARRIVED": "Arrived",
-    "IN_PROGRESS": "In progress",
-    "COMPLETED": "Done",
-    "DISCONTINUED": "Stopped",
-    "CANCELLED": "Cancelled",
+#: How long browsers keep to HTTPS after seeing it (Strict-Transport-Security).
+HSTS_SECONDS = 365 * 24 * 3600
+
+#: The tab icon: a white cross on the front desk's blue (SVG, served as /favicon.ico).
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="6" fill="#0b5cad"/>'
+    '<path d="M13 6h6v7h7v6h-7v7h-6v-7H6v-6h7z" fill="#fff"/></svg>'
+)
+
+
+#: Error pages' titles and, where the view gave none, their message, in the page's language.
+ERROR_TITLES = {
+    400: _l("Bad request"),
+    403: _l("Not allowed"),
+    404: _l("Not found"),
+    405: _l("Not allowed this way"),
+    413: _l("Too large"),
+    429: _l("Too many requests"),
+    500: _l("Something went wrong"),
+}
+ERROR_MESSAGES = {
+    400: _l("The request could not be understood."),
+    403: _l("This page is for administrators."),
+    404: _l("There is no such page."),
+    405: _l("This address does not take this kind of request."),
+    413: _l("The upload is too large (2 MiB at most)."),
+    429: _l("Please wait a moment and try again."),
+    500: _l("Please try again; if it happens again, tell your administrator."),
 }
 
 
@@ -93,7 +137,9 @@ def create_app(
         SECRET_KEY=secret_key or load_secret_key(settings.data_dir),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=False,
+        # Over HTTPS (the web door's own TLS) cookies never travel in clear text.
+        SESSION_COOKIE_SECURE=bool(settings.web_tls_cert),
+        REMEMBER_COOKIE_SECURE=bool(settings.web_tls_cert),
         SESSION_COOKIE_NAME="clinic_session",
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
         REMEMBER_COOKIE_DURATION=dt.timedelta(seconds=0),
@@ -117,18 +163,30 @@ def create_app(
     app.extensions["clinic.refile"] = refile
     app.extensions["clinic.print_desk"] = print_desk
 
+    # Ids past what the store holds match no route: 404, never a failing query.
+    app.url_map.converters["int"] = IdConverter
+    # Text with a control character (a NUL: PostgreSQL refuses it) matches no route either.
+    app.url_map.converters["default"] = app.url_map.converters["string"] = TextConverter
+    app.url_map.converters["path"] = TextPathConverter
+    i18n.init_app(app)
     csrf = CSRFProtect(app)
     login = LoginManager(app)
     login.login_view = "auth.login"
-    login.login_message = "Please sign in to see this page."
+    login.login_message = _l("Please sign in to see this page.")
     login.session_protection = "basic"
 
     def load_user(user_id: str) -> WebUser | None:
+        # The cookie names the session; the database says whether it is still open.
         try:
-            user = app.extensions["clinic.domain.accounts"].get_user(int(user_id))
+            wanted = int(user_id)
         except ValueError:
             return None
-        if user is None or not user.active:
+        sid = session.get(SESSION_ID_KEY, "")
+        user = app.extensions["clinic.domain.accounts"].session_user(
+            sid if isinstance(sid, str) else "", wanted, app.permanent_session_lifetime
+        )
+        if user is None:
+            session.clear()  # an ended session: the cookie signs no one in any more
             return None
         return WebUser(user)
 
@@ -152,6 +210,7 @@ def create_app(
 
     app.jinja_env.filters["pn"] = readable_name
     app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS
+    app.jinja_env.globals["PRIORITY_LABELS"] = PRIORITY_LABELS
 
     @app.context_processor
     def inject() -> dict[str, Any]:
@@ -160,6 +219,19 @@ def create_app(
             "today": dt.date.today(),
             "url_endpoints": app.view_functions.keys(),
         }
+
+    @app.before_request
+    def drop_nul_characters() -> None:
+        # No text column can hold a NUL (PostgreSQL refuses it, SQLite's LIKE stops at
+        # it): dropped from query strings and forms before any view reads them.
+        request.args = without_nul(request.args)
+        if request.method == "POST" and request.mimetype in FORM_TYPES:
+            request.form = without_nul(request.form)
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(
+            FAVICON, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        )
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -175,6 +247,9 @@ def create_app(
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "frame-ancestors 'none'; form-action 'self'",
         )
+        if request.is_secure:
+            # Browsers that saw HTTPS here once never try plain HTTP again for a year.
+            response.headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_SECONDS}")
         if getattr(g, "patient_data", False) or request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -185,8 +260,8 @@ def create_app(
             render_template(
                 "error.html",
                 code=400,
-                title="The form has expired",
-                message="Please go back, reload the page and try again.",
+                title=_("The form has expired"),
+                message=_("Please go back, reload the page and try again."),
             ),
             400,
         )
@@ -196,12 +271,28 @@ def create_app(
         code = exc.code or 500
         if is_api_request():
             return _json_error(code, exc.description or exc.name)
+        title = ERROR_TITLES.get(code, exc.name)
+        message = exc.description
+        if message == type(exc).description:  # Werkzeug's own English words
+            message = ERROR_MESSAGES.get(code, message)
         return (
-            render_template("error.html", code=code, title=exc.name, message=exc.description),
+            render_template("error.html", code=code, title=title, message=message),
             code,
         )
 
     return app
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def without_nul(values: MultiDict[str, str]) -> ImmutableMultiDict[str, str]:
+    """``values`` with NUL characters removed from every key and value."""
+    if not any("\x00" in k or "\x00" in v for k, v in values.items(multi=True)):
+        return values if isinstance(values, ImmutableMultiDict) else ImmutableMultiDict(values)
+    return ImmutableMultiDict(
+        [(k.replace("\x00", ""), v.replace("\x00", "")) for k, v in values.items(multi=True)]
+    )
 
 
 def _json_error(code: int, message: str, errors: dict[str, str] | None = None) -> Any:

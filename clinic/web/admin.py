@@ -15,8 +15,11 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +29,7 @@ from clinic.domain.accounts import Accounts
 from clinic.domain.calendar import WEEKDAYS, Calendar, station_opening_hours
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
-from clinic.domain.vr import parse_date
+from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.store.models import AuditEntry, Procedure, Station, WorklistQueryLog
 from clinic.web.forms import (
     CatalogForm,
@@ -38,11 +41,14 @@ from clinic.web.forms import (
     UserForm,
     options,
 )
+from clinic.web.params import page_number, parse_day
 from clinic.web.security import actor, admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 AUDIT_PAGE_SIZE = 50
+#: Session key holding a just-made API token until the user's page shows it once.
+_NEW_TOKEN = "clinic.new_token"
 
 
 def _catalog() -> Catalog:
@@ -63,7 +69,9 @@ def _sessions() -> sessionmaker[Session]:
 def _field_errors(form: Any, errors: dict[str, str]) -> list[str]:
     leftover = []
     for key, message in errors.items():
-        text = f"{key.replace('_', ' ').capitalize()} {message}."
+        text = _(
+            "%(field)s %(problem)s.", field=key.replace("_", " ").capitalize(), problem=message
+        )
         if key in form:
             form[key].errors = [*form[key].errors, text]
         else:
@@ -95,7 +103,7 @@ def stations() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The station is added.", "success")
+                flash(_("The station is added."), "success")
                 return redirect(url_for("admin.stations"))
         status = 422
     return (
@@ -162,7 +170,7 @@ def station(station_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The station is saved.", "success")
+                flash(_("The station is saved."), "success")
                 return redirect(url_for("admin.stations"))
         return _render_station(current, form, problems=problems, status=422)
     return _render_station(current, form)
@@ -193,7 +201,7 @@ def station_hours(station_id: int) -> Any:
             if key in hours_form:
                 hours_form[key].errors = [*hours_form[key].errors, f"{message}."]
         return _render_station(current, station_form, hours_form, status=422)
-    flash("The opening hours are saved.", "success")
+    flash(_("The opening hours are saved."), "success")
     return redirect(url_for("admin.station", station_id=station_id))
 
 
@@ -222,7 +230,7 @@ def catalog() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The procedure is added to the catalog.", "success")
+                flash(_("The procedure is added to the catalog."), "success")
                 return redirect(url_for("admin.catalog"))
         status = 422
     return (
@@ -250,7 +258,7 @@ def catalog_entry(entry_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The procedure is saved.", "success")
+                flash(_("The procedure is saved."), "success")
                 return redirect(url_for("admin.catalog"))
         return render_template(
             "admin_catalog_entry.html", entry=current, form=form, problems=problems
@@ -280,7 +288,7 @@ def users() -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The user is added.", "success")
+                flash(_("The user is added."), "success")
                 return redirect(url_for("admin.users"))
         status = 422
     return (
@@ -301,6 +309,10 @@ def user(user_id: int) -> Any:
     form = UserEditForm(obj=current if request.method == "GET" else None)
     problems: list[str] = []
     status = 200
+    new_token = None
+    shown = session.pop(_NEW_TOKEN, None)
+    if request.method == "GET" and isinstance(shown, dict) and shown.get("user_id") == user_id:
+        new_token = shown.get("token")
     if request.method == "POST":
         if (
             form.validate_on_submit()
@@ -309,7 +321,7 @@ def user(user_id: int) -> Any:
         ):
             form.role.errors = [
                 *form.role.errors,
-                "You cannot take away your own administrator rights or sign-in.",
+                _("You cannot take away your own administrator rights or sign-in."),
             ]
         elif form.validate_on_submit():
             try:
@@ -323,7 +335,7 @@ def user(user_id: int) -> Any:
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
-                flash("The user is saved.", "success")
+                flash(_("The user is saved."), "success")
                 return redirect(url_for("admin.user", user_id=user_id))
         status = 422
     return (
@@ -333,30 +345,49 @@ def user(user_id: int) -> Any:
             form=form,
             problems=problems,
             tokens=_accounts().list_tokens(user_id),
-            button=EmptyForm(),
-            new_token=None,
+            button=EmptyForm(formdata=None),
+            new_token=new_token,
+            open_sessions=_accounts().count_sessions(user_id),
         ),
         status,
     )
 
 
-@bp.post("/users/<int:user_id>/tokens")
+@bp.post("/users/<int:user_id>/sessions/end")
+@admin_required
+def end_sessions(user_id: int) -> Any:
+    """Sign a user out everywhere: every browser session of theirs ends at once (audited)."""
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400, "The form has expired; please try again.")
+    try:
+        ended = _accounts().end_sessions(user_id, actor(), "sign out everywhere")
+    except NotFound:
+        abort(404)
+    flash(f"Signed out everywhere: {ended} session(s) ended.", "success")
+    return redirect(url_for("admin.user", user_id=user_id))
+
+
+@bp.route("/users/<int:user_id>/tokens", methods=["GET", "POST"])
 @admin_required
 def create_token(user_id: int) -> Any:
-    """Make an API token for a user and show it once."""
+    """Make an API token for a user, then show it once on the user's page.
+
+    The answer is a redirect (so reloading the page neither fails nor makes another
+    token); the new token rides along in the session only until that page shows it.
+    A GET (a reload of an old address) just goes to the user's page.
+    """
     current = _accounts().get_user(user_id)
     if current is None:
         abort(404)
-    token = _accounts().create_token(current.name, actor())
-    return render_template(
-        "admin_user.html",
-        user=current,
-        form=UserEditForm(obj=current),
-        problems=[],
-        tokens=_accounts().list_tokens(user_id),
-        button=EmptyForm(),
-        new_token=token,
-    )
+    if request.method == "POST":
+        if not EmptyForm().validate_on_submit():
+            abort(400, _("The form has expired; please try again."))
+        session[_NEW_TOKEN] = {
+            "user_id": user_id,
+            "token": _accounts().create_token(current.name, actor()),
+        }
+    return redirect(url_for("admin.user", user_id=user_id))
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
@@ -364,11 +395,11 @@ def create_token(user_id: int) -> Any:
 def revoke_token(token_id: int) -> Any:
     """Revoke an API token."""
     try:
-        _accounts().revoke_token(token_id, actor())
+        owner = _accounts().revoke_token(token_id, actor())
     except NotFound:
         abort(404)
-    flash("The token is revoked.", "success")
-    return redirect(request.referrer or url_for("admin.users"))
+    flash(_("The token is revoked."), "success")
+    return redirect(url_for("admin.user", user_id=owner))
 
 
 # -- printers, audit, worklist diagnostics -------------------------------------------
@@ -399,16 +430,22 @@ def merge_patients_page() -> Any:
             records = [(pid, patient_search.get_patient(_sessions(), pid)) for pid in (keep, merge)]
             missing = [pid for pid, found in records if found is None]
             if missing:
-                problems = [f"There is no patient with ID {pid}." for pid in missing]
+                problems = [_("There is no patient with ID %(id)s.", id=pid) for pid in missing]
             elif keep == merge:
-                problems = ["Please enter two different patient IDs."]
+                problems = [_("Please enter two different patient IDs.")]
             elif not form.confirm.data:
-                problems = ["Please check both records, then confirm the merge."]
+                problems = [_("Please check both records, then confirm the merge.")]
                 status = 200
             else:
                 moved = patient_search.merge_patients(_sessions(), keep, merge, actor())
                 flash(
-                    f"Patient {merge} is merged into {keep}; {len(moved)} booking(s) moved.",
+                    ngettext(
+                        "Patient %(merged)s is merged into %(kept)s; %(num)d booking moved.",
+                        "Patient %(merged)s is merged into %(kept)s; %(num)d bookings moved.",
+                        len(moved),
+                        merged=merge,
+                        kept=keep,
+                    ),
                     "success",
                 )
                 return redirect(url_for("admin.merge_patients_page"))
@@ -452,19 +489,20 @@ def audit_log() -> str:
     for key in ("since", "until"):
         if filters[key]:
             try:
-                day = parse_date(filters[key])
+                day = parse_day(filters[key])
             except ValueError:
-                errors[key] = "Please write the date as YYYY-MM-DD."
+                errors[key] = _(
+                    "Please write the date as YYYY-MM-DD. Days from %(first)s to %(last)s.",
+                    first=FIRST_DAY.isoformat(),
+                    last=LAST_DAY.isoformat(),
+                )
                 continue
             start = dt.datetime.combine(day, dt.time())
             if key == "since":
                 stmt = stmt.where(AuditEntry.at >= start)
             else:
                 stmt = stmt.where(AuditEntry.at < start + dt.timedelta(days=1))
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_number(request.args.get("page"))
     with _sessions()() as session:
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = list(

@@ -9,10 +9,13 @@ Bad input answers 400 (not JSON, bad query parameters) or 422 (bad fields), with
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import validate_csrf
+from wtforms.validators import ValidationError as CsrfInvalid
 
 from clinic.domain import patient_record
 from clinic.domain.bookings import Scheduler
@@ -28,12 +31,18 @@ from clinic.domain.fields import MAX_DURATION_MINUTES, procedure_to_dict
 from clinic.domain.patients import likely_duplicates, merge_patients
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
+from clinic.web.params import parse_day
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 10_000
 _PUBLIC_ENDPOINTS = ("api.openapi",)
+#: Methods that change nothing: a browser session may use them without a CSRF token.
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+#: The header a page's script sends the CSRF token in (the token of the page's forms).
+CSRF_HEADER = "X-CSRFToken"
 
 
 class ApiError(Exception):
@@ -124,10 +133,41 @@ def authenticate() -> None:
         g.api_admin = user.role == "admin"
         return
     if current_user.is_authenticated:
+        if request.method not in SAFE_METHODS:
+            check_csrf_header()
         g.api_actor = f"web:{current_user.name}"
         g.api_admin = bool(getattr(current_user, "is_admin", False))
         return
     raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
+
+
+def check_csrf_header() -> None:
+    """Refuse (403) a write signed in only by the session cookie without the CSRF token.
+
+    Another page the browser has open could otherwise send the cookie along with a
+    form post of its own; the token is only on this site's pages.
+
+    Raises
+    ------
+    ApiError
+        403, naming the header, when the token is missing or not valid.
+    """
+    token = request.headers.get(CSRF_HEADER, "")
+    if not token:
+        raise ApiError(
+            403,
+            f"CSRF token missing: with the browser's session, send the page's CSRF token "
+            f"in the {CSRF_HEADER} header (or use Authorization: Bearer TOKEN)",
+            {CSRF_HEADER: "is required with a session cookie"},
+        )
+    try:
+        validate_csrf(token)
+    except CsrfInvalid:
+        raise ApiError(
+            403,
+            "CSRF token not valid: reload the page and send its token",
+            {CSRF_HEADER: "is not valid for this session"},
+        ) from None
 
 
 def _scheduler() -> Scheduler:
@@ -149,6 +189,12 @@ def _unicode(*values: Any) -> bool:
     return True
 
 
+def _has_nul(*values: Any) -> bool:
+    """Whether ``values`` (JSON data) hold a NUL character in any string, keys included."""
+    # In JSON text a NUL is the escape \u0000 after an even number of backslashes.
+    return _JSON_NUL.search(json.dumps(values)) is not None
+
+
 def json_object() -> dict[str, Any]:
     """The request's JSON object body; :class:`ApiError` 400/422 when it is not one."""
     try:
@@ -165,6 +211,14 @@ def json_object() -> dict[str, Any]:
         raise ApiError(400, "the body must be a JSON object", {"body": "must be a JSON object"})
     # A "\ud800" escape decodes to a lone surrogate, which no store can hold.
     broken = {str(k): "is not valid Unicode text" for k, v in data.items() if not _unicode(k, v)}
+    # No text column holds a NUL (PostgreSQL refuses it): refused here, for every field.
+    broken.update(
+        {
+            str(k).replace("\x00", ""): "must not contain a NUL character"
+            for k, v in data.items()
+            if str(k) not in broken and _has_nul(k, v)
+        }
+    )
     if broken:
         raise ApiError(422, "invalid input", broken)
     return data
@@ -205,7 +259,7 @@ def list_procedures() -> Response:
     day = None
     if day_text:
         try:
-            day = parse_date(day_text)
+            day = parse_day(day_text)
         except ValueError as exc:
             raise ApiError(400, "bad query parameter", {"date": str(exc)}) from None
         params["date"] = day.isoformat()
@@ -286,7 +340,7 @@ def free_slots() -> Any:
         errors["date"] = "is required (YYYY-MM-DD)"
     else:
         try:
-            day = parse_date(day_text)
+            day = parse_day(day_text)
         except ValueError as exc:
             errors["date"] = str(exc)
     minutes = _calendar().default_duration_minutes

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_user, logout_user
 
+from clinic.domain.errors import AccountDeactivated
 from clinic.web.forms import EmptyForm, LoginForm
-from clinic.web.security import LoginThrottle, WebUser, login_required
+from clinic.web.params import local_path
+from clinic.web.security import SESSION_ID_KEY, LoginThrottle, WebUser, actor, login_required
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only follow a ``next`` that stays on this site."""
-    if target:
-        parts = urlsplit(target)
-        if (
-            not parts.scheme
-            and not parts.netloc
-            and target.startswith("/")
-            and (not target.startswith("//"))
-        ):
-            return target
-    return url_for("frontdesk.day")
+    """Only follow a ``next`` that is a path on this site (else the day view)."""
+    return local_path(target) or url_for("frontdesk.day")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -42,29 +36,40 @@ def login() -> Any:
     status = 200
     if form.validate_on_submit():
         name = (form.name.data or "").strip()
-        wait = throttle.retry_after(name, address)
+        accounts = current_app.extensions["clinic.domain.accounts"]
+        throttle.unlocked(name, accounts.unlocked_at(name))
+        # One step: check the limits and count this attempt (taken back on success).
+        wait, stamp = throttle.begin(name, address)
         if wait:
-            error = (
-                "Too many failed sign-ins. Please wait "
-                f"{max(1, (wait + 59) // 60)} minute(s) and try again."
+            minutes = max(1, (wait + 59) // 60)
+            error = ngettext(
+                "Too many failed sign-ins. Please wait %(num)d minute and try again.",
+                "Too many failed sign-ins. Please wait %(num)d minutes and try again.",
+                minutes,
             )
             status = 429
         else:
-            user = current_app.extensions["clinic.domain.accounts"].authenticate(
-                name, form.password.data or ""
-            )
-            if user is None:
-                throttle.failed(name, address)
-                log.info("failed sign-in from %s", address)
-                error = "The user name or password is not right."
-                status = 401
+            try:
+                user = accounts.authenticate(name, form.password.data or "")
+            except AccountDeactivated:
+                error = _(
+                    "Your account is deactivated. Please ask an administrator to activate it."
+                )
+                status = 403
             else:
-                throttle.succeeded(name)
-                target = _safe_next(request.args.get("next"))
-                session.clear()  # a new session at every sign-in
-                login_user(WebUser(user))
-                session.permanent = True
-                return redirect(target)
+                if user is None:
+                    log.info("failed sign-in from %s", address)
+                    error = _("The user name or password is not right.")
+                    status = 401
+                else:
+                    throttle.succeeded(name, address, stamp)
+                    target = _safe_next(request.args.get("next"))
+                    session.clear()  # a new session at every sign-in
+                    lifetime = current_app.permanent_session_lifetime
+                    login_user(WebUser(user))
+                    session[SESSION_ID_KEY] = accounts.start_session(user.id, lifetime)
+                    session.permanent = True
+                    return redirect(target)
     elif request.method == "POST":
         status = 400
     return render_template("login.html", form=form, error=error), status
@@ -77,6 +82,10 @@ def logout() -> Any:
     form = EmptyForm()
     if not form.validate_on_submit():
         return redirect(url_for("frontdesk.day"))
+    # Every session of this user ends, here and in any other browser or copied cookie.
+    current_app.extensions["clinic.domain.accounts"].end_sessions(
+        current_user.id, actor(), "sign-out"
+    )
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))

@@ -18,6 +18,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patient_record
@@ -25,8 +26,9 @@ from clinic.domain.calendar import Calendar
 from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.patients import patient_history
-from clinic.domain.vr import parse_date
+from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.web.forms import ContactForm, EmptyForm
+from clinic.web.params import parse_day
 from clinic.web.security import actor, login_required
 
 bp = Blueprint("calendar", __name__)
@@ -53,9 +55,13 @@ def week() -> Any:
     g.patient_data = True
     text = request.args.get("date", "").strip()
     try:
-        day = parse_date(text) if text else dt.date.today()
+        day = parse_day(text) if text else dt.date.today()
     except ValueError:
-        abort(400, "The date must be written YYYY-MM-DD.")
+        abort(
+            400,
+            _("The date must be written YYYY-MM-DD, between %(first)s and %(last)s.")
+            % {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()},
+        )
     catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
     stations = catalog.stations()
     station = request.args.get("station", "").strip()
@@ -68,7 +74,7 @@ def week() -> Any:
     try:
         plans = _calendar().week(station, day)
     except NotFound:
-        abort(404, f"There is no station {station}.")
+        abort(404, _("There is no station %(station)s.", station=station))
     monday = plans[0].day
     return render_template(
         "week.html",
@@ -96,7 +102,7 @@ def _render_patient(patient_id: str, form: ContactForm | None = None, status: in
     try:
         rec = patient_record.record(_sessions(), patient_id)
     except NotFound:
-        abort(404, "There is no such patient.")
+        abort(404, _("There is no such patient."))
     if form is None:
         form = ContactForm(formdata=None, obj=rec.patient)
     now = dt.datetime.now()
@@ -142,12 +148,12 @@ def contact(patient_id: str) -> Any:
             actor(),
         )
     except NotFound:
-        abort(404, "There is no such patient.")
+        abort(404, _("There is no such patient."))
     except ValidationError as exc:
         for key, message in exc.errors.items():
             if key in form:
                 label = "The phone number" if key == "phone" else "The e-mail address"
                 form[key].errors = [*form[key].errors, f"{label} {message}."]
         return _render_patient(patient_id, form, 422)
-    flash("The contact details are saved.", "success")
+    flash(_("The contact details are saved."), "success")
     return redirect(url_for("calendar.patient", patient_id=patient_id))

@@ -21,6 +21,9 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.config import Settings
@@ -28,7 +31,7 @@ from clinic.domain import patients as patient_search
 from clinic.domain.attendance import Attendance, stale_cutoff
 from clinic.domain.bookings import Scheduler
 from clinic.domain.calendar import Calendar, booking_end, overlapping_ids
-from clinic.domain.catalog import Catalog
+from clinic.domain.catalog import Catalog, procedure_code
 from clinic.domain.errors import (
     NotFound,
     OverlapError,
@@ -38,7 +41,7 @@ from clinic.domain.errors import (
 )
 from clinic.domain.performed import PerformedSteps
 from clinic.domain.print_links import PrintLinks
-from clinic.domain.vr import parse_date
+from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.store.models import (
     ACTIVE_STATUSES,
     CatalogEntry,
@@ -46,10 +49,14 @@ from clinic.store.models import (
     Procedure,
     ProcedureStatus,
 )
-from clinic.web.display import readable_name
+from clinic.web.display import readable_name, status_label
+from clinic.web.downloads import name_download
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
+from clinic.web.i18n import format_clock, format_day, format_moment
+from clinic.web.i18n import parse_day as parse_local_day
+from clinic.web.params import local_path, parse_day, parse_id
 from clinic.web.security import actor, login_required
-from clinic.web.slip import appointment_slip
+from clinic.web.slip import ClinicHeader, appointment_slip
 
 bp = Blueprint("frontdesk", __name__)
 
@@ -61,20 +68,36 @@ ATTACH_CHOICES = 50
 GROUPS = ("station", "modality")
 #: The domain's field names, as a receptionist would name them.
 FIELD_WORDS = {
-    "patient_id": "The patient ID",
-    "patient_name": "The patient's name",
-    "patient_birth_date": "The date of birth",
-    "patient_sex": "The sex",
-    "modality": "The modality",
-    "station_ae_title": "The station",
-    "scheduled_start": "The date and time",
-    "procedure_description": "The description",
-    "referring_physician": "The referring physician's name",
-    "priority": "The priority",
-    "notes": "The notes",
-    "duration_minutes": "The duration",
-    "accession_number": "The accession number",
-    "reason": "The reason",
+    "patient_id": _l("The patient ID"),
+    "patient_name": _l("The patient's name"),
+    "patient_birth_date": _l("The date of birth"),
+    "patient_sex": _l("The sex"),
+    "modality": _l("The modality"),
+    "station_ae_title": _l("The station"),
+    "scheduled_start": _l("The date and time"),
+    "procedure_description": _l("The description"),
+    "referring_physician": _l("The referring physician's name"),
+    "priority": _l("The priority"),
+    "notes": _l("The notes"),
+    "duration_minutes": _l("The duration"),
+    "accession_number": _l("The accession number"),
+    "reason": _l("The reason"),
+}
+#: The domain's fixed messages, in the page's language (others are shown as they are).
+DOMAIN_MESSAGES = {
+    "is required": _l("is required"),
+    "must not be empty": _l("must not be empty"),
+    "must not be in the future": _l("must not be in the future"),
+    "is already used by another booking": _l("is already used by another booking"),
+    "is already used by a booking": _l("is already used by a booking"),
+    "must be M, F or O": _l("must be M, F or O"),
+    "is required for a new patient": _l("is required for a new patient"),
+    "must not contain a backslash or control characters": _l(
+        "must not contain a backslash or control characters"
+    ),
+    "must be a real date written YYYY-MM-DD": _l("must be a real date"),
+    "must be a real date and time written YYYY-MM-DDTHH:MM": _l("must be a real date and time"),
+    "must be at most 64 characters": _l("must be at most 64 characters"),
 }
 #: Domain field -> the booking form's field that shows its message.
 BOOKING_FIELDS = {
@@ -110,15 +133,12 @@ def _calendar() -> Calendar:
 
 def safe_next(default: str) -> str:
     """The form's ``next`` address when it is a path on this site, else ``default``."""
-    target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    return local_path(request.form.get("next", "")) or default
 
 
 def overlap_problems(ids: list[int]) -> list[str]:
     """Describe the bookings a booking would overlap, for the form's message."""
-    lines = ["The station is already booked at that time:"]
+    lines = [_("The station is already booked at that time:")]
     for proc_id in ids:
         try:
             other = _scheduler().get(proc_id)
@@ -126,11 +146,11 @@ def overlap_problems(ids: list[int]) -> list[str]:
             continue
         end = booking_end(other.scheduled_start, other.duration_minutes)
         lines.append(
-            f"{other.scheduled_start:%d.%m.%Y %H:%M}–{end:%H:%M} "
+            f"{format_moment(other.scheduled_start)}–{format_clock(end)} "
             f"{readable_name(other.patient.name)} "
             f"({other.procedure_description or other.modality}, {other.accession_number})"
         )
-    lines.append("Choose another time, or tick the box below to book it anyway.")
+    lines.append(_("Choose another time, or tick the box below to book it anyway."))
     return lines
 
 
@@ -161,9 +181,10 @@ def series_count(step: PerformedStep) -> int:
 def friendly(field: str, message: str) -> str:
     """Turn a domain message into a sentence: ``The date of birth must not be in the future.``"""
     if message.startswith("is required (no single station"):
-        return "Please choose the station: more than one (or none) does this modality."
+        return str(_("Please choose the station: more than one (or none) does this modality."))
     words = FIELD_WORDS.get(field, field.replace("_", " ").capitalize())
-    return f"{words} {message}."
+    problem = DOMAIN_MESSAGES.get(message, message)
+    return str(_("%(field)s %(problem)s.", field=words, problem=problem))
 
 
 def _add_errors(form: Any, errors: dict[str, str], mapping: dict[str, str]) -> list[str]:
@@ -184,7 +205,7 @@ def person_name_from_input(text: str) -> str:
     text = (text or "").strip()
     if "^" in text or "," not in text:
         return text
-    family, _, given = text.partition(",")
+    family, _sep, given = text.partition(",")
     return f"{family.strip()}^{given.strip()}".rstrip("^")
 
 
@@ -193,9 +214,13 @@ def _day_arg() -> dt.date:
     if not text:
         return dt.date.today()
     try:
-        return parse_date(text)
+        return parse_day(text)
     except ValueError:
-        abort(400, "The date must be written YYYY-MM-DD.")
+        abort(
+            400,
+            _("The date must be written YYYY-MM-DD, between %(first)s and %(last)s.")
+            % {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()},
+        )
 
 
 def _station_choices(blank: str) -> list[tuple[str, str]]:
@@ -217,7 +242,7 @@ def _procedure_choices(entries: list[CatalogEntry]) -> list[tuple[str, str]]:
 
 @bp.get("/")
 @login_required
-def day() -> str:
+def day() -> Any:
     """The day's bookings by station (or modality) and time, today by default."""
     g.patient_data = True
     day = _day_arg()
@@ -269,11 +294,25 @@ def day() -> str:
     not_done, not_done_total = (
         ([], 0) if printable else Attendance(_scheduler()).not_done(past_days)
     )
-    return render_template(
+    setup = None
+    if not printable and getattr(current_user, "is_admin", False):
+        stations_done = bool(_catalog().stations())
+        procedures_done = bool(_catalog().entries(active_only=True))
+        if not (stations_done and procedures_done):
+            setup = {"stations": stations_done, "procedures": procedures_done}
+    if printable:
+        groups = OrderedDict(
+            (key, kept)
+            for key, items in groups.items()
+            if (kept := [p for p in items if p.status != ProcedureStatus.CANCELLED])
+        )
+    page = render_template(
         "day_print.html" if printable else "day.html",
         not_done=not_done,
         not_done_total=not_done_total,
         stale_before=stale_cutoff(past_days),
+        setup=setup,
+        clinic_lines=ClinicHeader.from_settings(current_app.config["CLINIC_SETTINGS"]).lines(),
         day=day,
         prev_day=day - dt.timedelta(days=1),
         next_day=day + dt.timedelta(days=1),
@@ -297,6 +336,10 @@ def day() -> str:
         free=free,
         here=request.full_path.rstrip("?"),
     )
+    if not printable:
+        return page
+    # The printable day list is a document of its own: saved, it keeps the day in its name.
+    return name_download(Response(page, mimetype="text/html"), f"day-list-{day.isoformat()}.html")
 
 
 @bp.get("/patients")
@@ -304,14 +347,18 @@ def day() -> str:
 def patients() -> str:
     """Find a patient by name (wildcards, accents ignored), ID or birth date."""
     g.patient_data = True
-    text = request.args.get("q", "").strip()
-    birth_text = request.args.get("birth_date", "").strip()
+    # Control characters are ignored: "%00" alone is no search at all.
+    text = patient_search.printable_text(request.args.get("q", ""))
+    birth_text = patient_search.printable_text(request.args.get("birth_date", ""))
     errors: dict[str, str] = {}
     birth = None
     if birth_text:
-        birth = patient_search.parse_birth_date(birth_text)
+        birth = parse_local_day(birth_text) or patient_search.parse_birth_date(birth_text)
         if birth is None:
-            errors["birth_date"] = "Please write the date of birth as YYYY-MM-DD or DD.MM.YYYY."
+            errors["birth_date"] = _(
+                "Please write the date of birth as %(example)s or YYYY-MM-DD.",
+                example=format_day(dt.date(1970, 12, 31)),
+            )
     found = []
     searched = bool(text or birth_text)
     if searched and not errors:
@@ -336,8 +383,8 @@ def _duration_of(entry: CatalogEntry | None, typed: int | None) -> int:
 
 def _suggestions(station: str, day: dt.date | None, minutes: int) -> list[dt.datetime]:
     """The next free start times of ``station`` from ``day`` (or now) for ``minutes``."""
-    if not station:
-        return []
+    if not station or (day is not None and not FIRST_DAY <= day <= LAST_DAY):
+        return []  # no free time is offered on a day no booking may have
     now = dt.datetime.now().replace(second=0, microsecond=0)
     after = max(now, dt.datetime.combine(day, dt.time())) if day else now
     try:
@@ -401,7 +448,7 @@ def book() -> Any:
         if pid:
             known_patient = patient_search.get_patient(_sessions(), pid)
             if known_patient is not None:
-                family, _, given = known_patient.name.split("=", 1)[0].partition("^")
+                family, _sep, given = known_patient.name.split("=", 1)[0].partition("^")
                 form.patient_id.data = known_patient.patient_id
                 form.family_name.data = family
                 form.given_name.data = given.replace("^", " ").strip()
@@ -409,7 +456,7 @@ def book() -> Any:
                 form.sex.data = known_patient.sex
         try:
             form.date.data = (
-                parse_date(request.args.get("date", ""))
+                parse_day(request.args.get("date", ""))
                 if request.args.get("date")
                 else dt.date.today()
             )
@@ -442,12 +489,15 @@ def book() -> Any:
     code = form.procedure.data or ""
     entry = next((e for e in entries if e.code == code), None)
     if code and entry is None:
-        form.procedure.errors = [*form.procedure.errors, "Please choose a procedure from the list."]
+        form.procedure.errors = [
+            *form.procedure.errors,
+            _("Please choose a procedure from the list."),
+        ]
         valid = False
     if entry is None and not (form.modality.data or "").strip():
         form.modality.errors = [
             *form.modality.errors,
-            "Please choose a procedure, or type the modality (e.g. CR).",
+            _("Please choose a procedure, or type the modality (e.g. CR)."),
         ]
         valid = False
     pid = (form.patient_id.data or "").strip()
@@ -476,6 +526,7 @@ def book() -> Any:
         "scheduled_start": start.strftime("%Y-%m-%dT%H:%M"),
         "duration_minutes": str(_duration_of(entry, form.duration_minutes.data)),
         "procedure_description": entry.description if entry else (form.description.data or ""),
+        "procedure_code": procedure_code(entry).as_dict() if entry else None,
         "referring_physician": person_name_from_input(form.referring_physician.data or ""),
         "priority": form.priority.data or "",
         "notes": form.notes.data or "",
@@ -497,7 +548,7 @@ def book() -> Any:
             form,
             entries,
             duplicates=duplicates,
-            problems=["This patient ID is stored with other details: see below."],
+            problems=[_("This patient ID is stored with other details: see below.")],
             conflicts=exc.conflicts,
             status=409,
         )
@@ -510,7 +561,7 @@ def book() -> Any:
             clash=True,
             status=409,
         )
-    flash(f"Booked. Accession number {proc.accession_number}.", "success")
+    flash(_("Booked. Accession number %(accession)s.", accession=proc.accession_number), "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
 
@@ -518,7 +569,7 @@ def _load(procedure_id: int) -> Procedure:
     try:
         return _scheduler().get(procedure_id)
     except NotFound:
-        abort(404, "There is no such booking.")
+        abort(404, _("There is no such booking."))
 
 
 def _reschedule_form(proc: Procedure) -> RescheduleForm:
@@ -534,7 +585,13 @@ def _render_procedure(
     problems: list[str] | None = None,
     status: int = 200,
     clash: bool = False,
+    confirm: tuple[str, str] | None = None,
 ) -> Any:
+    problems = list(problems or [])
+    if cancel is not None and cancel.errors and not problems:
+        problems.append(_("The exam is not cancelled yet: please say why (below)."))
+    if reschedule is not None and reschedule.errors and not problems:
+        problems.append(_("The booking is not changed yet: please see the fields marked below."))
     if reschedule is None:
         reschedule = _reschedule_form(proc)
         reschedule.station.data = proc.station_ae_title
@@ -550,7 +607,10 @@ def _render_procedure(
             proc=proc,
             reschedule=reschedule,
             cancel=cancel or CancelForm(formdata=None),
-            problems=problems or [],
+            problems=problems,
+            confirm=confirm,
+            undo_to=_scheduler().can_undo(proc.id),
+            is_future=proc.scheduled_start.date() > dt.date.today(),
             can_change=proc.status in ACTIVE_STATUSES,
             can_cancel=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED),
             end=booking_end(proc.scheduled_start, proc.duration_minutes),
@@ -621,9 +681,9 @@ def reschedule(procedure_id: int) -> Any:
         )
     except TransitionError:
         return _render_procedure(
-            proc, reschedule=form, problems=["This booking can no longer change."], status=409
+            proc, reschedule=form, problems=[_("This booking can no longer change.")], status=409
         )
-    flash("The booking is changed.", "success")
+    flash(_("The booking is changed."), "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
 
@@ -645,10 +705,10 @@ def cancel(procedure_id: int) -> Any:
         return _render_procedure(
             proc,
             cancel=form,
-            problems=["Only a booked (or checked-in) exam can be cancelled."],
+            problems=[_("Only a booked (or checked-in) exam can be cancelled.")],
             status=409,
         )
-    flash(f"Cancelled: {proc.accession_number}.", "success")
+    flash(_("Cancelled: %(accession)s.", accession=proc.accession_number), "success")
     return redirect(url_for("frontdesk.day", date=proc.scheduled_start.date().isoformat()))
 
 
@@ -664,19 +724,19 @@ def not_attended(procedure_id: int) -> Any:
     proc = _load(procedure_id)
     form = EmptyForm()
     if not form.validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     try:
         proc = Attendance(_scheduler()).mark_not_attended(procedure_id, actor())
     except TransitionError:
         return _render_procedure(
             proc,
-            problems=["Only a booked exam whose time has passed can be marked not attended."],
+            problems=[_("Only a booked exam whose time has passed can be marked not attended.")],
             status=409,
         )
-    flash(f"Not attended: {proc.accession_number}.", "success")
+    flash(_("Not attended: %(accession)s.", accession=proc.accession_number), "success")
     back = request.form.get("date", "").strip()
     try:
-        day = parse_date(back) if back else proc.scheduled_start.date()
+        day = parse_day(back) if back else proc.scheduled_start.date()
     except ValueError:
         day = proc.scheduled_start.date()
     return redirect(url_for("frontdesk.day", date=day.isoformat()))
@@ -685,37 +745,61 @@ def not_attended(procedure_id: int) -> Any:
 #: Status moves offered as buttons (for modalities that do not report MPPS).
 STATUS_ACTIONS = {
     ProcedureStatus.SCHEDULED.value: [
-        (ProcedureStatus.ARRIVED.value, "Arrived"),
-        (ProcedureStatus.IN_PROGRESS.value, "Exam started"),
+        (ProcedureStatus.ARRIVED.value, _l("Arrived")),
+        (ProcedureStatus.IN_PROGRESS.value, _l("Exam started")),
     ],
-    ProcedureStatus.ARRIVED.value: [(ProcedureStatus.IN_PROGRESS.value, "Exam started")],
+    ProcedureStatus.ARRIVED.value: [(ProcedureStatus.IN_PROGRESS.value, _l("Exam started"))],
     ProcedureStatus.IN_PROGRESS.value: [
-        (ProcedureStatus.COMPLETED.value, "Exam done"),
-        (ProcedureStatus.DISCONTINUED.value, "Exam stopped"),
+        (ProcedureStatus.COMPLETED.value, _l("Exam done")),
+        (ProcedureStatus.DISCONTINUED.value, _l("Exam stopped")),
     ],
+}
+#: Moves that end the exam: asked again before they are made.
+CONFIRMED_MOVES = {
+    ProcedureStatus.COMPLETED.value: _l(
+        "Mark this exam as done? It leaves the modalities' worklist."
+    ),
+    ProcedureStatus.DISCONTINUED.value: _l(
+        "Mark this exam as stopped before it was finished? It leaves the modalities' worklist."
+    ),
 }
 
 
 @bp.post("/procedures/<int:procedure_id>/status")
 @login_required
 def status(procedure_id: int) -> Any:
-    """Move a booking on (started, done, stopped) by hand."""
+    """Move a booking on (started, done, stopped) by hand.
+
+    Only on the booking's day or later; "done" and "stopped" are asked again first
+    (``confirm=1`` makes the move), and a move can be undone for a while afterwards.
+    """
     g.patient_data = True
     proc = _load(procedure_id)
     form = EmptyForm()
     target = request.form.get("status", "")
-    allowed = [value for value, _ in STATUS_ACTIONS.get(proc.status, [])]
+    allowed = [value for value, _label in STATUS_ACTIONS.get(proc.status, [])]
+    refused = _("This booking cannot move to that status.")
     if not form.validate_on_submit() or target not in allowed:
+        return _render_procedure(proc, problems=[refused], status=409)
+    if proc.scheduled_start.date() > dt.date.today():
         return _render_procedure(
-            proc, problems=["This booking cannot move to that status."], status=409
+            proc,
+            problems=[
+                _(
+                    "This exam is booked for %(day)s: it can be started, done or stopped "
+                    "on that day, not before.",
+                    day=format_day(proc.scheduled_start),
+                )
+            ],
+            status=409,
         )
+    if target in CONFIRMED_MOVES and request.form.get("confirm") != "1":
+        return _render_procedure(proc, confirm=(target, str(CONFIRMED_MOVES[target])))
     try:
         proc = _scheduler().set_status(procedure_id, target, actor=actor())
     except TransitionError:
-        return _render_procedure(
-            proc, problems=["This booking cannot move to that status."], status=409
-        )
-    flash(f"Status: {proc.status.replace('_', ' ').lower()}.", "success")
+        return _render_procedure(proc, problems=[refused], status=409)
+    flash(_("Status: %(status)s.", status=status_label(proc.status)), "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=proc.id))
 
 
@@ -728,29 +812,49 @@ def arrive(procedure_id: int) -> Any:
     form = EmptyForm()
     back = safe_next(url_for("frontdesk.procedure", procedure_id=procedure_id))
     if not form.validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     try:
         proc = _scheduler().arrive(procedure_id, actor=actor())
     except TransitionError:
         flash(
-            f"{readable_name(proc.patient.name)} cannot be checked in: the exam is "
-            f"{STATUS_WORDS.get(proc.status, proc.status)}.",
+            _(
+                "%(name)s cannot be checked in: the exam is %(status)s.",
+                name=readable_name(proc.patient.name),
+                status=STATUS_WORDS.get(proc.status, proc.status),
+            ),
             "error",
         )
         return redirect(back)
-    flash(f"Checked in: {readable_name(proc.patient.name)}.", "success")
+    flash(_("Checked in: %(name)s.", name=readable_name(proc.patient.name)), "success")
     return redirect(back)
 
 
 #: Statuses in words, for messages.
 STATUS_WORDS = {
-    "SCHEDULED": "booked",
-    "ARRIVED": "already checked in",
-    "IN_PROGRESS": "in progress",
-    "COMPLETED": "done",
-    "DISCONTINUED": "stopped",
-    "CANCELLED": "cancelled",
+    "SCHEDULED": _l("booked"),
+    "ARRIVED": _l("already checked in"),
+    "IN_PROGRESS": _l("in progress"),
+    "COMPLETED": _l("done"),
+    "DISCONTINUED": _l("stopped"),
+    "CANCELLED": _l("cancelled"),
 }
+
+
+@bp.post("/procedures/<int:procedure_id>/undo")
+@login_required
+def undo(procedure_id: int) -> Any:
+    """Take back the last status move made by hand (within half an hour, without MPPS)."""
+    g.patient_data = True
+    proc = _load(procedure_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400, _("The form has expired; please try again."))
+    moved = _scheduler().undo_status(procedure_id, actor())
+    if moved is None:
+        return _render_procedure(
+            proc, problems=[_("This status change can no longer be undone.")], status=409
+        )
+    flash(_("Undone. Status: %(status)s.", status=status_label(moved.status)), "success")
+    return redirect(url_for("frontdesk.procedure", procedure_id=procedure_id))
 
 
 @bp.get("/procedures/<int:procedure_id>/slip.pdf")
@@ -760,11 +864,14 @@ def slip(procedure_id: int) -> Response:
     g.patient_data = True
     proc = _load(procedure_id)
     station = next((s for s in _catalog().stations() if s.ae_title == proc.station_ae_title), None)
-    pdf = appointment_slip(proc, station)
-    return Response(
-        pdf,
-        mimetype="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="slip-{proc.accession_number}.pdf"'},
+    pdf = appointment_slip(
+        proc,
+        station,
+        clinic=ClinicHeader.from_settings(current_app.config["CLINIC_SETTINGS"]),
+        preparation=_catalog().preparation_for(proc.procedure_description, proc.modality),
+    )
+    return name_download(
+        Response(pdf, mimetype="application/pdf"), f"slip-{proc.accession_number}.pdf"
     )
 
 
@@ -823,27 +930,37 @@ def attach_step(step_id: int) -> Any:
     """
     g.patient_data = True
     form = EmptyForm()
-    back = request.form.get("date", "")
-    here = url_for("frontdesk.day", date=back) if back else url_for("frontdesk.unlinked_exams")
+    try:
+        back: dt.date | None = parse_day(request.form.get("date", ""))
+    except ValueError:
+        back = None
+    here = (
+        url_for("frontdesk.day", date=back.isoformat())
+        if back
+        else url_for("frontdesk.unlinked_exams")
+    )
     if not form.validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     accession = request.form.get("accession_number", "").strip()
     choice = request.form.get("procedure_id", "").strip()
     target: int | None = None
     if accession:
         proc = PrintLinks(_sessions()).booking_by_accession(accession)
         if proc is None:
-            flash(f"No booking has the accession number {accession}.", "error")
+            flash(
+                _("No booking has the accession number %(accession)s.", accession=accession),
+                "error",
+            )
             return redirect(here)
         target = proc.id
-    elif choice.isdigit():
-        target = int(choice)
+    else:
+        target = parse_id(choice)
     if target is None:
-        flash("Please type an accession number or pick a booking.", "error")
+        flash(_("Please type an accession number or pick a booking."), "error")
         return redirect(here)
     try:
         _performed().attach(step_id, target, actor())
     except NotFound:
-        abort(404, "There is no such exam or booking.")
-    flash("The exam is attached to the booking.", "success")
+        abort(404, _("There is no such exam or booking."))
+    flash(_("The exam is attached to the booking."), "success")
     return redirect(url_for("frontdesk.procedure", procedure_id=target))

@@ -7,6 +7,7 @@ from typing import Any
 from clinic import __version__
 from clinic.domain.fields import procedure_schema
 from clinic.store.models import ArchiveStatus, PrintJobStatus
+from clinic.web.params import MAX_ID
 
 _TEXT = {"type": "string"}
 
@@ -87,7 +88,15 @@ def openapi_document() -> dict[str, Any]:
     job_body = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PrintJob"}}}
     }
-    pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    pid = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        "description": "another number (or one out of range) answers 404",
+    }
+    # A write with the browser's session needs the page's CSRF token in a header too.
+    writes: list[dict[str, list[str]]] = [{"bearer": []}, {"session": [], "csrf": []}]
     slot = {
         "type": "object",
         "properties": {
@@ -102,7 +111,10 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "Book, change and cancel exams. Authenticate with `Authorization: Bearer "
-                "TOKEN` (`clinic tokens create NAME`) or a signed-in browser session. "
+                "TOKEN` (`clinic tokens create NAME`) or a signed-in browser session; "
+                "with the session, a POST or PATCH must also send the CSRF token of the "
+                'front desk\'s pages (their `<meta name="csrf-token">`) in the '
+                "`X-CSRFToken` header, else it answers 403 and changes nothing. "
                 "Bad input answers 400 or 422 with `errors` naming each field; nothing "
                 "is written then."
             ),
@@ -111,6 +123,13 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "clinic_session"},
+                "csrf": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-CSRFToken",
+                    "description": "the CSRF token of the front desk's pages; needed with "
+                    "the session cookie for POST and PATCH",
+                },
             },
             "schemas": {
                 "Procedure": procedure_schema(),
@@ -228,11 +247,13 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Book an exam",
+                    "security": writes,
                     "requestBody": {"required": True, **write_body},
                     "responses": {
                         "201": {"description": "booked", **json_body},
                         "400": err,
                         "401": err,
+                        "403": err,
                         "409": conflict,
                         "422": err,
                     },
@@ -246,11 +267,13 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "patch": {
                     "summary": "Change some fields of a booking",
+                    "security": writes,
                     "parameters": [pid],
                     "requestBody": {"required": True, **write_body},
                     "responses": {
                         "200": {"description": "changed", **json_body},
                         "400": err,
+                        "403": err,
                         "404": err,
                         "409": {
                             "description": "the booking can no longer change (`errors`), the "
@@ -320,6 +343,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/patients/{patient_id}/merge": {
                 "post": {
                     "summary": "Merge another patient record into this one (administrators)",
+                    "security": writes,
                     "description": "The other record's bookings (with their performed steps "
                     "and print jobs) move to this patient; the other record is removed and "
                     "its details stay in the audit log.",
@@ -377,9 +401,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/procedures/{id}/cancel": {
                 "post": {
                     "summary": 'Cancel a booking (optional body: {"reason": ...})',
+                    "security": writes,
                     "parameters": [pid],
                     "responses": {
                         "200": {"description": "cancelled", **json_body},
+                        "403": err,
                         "404": err,
                         "409": err,
                     },
@@ -389,10 +415,12 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "summary": "Check the patient in: the booking becomes ARRIVED (answered "
                     "on the worklist as SPS Status ARRIVED)",
+                    "security": writes,
                     "parameters": [pid],
                     "responses": {
                         "200": {"description": "checked in", **json_body},
                         "401": err,
+                        "403": err,
                         "404": err,
                         "409": err,
                     },
@@ -487,9 +515,11 @@ def openapi_document() -> dict[str, Any]:
                         '`{"printer": AE, "copies": N}`, both optional (`{}` keeps them)'
                     ),
                     "parameters": [pid],
+                    "security": writes,
                     "requestBody": {"required": True, "content": {"application/json": {}}},
                     "responses": {
                         "200": {"description": "released", **job_body},
+                        "403": err,
                         "404": err,
                         "409": err,
                         "422": err,
@@ -499,9 +529,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/print-jobs/{id}/discard": {
                 "post": {
                     "summary": "Discard a job held at the front desk (never printed nor archived)",
+                    "security": writes,
                     "parameters": [pid],
                     "responses": {
                         "200": {"description": "discarded", **job_body},
+                        "403": err,
                         "404": err,
                         "409": err,
                     },
@@ -510,9 +542,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/print-jobs/{id}/archive": {
                 "post": {
                     "summary": "Send a printed job to its printer's PACS again",
+                    "security": writes,
                     "parameters": [pid],
                     "responses": {
                         "200": {"description": "queued for the archive", **job_body},
+                        "403": err,
                         "404": err,
                         "409": err,
                     },
@@ -528,6 +562,25 @@ def openapi_document() -> dict[str, Any]:
                             "content": {"application/pdf": {}},
                         },
                         "404": err,
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness: the web door answers (no sign-in needed)",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "the service is up",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"status": {"const": "ok"}},
+                                    }
+                                }
+                            },
+                        }
                     },
                 }
             },

@@ -28,6 +28,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain.errors import NotFound
@@ -36,7 +37,9 @@ from clinic.domain.print_links import PrintLinks
 from clinic.store.models import PrintJob, Procedure
 from clinic.web.api import ApiError, int_arg, json_object, page_links
 from clinic.web.api import bp as api_bp
+from clinic.web.downloads import name_download
 from clinic.web.forms import EmptyForm
+from clinic.web.params import page_number, parse_id
 from clinic.web.security import actor, login_required
 
 bp = Blueprint("printjobs", __name__)
@@ -104,10 +107,7 @@ def _local_day(job: PrintJob) -> dt.date:
 def jobs() -> str:
     """The print jobs, newest first, with page previews, download, reprint and patient link."""
     g.patient_data = True
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_number(request.args.get("page"))
     rows = list_jobs(_sessions(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
     links = PrintLinks(_sessions())
     # The bookings offered for linking: those of the day each job arrived.
@@ -143,7 +143,7 @@ def link(job_id: int) -> Any:
     g.patient_data = True
     form = EmptyForm()
     if not form.validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     links = PrintLinks(_sessions())
     target: int | None = None
     if request.form.get("unlink"):
@@ -154,22 +154,30 @@ def link(job_id: int) -> Any:
         if accession:
             proc = links.booking_by_accession(accession)
             if proc is None:
-                flash(f"No booking has the accession number {accession}.", "error")
+                flash(
+                    _("No booking has the accession number %(accession)s.", accession=accession),
+                    "error",
+                )
                 return redirect(url_for("printjobs.jobs"))
             target = proc.id
-        elif choice.isdigit():
-            target = int(choice)
+        elif parse_id(choice) is not None:
+            target = parse_id(choice)
         else:
-            flash("Please type an accession number or pick a booking.", "error")
+            flash(_("Please type an accession number or pick a booking."), "error")
             return redirect(url_for("printjobs.jobs"))
     try:
         links.set_link(job_id, target, actor())
     except NotFound:
-        abort(404, "There is no such print job or booking.")
+        abort(404, _("There is no such print job or booking."))
     refile: Refile | None = current_app.extensions.get("clinic.refile")
     if refile is not None:
         refile(job_id)  # the PDF takes the new name and metadata; nothing is printed
-    flash(f"Print job {job_id} is {'no longer linked' if target is None else 'linked'}.", "success")
+    flash(
+        _("Print job %(id)d is no longer linked.", id=job_id)
+        if target is None
+        else _("Print job %(id)d is linked.", id=job_id),
+        "success",
+    )
     return redirect(url_for("printjobs.jobs"))
 
 
@@ -180,8 +188,8 @@ def pdf(job_id: int) -> Response:
     g.patient_data = True
     path = _pdf_of(_job(job_id))
     if path is None:
-        abort(404, "This print job has no PDF (yet).")
-    return send_file(path, mimetype="application/pdf", download_name=f"print-job-{job_id}.pdf")
+        abort(404, _("This print job has no PDF (yet)."))
+    return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")
 
 
 @bp.get("/print-jobs/<int:job_id>/pages/<int:page>.png")
@@ -205,10 +213,10 @@ def reprint(job_id: int) -> Any:
     """Queue the job again; the spool prints it once more."""
     hook: Reprint | None = current_app.extensions.get("clinic.reprint")
     if hook is None:
-        abort(404, "Reprinting is not available.")
+        abort(404, _("Reprinting is not available."))
     if _job(job_id) is None or not hook(job_id, actor()):
-        abort(404, "There is no such print job.")
-    flash(f"Print job {job_id} is queued again.", "success")
+        abort(404, _("There is no such print job."))
+    flash(_("Print job %(id)d is queued again.", id=job_id), "success")
     return redirect(url_for("printjobs.jobs"))
 
 
@@ -225,7 +233,7 @@ def release(job_id: int) -> Any:
     """Print a held job on the chosen printer with the chosen number of copies."""
     desk = _desk()
     if desk is None or not EmptyForm().validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     try:
         desk.release(
             job_id,
@@ -234,11 +242,11 @@ def release(job_id: int) -> Any:
             actor(),
         )
     except NotFound:
-        abort(404, "There is no such print job.")
+        abort(404, _("There is no such print job."))
     except DeskRefusal as exc:
         flash(f"{exc}.", "error")
     else:
-        flash(f"Print job {job_id} is released and prints now.", "success")
+        flash(_("Print job %(id)d is released and prints now.", id=job_id), "success")
     return redirect(url_for("printjobs.jobs"))
 
 
@@ -248,15 +256,15 @@ def discard(job_id: int) -> Any:
     """Drop a held job: it is neither printed nor archived."""
     desk = _desk()
     if desk is None or not EmptyForm().validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     try:
         desk.discard(job_id, actor())
     except NotFound:
-        abort(404, "There is no such print job.")
+        abort(404, _("There is no such print job."))
     except DeskRefusal as exc:
         flash(f"{exc}.", "error")
     else:
-        flash(f"Print job {job_id} is discarded.", "success")
+        flash(_("Print job %(id)d is discarded.", id=job_id), "success")
     return redirect(url_for("printjobs.jobs"))
 
 
@@ -266,15 +274,15 @@ def archive_again(job_id: int) -> Any:
     """Send a printed job to its printer's archive once more."""
     desk = _desk()
     if desk is None or not EmptyForm().validate_on_submit():
-        abort(400, "The form has expired; please try again.")
+        abort(400, _("The form has expired; please try again."))
     try:
         desk.send_again(job_id, actor())
     except NotFound:
-        abort(404, "There is no such print job.")
+        abort(404, _("There is no such print job."))
     except DeskRefusal as exc:
         flash(f"{exc}.", "error")
     else:
-        flash(f"Print job {job_id} is sent to the archive again.", "success")
+        flash(_("Print job %(id)d is sent to the archive again.", id=job_id), "success")
     return redirect(url_for("printjobs.jobs"))
 
 
@@ -360,4 +368,4 @@ def api_pdf(job_id: int) -> Response:
     path = _pdf_of(job)
     if path is None:
         raise ApiError(404, f"print job {job_id} has no PDF ({job.status})")
-    return send_file(path, mimetype="application/pdf", download_name=f"print-job-{job_id}.pdf")
+    return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")

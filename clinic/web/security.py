@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -21,6 +22,8 @@ from clinic.store.models import User, UserRole
 F = TypeVar("F", bound=Callable[..., Any])
 
 SECRET_KEY_FILE = "secret_key"
+#: The key in the signed session cookie that holds the id of the session's database row.
+SESSION_ID_KEY = "_sid"
 
 
 class WebUser(UserMixin):  # type: ignore[misc]
@@ -108,6 +111,7 @@ class LoginThrottle:
         self.window = window
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._unlocks: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: str, now: float) -> deque[float]:
@@ -116,34 +120,82 @@ class LoginThrottle:
             times.popleft()
         return times
 
+    def _wait(self, name: str, address: str, now: float) -> int:
+        """Seconds to wait (0: a try is allowed); the caller holds the lock."""
+        waits = []
+        for key, limit in (
+            (f"n:{name.lower()}", self.max_per_name),
+            (f"a:{address}", self.max_per_address),
+        ):
+            times = self._recent(key, now)
+            if len(times) >= limit:
+                waits.append(int(self.window - (now - times[0])) + 1)
+        return max(waits, default=0)
+
     def retry_after(self, name: str, address: str) -> int:
         """Return the seconds to wait before another try, 0 when a try is allowed."""
-        now = self.clock()
         with self._lock:
-            waits = []
-            for key, limit in (
-                (f"n:{name.lower()}", self.max_per_name),
-                (f"a:{address}", self.max_per_address),
-            ):
-                times = self._recent(key, now)
-                if len(times) >= limit:
-                    waits.append(int(self.window - (now - times[0])) + 1)
-            return max(waits, default=0)
+            return self._wait(name, address, self.clock())
+
+    def begin(self, name: str, address: str) -> tuple[int, float]:
+        """Check and count one sign-in attempt in one step.
+
+        The attempt is counted as a failure at once, before the password is
+        checked, so that attempts racing in parallel cannot all pass the check
+        before any of them is counted; :meth:`succeeded` takes it back.
+
+        Returns
+        -------
+        tuple of (int, float)
+            The seconds to wait (0 when the attempt may go ahead, and is then
+            counted) and the attempt's time stamp, to hand to :meth:`succeeded`.
+        """
+        with self._lock:
+            now = self.clock()
+            wait = self._wait(name, address, now)
+            if not wait:
+                self._record(name, address, now)
+            return wait, now
+
+    def _record(self, name: str, address: str, now: float) -> None:
+        for key in (f"n:{name.lower()}", f"a:{address}"):
+            self._recent(key, now).append(now)
+        if len(self._failures) > 10_000:  # bound memory under a spray of names
+            for key in [k for k, v in self._failures.items() if not v]:
+                del self._failures[key]
 
     def failed(self, name: str, address: str) -> None:
-        """Record one failed sign-in."""
-        now = self.clock()
+        """Record one failed sign-in (not needed after :meth:`begin`, which counts it)."""
         with self._lock:
-            for key in (f"n:{name.lower()}", f"a:{address}"):
-                self._recent(key, now).append(now)
-            if len(self._failures) > 10_000:  # bound memory under a spray of names
-                for key in [k for k, v in self._failures.items() if not v]:
-                    del self._failures[key]
+            self._record(name, address, self.clock())
 
-    def succeeded(self, name: str) -> None:
-        """Forget the failures of a user name after a good sign-in."""
+    def unlocked(self, name: str, at: object) -> None:
+        """Forget a name's failures once when an administrator has unlocked it.
+
+        ``at`` is the stored unlock time; the same value seen again changes nothing,
+        so failures after the unlock count as usual.
+        """
+        if at is None:
+            return
+        with self._lock:
+            key = name.lower()
+            if self._unlocks.get(key) != at:
+                self._unlocks[key] = at
+                self._failures.pop(f"n:{key}", None)
+
+    def succeeded(self, name: str, address: str | None = None, stamp: float | None = None) -> None:
+        """Forget the failures of a user name after a good sign-in.
+
+        With ``address`` and the ``stamp`` :meth:`begin` returned, the attempt it
+        counted for that address is taken back as well.
+        """
         with self._lock:
             self._failures.pop(f"n:{name.lower()}", None)
+            if address is not None and stamp is not None:
+                times = self._failures.get(f"a:{address}")
+                if times is not None:
+                    with contextlib.suppress(ValueError):  # already out of the window
+                        times.remove(stamp)
 
 
 class TlsAwareSessionInterface(SecureCookieSessionInterface):

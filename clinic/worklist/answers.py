@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
@@ -32,8 +32,10 @@ from pydicom.valuerep import (
 from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.dsutils import encode as pydicom_encode
 
+from clinic.worklist.charsets import SIMPLE_CODECS
 from clinic.worklist.matching import (
     ANSWERED_APART,
+    CODE_ITEM_PARTS,
     DEFAULT_SPS_RETURN,
     SPS_KEYS,
     SPS_SEQUENCE,
@@ -41,10 +43,14 @@ from clinic.worklist.matching import (
     Key,
     Row,
     WorklistQuery,
+    code_item_tags,
+    code_part,
+    sequence_item,
 )
 
-#: Python codecs of the character sets an answer can be given in (PS3.3 C.12.1.1.2).
-CODECS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1"}
+#: Python codecs of the character sets the plan writes (PS3.3 C.12.1.1.2); answers in
+#: ISO 2022 sets with code extensions are written by pydicom.
+CODECS = SIMPLE_CODECS
 #: VRs whose text is in the Specific Character Set; the others are default repertoire.
 _CHARSET_VRS = frozenset(CUSTOMIZABLE_CHARSET_VR)
 #: VRs with a value the plan can write (text); any VR can be written empty.
@@ -66,7 +72,17 @@ _ITEM = (0xFFFE, 0xE000)  # Item tag: group, element
 class _Field:
     """One element of the answer: its header bytes and how its value is found."""
 
-    __slots__ = ("header", "short_length", "get", "codec", "pad", "items", "constant", "pn")
+    __slots__ = (
+        "header",
+        "short_length",
+        "get",
+        "codec",
+        "pad",
+        "items",
+        "constant",
+        "pn",
+        "present",
+    )
 
     def __init__(
         self,
@@ -79,6 +95,7 @@ class _Field:
         items: list[_Field] | None = None,
         constant: str | None = None,
         pn: bool = False,
+        present: Callable[[Row], bool] | None = None,
     ) -> None:
         self.header = header
         self.short_length = short_length
@@ -88,6 +105,8 @@ class _Field:
         self.items = items
         self.constant = constant
         self.pn = pn
+        # For a sequence: whether the row has its one item (else the sequence is empty).
+        self.present = present
 
 
 @dataclass
@@ -142,7 +161,7 @@ class AnswerPlan:
                     return None
                 top.append((elem.tag, builder.field(elem.tag, "SQ", items=items)))
                 continue
-            built = builder.element(elem.tag, elem.VR, TOP_KEYS.get(keyword))
+            built = builder.element(elem.tag, elem.VR, TOP_KEYS.get(keyword), sequence_item(elem))
             if built is None:
                 return None
             top.append((elem.tag, built))
@@ -172,8 +191,11 @@ class AnswerPlan:
         out = []
         for f in fields:
             if f.items is not None:
-                item = self._encode_fields(f.items, row)
-                value = struct.pack(order + "HHI", *_ITEM, len(item)) + item
+                if f.present is not None and not f.present(row):
+                    value = b""
+                else:
+                    item = self._encode_fields(f.items, row)
+                    value = struct.pack(order + "HHI", *_ITEM, len(item)) + item
             else:
                 text = f.constant if f.constant is not None else f.get(row) if f.get else None
                 if text is not None and not isinstance(text, str):
@@ -219,15 +241,57 @@ class _Builder:
         kwargs["pn"] = vr == "PN"
         return _Field(header, short, **kwargs)
 
-    def element(self, tag: BaseTag, vr: str, spec: Key | None) -> _Field | None:
-        """The field of one requested element: valued from ``spec``, else empty."""
+    def element(
+        self, tag: BaseTag, vr: str, spec: Key | None, request: Dataset | None = None
+    ) -> _Field | None:
+        """The field of one requested element: valued from ``spec``, else empty.
+
+        ``request`` is the requested sequence's item, for a code sequence.
+        """
         if " or " in vr:  # an ambiguous VR pydicom would resolve on writing
             return None
+        if spec is not None and spec.kind == "code" and vr == "SQ":
+            return self.code_sequence(tag, spec, request)
         if spec is None or vr == "SQ":
             return self.field(tag, vr)  # answered empty: unknown, or a sequence not served
         if vr not in _TEXT_VRS:
             return None
         return self.field(tag, vr, get=spec.get)
+
+    def code_sequence(self, tag: BaseTag, spec: Key, request: Dataset | None) -> _Field | None:
+        """A code sequence: one item of the requested code attributes, or none (no code)."""
+        read_code = spec.get
+        # The sequence and each of its attributes ask for the same row's code in turn:
+        # read it once per row (a plan encodes one query's rows on one thread).
+        last: list[Any] = [None, None]
+
+        def get_code(row: Row) -> Any:
+            if last[0] is not row:
+                last[0], last[1] = row, read_code(row)
+            return last[1]
+
+        fields: list[tuple[BaseTag, _Field]] = []
+        for item_tag, vr in code_item_tags(request):
+            keyword = keyword_for_tag(item_tag)
+            if keyword in CODE_ITEM_PARTS and vr != "SQ":
+                if vr not in _TEXT_VRS:
+                    return None
+
+                def part(row: Row, keyword: str = keyword) -> str:
+                    return code_part(get_code(row), keyword)
+
+                fields.append((item_tag, self.field(item_tag, vr, get=part)))
+            else:
+                built = self.element(item_tag, vr, None)
+                if built is None:
+                    return None
+                fields.append((item_tag, built))
+        fields.sort(key=lambda pair: pair[0])
+
+        def present(row: Row) -> bool:
+            return get_code(row) is not None
+
+        return self.field(tag, "SQ", items=[f for _, f in fields], present=present)
 
     def sps_item(self, request_item: Dataset | None) -> list[_Field] | None:
         """The fields of the one Scheduled Procedure Step item, in tag order."""
@@ -243,7 +307,9 @@ class _Builder:
             for elem in request_item:
                 if elem.tag.element == 0 or elem.keyword in ANSWERED_APART:
                     continue
-                built = self.element(elem.tag, elem.VR, SPS_KEYS.get(elem.keyword))
+                built = self.element(
+                    elem.tag, elem.VR, SPS_KEYS.get(elem.keyword), sequence_item(elem)
+                )
                 if built is None:
                     return None
                 fields.append((elem.tag, built))

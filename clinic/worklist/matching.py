@@ -15,16 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, contains_eager
 
 from clinic.dicom.decoding import first_undecodable
 from clinic.dicom.status import IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS, DimseFailure
+from clinic.domain.codes import Code, code_of
 from clinic.domain.names import fold, fold_ascii, trim_name
 from clinic.store.models import ACTIVE_STATUSES, Patient, Procedure, ProcedureStatus, Station
 
@@ -236,7 +237,9 @@ class Key:
 
     ``kind`` is one of ``str`` (single value / wildcard), ``pn`` (person name),
     ``uid`` (single UID or list), ``date`` (single date or range), ``return``
-    (returned, not matched), or ``special`` (handled by name).
+    (returned, not matched), ``code`` (a code sequence: ``get`` returns a
+    :class:`Code` or ``None``, ``column`` maps each item keyword to its column), or
+    ``special`` (handled by name).
     """
 
     kind: str
@@ -268,6 +271,39 @@ def _da(value: dt.date | None) -> str:
     return value.strftime("%Y%m%d") if value else ""
 
 
+def _timezone_offset(row: Row) -> str:
+    """Timezone Offset From UTC of the booking's local start (``+HHMM``), DST included."""
+    return row.procedure.scheduled_start.astimezone().strftime("%z") or "+0000"
+
+
+def _procedure_code(row: Row) -> Code | None:
+    proc = row.procedure
+    return code_of(
+        proc.procedure_code_value, proc.procedure_code_scheme, proc.procedure_code_meaning
+    )
+
+
+def _protocol_code(row: Row) -> Code | None:
+    proc = row.procedure
+    return code_of(proc.protocol_code_value, proc.protocol_code_scheme, proc.protocol_code_meaning)
+
+
+#: Attributes of a code sequence item (PS3.3 Table 8.8-1) -> the part of a :class:`Code`.
+CODE_ITEM_PARTS: dict[str, str] = {
+    "CodeValue": "value",
+    "CodingSchemeDesignator": "scheme",
+    "CodeMeaning": "meaning",
+}
+
+
+def code_part(code: Code | None, keyword: str) -> str:
+    """The value of one code item attribute (``CodeValue``...) of ``code``."""
+    part = CODE_ITEM_PARTS.get(keyword)
+    if code is None or part is None:
+        return ""
+    return str(getattr(code, part))
+
+
 TOP_KEYS: dict[str, Key] = {
     "PatientName": Key("pn", lambda r: r.patient.name, Patient.name_fold, Patient.name_ascii, True),
     "PatientID": Key("str", lambda r: r.patient.patient_id, Patient.patient_id, None, True),
@@ -294,6 +330,17 @@ TOP_KEYS: dict[str, Key] = {
         Procedure.referring_ascii,
     ),
     "RequestedProcedurePriority": Key("str", lambda r: r.procedure.priority, Procedure.priority),
+    "RequestedProcedureCodeSequence": Key(
+        "code",
+        _procedure_code,
+        {
+            "CodeValue": Procedure.procedure_code_value,
+            "CodingSchemeDesignator": Procedure.procedure_code_scheme,
+            "CodeMeaning": Procedure.procedure_code_meaning,
+        },
+    ),
+    # PS3.4 K.4.1.1.3.2: never zero-length when requested. Not a matching key.
+    "TimezoneOffsetFromUTC": Key("return", _timezone_offset, None, None, True),
 }
 
 SPS_KEYS: dict[str, Key] = {
@@ -322,6 +369,15 @@ SPS_KEYS: dict[str, Key] = {
         "str", lambda r: r.procedure.step_id, Procedure.step_id, None, True
     ),
     SPS_STATUS: Key("special", _sps_status),
+    "ScheduledProtocolCodeSequence": Key(
+        "code",
+        _protocol_code,
+        {
+            "CodeValue": Procedure.protocol_code_value,
+            "CodingSchemeDesignator": Procedure.protocol_code_scheme,
+            "CodeMeaning": Procedure.protocol_code_meaning,
+        },
+    ),
     "CommentsOnTheScheduledProcedureStep": Key("return", lambda r: r.procedure.notes),
 }
 
@@ -329,7 +385,7 @@ SPS_KEYS: dict[str, Key] = {
 DEFAULT_SPS_RETURN = [k for k in SPS_KEYS if k != "CommentsOnTheScheduledProcedureStep"]
 
 # Specific Character Set is never matched on; group lengths are not attributes.
-_IGNORED = {"SpecificCharacterSet", "TimezoneOffsetFromUTC"}
+_IGNORED = {"SpecificCharacterSet"}
 #: The answer carries its own Specific Character Set; every other requested key is answered.
 ANSWERED_APART = {"SpecificCharacterSet"}
 #: Patient columns with an index a condition can walk.
@@ -376,9 +432,14 @@ def _check_vr(elem: DataElement, keyword: str) -> None:
 
 
 def _has_value(elem: DataElement) -> bool:
-    """Whether an element carries a value; for a sequence, an item holding keys."""
+    """Whether an element carries a value to match on.
+
+    For a sequence: an item holding a key with a value. A zero-length sequence, an
+    empty item and an item of empty keys all ask only for the attribute to be returned
+    (universal matching, PS3.4 C.2.2.2.6 and K.2.2.1.2 Note 4), like an empty key.
+    """
     if elem.VR == "SQ":
-        return any(len(item) for item in elem.value or ())
+        return any(_has_value(sub) for item in elem.value or () for sub in item)
     return elem.VM > 0
 
 
@@ -445,10 +506,47 @@ def parse_identifier(identifier: Dataset, options: MatchOptions) -> WorklistQuer
             if _has_value(elem):
                 query.unsupported.append(keyword)
             continue
+        if spec.kind == "code":
+            _parse_code_sequence(elem, keyword, spec, query, options)
+            continue
         if elem.VR == "SQ":
             raise DimseFailure(IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
         _add_condition(query, keyword, spec, _text_value(elem, keyword), options)
     return query
+
+
+def sequence_item(elem: DataElement) -> Dataset | None:
+    """The one item of a requested sequence, or ``None`` when it has none or it is empty."""
+    items = list(elem.value or []) if elem.VR == "SQ" else []
+    return items[0] if items and len(items[0]) else None
+
+
+def _parse_code_sequence(
+    elem: DataElement, keyword: str, spec: Key, query: WorklistQuery, options: MatchOptions
+) -> None:
+    """Sequence matching on a code (PS3.4 C.2.2.2.6): each valued item key must match."""
+    if elem.VR != "SQ":
+        raise DimseFailure(IDENTIFIER_MISMATCH, f"{keyword}: must be a sequence")
+    if len(elem.value or []) > 1:
+        raise DimseFailure(IDENTIFIER_MISMATCH, f"{keyword}: more than one item")
+    item = sequence_item(elem)
+    if item is None:
+        return
+    for sub in item:
+        if sub.tag.element == 0:
+            continue
+        sub_keyword = sub.keyword or str(sub.tag)
+        column = spec.column.get(sub_keyword) if not sub.tag.is_private else None
+        if column is None:
+            if _has_value(sub):
+                query.unsupported.append(f"{keyword}.{sub_keyword}")
+            continue
+        _check_vr(sub, sub_keyword)
+        value = _text_value(sub, sub_keyword)
+        condition = string_condition(column, value, prefix_range=options.prefix_range)
+        if condition is not None:
+            query.conditions.append(condition)
+            query.matching_keys.append(f"{keyword}.{sub_keyword}")
 
 
 def _parse_sps(elem: DataElement, query: WorklistQuery, options: MatchOptions) -> None:
@@ -479,6 +577,9 @@ def _parse_sps(elem: DataElement, query: WorklistQuery, options: MatchOptions) -
         if spec is None:
             if _has_value(sub):
                 query.unsupported.append(keyword)
+            continue
+        if spec.kind == "code":
+            _parse_code_sequence(sub, keyword, spec, query, options)
             continue
         if sub.VR == "SQ":
             raise DimseFailure(IDENTIFIER_MISMATCH, f"{keyword}: unexpected sequence")
@@ -644,6 +745,38 @@ def _value_element(spec: Key, row: Row, transform: Callable[[str], str]) -> Any:
     return value
 
 
+#: Returned in a code item when the request's sequence has no item or an empty one.
+DEFAULT_CODE_RETURN = tuple(CODE_ITEM_PARTS)
+
+
+def code_item_tags(request: Dataset | None) -> list[tuple[BaseTag, str]]:
+    """(tag, VR) of each attribute a code item answers, in the order requested."""
+    if request is None:
+        return [(Tag(k), dictionary_VR(Tag(k))) for k in DEFAULT_CODE_RETURN]
+    return [
+        (elem.tag, elem.VR)
+        for elem in request
+        if elem.tag.element != 0 and elem.keyword not in ANSWERED_APART
+    ]
+
+
+def _code_sequence(
+    elem: DataElement, spec: Key, row: Row, transform: Callable[[str], str]
+) -> DataElement:
+    """A code sequence answer: one item with the requested attributes, none without code."""
+    code = spec.get(row)
+    if code is None:
+        return DataElement(elem.tag, "SQ", DicomSequence([]))
+    item = Dataset()
+    for tag, vr in code_item_tags(sequence_item(elem)):
+        keyword = keyword_for_tag(tag)
+        if keyword in CODE_ITEM_PARTS and vr != "SQ":
+            item.add(DataElement(tag, vr, transform(code_part(code, keyword))))
+        else:
+            item.add(DataElement(tag, vr, DicomSequence([]) if vr == "SQ" else None))
+    return DataElement(elem.tag, "SQ", DicomSequence([item]))
+
+
 def build_response(
     query: WorklistQuery,
     row: Row,
@@ -678,6 +811,9 @@ def build_response(
             )
             continue
         spec = TOP_KEYS.get(keyword)
+        if spec is not None and spec.kind == "code":
+            response.add(_code_sequence(elem, spec, row, transform))
+            continue
         if spec is None or elem.VR == "SQ":
             response.add(_empty_like(elem))
             continue
@@ -690,13 +826,21 @@ def _sps_item(request_item: Dataset | None, row: Row, transform: Callable[[str],
     if request_item is None:
         for keyword in DEFAULT_SPS_RETURN:
             tag = Tag(keyword)
-            value = _value_element(SPS_KEYS[keyword], row, transform)
+            default = SPS_KEYS[keyword]
+            if default.kind == "code":
+                empty = DataElement(tag, "SQ", DicomSequence([]))
+                item.add(_code_sequence(empty, default, row, transform))
+                continue
+            value = _value_element(default, row, transform)
             item.add(DataElement(tag, dictionary_VR(tag), value))
         return item
     for elem in request_item:
         if elem.tag.element == 0 or elem.keyword in ANSWERED_APART:
             continue
         spec = SPS_KEYS.get(elem.keyword)
+        if spec is not None and spec.kind == "code":
+            item.add(_code_sequence(elem, spec, row, transform))
+            continue
         if spec is None or elem.VR == "SQ":
             item.add(_empty_like(elem))
             continue

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +18,6 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from unidecode import unidecode
 
 from clinic.config import Settings
 from clinic.dicom.decoding import received
@@ -38,6 +36,7 @@ from clinic.dicom.status import (
 from clinic.domain.attendance import stale_cutoff
 from clinic.store.models import Station, utcnow
 from clinic.worklist.answers import AnswerPlan, reference_encode
+from clinic.worklist.charsets import answer_set, station_terms, transliterator
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
 from clinic.worklist.matching import (
     MatchOptions,
@@ -51,8 +50,6 @@ log = logging.getLogger(__name__)
 
 UTF8 = "ISO_IR 192"
 LATIN1 = "ISO_IR 100"
-#: A query in Latin-1, with or without ISO 2022 code extensions, is answered in Latin-1.
-LATIN1_TERMS = frozenset({LATIN1, "ISO 2022 IR 100"})
 #: Bookings fetched from the database at a time while answering a C-FIND.
 FETCH_BATCH = 200
 
@@ -66,22 +63,9 @@ def to_latin1(text: str) -> str:
 
     Text is composed first (NFC), so a decomposed ``u`` + combining diaeresis becomes
     Latin-1's ``ü``; an accent Latin-1 has no composed letter for is dropped from its
-    letter, never turned into ``?``.
+    letter, never turned into ``?``. (:func:`transliterator` of ``ISO_IR 100``.)
     """
-    try:
-        text.encode("latin-1")
-        return text
-    except UnicodeEncodeError:
-        pass
-    out = []
-    for char in unicodedata.normalize("NFC", text):
-        if ord(char) < 256:
-            out.append(char)
-        elif unicodedata.combining(char):
-            continue
-        else:
-            out.append(unidecode(char) or "?")
-    return "".join(out)
+    return transliterator(LATIN1)(text)
 
 
 class WorklistService:
@@ -113,18 +97,22 @@ class WorklistService:
         )
 
     def answer_character_set(self, request: Dataset, session: Session, calling_ae: str) -> str:
-        """Pick the answer's character set: the query's Latin-1, the station's, or the default."""
+        """Pick the answer's Specific Character Set (``\\``-joined terms).
+
+        The query's own set when clinic writes it (single-byte sets, UTF-8, GB18030,
+        GBK, ISO 2022 with code extensions); else the calling station's; else the
+        service default.
+        """
         requested = request.get("SpecificCharacterSet", "")
         values = list(requested) if isinstance(requested, MultiValue) else [requested]
         # A peer may send it with any VR; only text can name a character set.
-        if LATIN1_TERMS.intersection(v for v in values if isinstance(v, str)):
-            return LATIN1
-        if UTF8 in values:
-            return UTF8
+        chosen = answer_set(v for v in values if isinstance(v, str))
+        if chosen is not None:
+            return chosen
         station_charset = session.scalar(
             select(Station.character_set).where(Station.ae_title == calling_ae)
         )
-        return station_charset or self.settings.mwl_character_set
+        return station_terms(station_charset or self.settings.mwl_character_set)
 
     @dimse_handler("worklist query", UNABLE_TO_PROCESS, answer="stream")
     def handle_find(self, event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
@@ -166,8 +154,8 @@ class WorklistService:
         pending = PENDING_WARNING if query.unsupported else PENDING
         with self.session_factory() as session:
             charset = self.answer_character_set(identifier, session, calling_ae)
-            record["character_set"] = charset
-            transform: Callable[[str], str] = to_latin1 if charset == LATIN1 else str
+            record["character_set"] = charset[:16]
+            transform: Callable[[str], str] = transliterator(charset)
             syntax = str(event.context.transfer_syntax)
             plan = AnswerPlan.compile(query, charset, syntax, transform)
             stream = PendingStream(event, pending) if plan is not None else None

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pydicom
+from babel.dates import format_date
 from playwright.sync_api import sync_playwright
 
 from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, call_api
@@ -106,7 +107,8 @@ def test_plan_a_week_drag_and_check_in(
             page.goto(f"{base}/week?station=XRAY1&date={DAY.isoformat()}")
             page.get_by_text("09:00–09:30").wait_for()
             page.screenshot(path=str(ARTIFACTS / "20-week.png"), full_page=True)
-            page.get_by_role("link", name=f"Book at 09:30 on {DAY:%A %d %B}").click()
+            day_words = format_date(DAY, "full", locale="en")  # the page's language: English
+            page.get_by_role("link", name=f"Book at 09:30 on {day_words}").click()
             assert page.get_by_label("Time").input_value() == "09:30"
             assert page.get_by_label("Date", exact=True).input_value() == DAY.isoformat()
             page.get_by_label("Family name").fill("Zweite")

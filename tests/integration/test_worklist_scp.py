@@ -488,8 +488,17 @@ def test_latin1_with_code_extensions(day: ClinicServer) -> None:
     assert raw_value(answers[0], 0x00100010) == "MÜLLER^HANS".encode("latin-1")
 
 
-def test_other_character_set_answered_in_default(day: ClinicServer) -> None:
+def test_cyrillic_query_answered_in_cyrillic(day: ClinicServer) -> None:
+    """A query in ISO_IR 144 is answered in it; letters Cyrillic lacks lose their accents."""
     ds = mwl_query({"SpecificCharacterSet": "ISO_IR 144", "PatientID": "PD3"})
+    answers, _ = query(day, ds)
+    assert answers[0].SpecificCharacterSet == "ISO_IR 144"
+    assert answers[0].PatientName == "Dvorak^Antonin"
+
+
+def test_unknown_character_set_answered_in_default(day: ClinicServer) -> None:
+    ds = mwl_query({"PatientID": "PD3"})
+    ds.add_new(0x00080005, "CS", "ISO_IR 999")
     answers, _ = query(day, ds)
     assert answers[0].SpecificCharacterSet == "ISO_IR 192"
     assert answers[0].PatientName == "Dvořák^Antonín"

@@ -25,6 +25,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 from clinic.dicom.pending import find_response_command, frame_message
 from clinic.store.models import ProcedureStatus
 from clinic.worklist.answers import SYNTAXES, AnswerPlan, reference_encode
+from clinic.worklist.charsets import SIMPLE_CODECS, transliterator
 from clinic.worklist.matching import MatchOptions, Row, build_response, parse_identifier
 from clinic.worklist.scp import to_latin1
 
@@ -62,15 +63,32 @@ def request(shape: str) -> Dataset:
         item.ScheduledProcedureStepLocation = ""
         item.ScheduledProcedureStepStatus = ""
         item.ScheduledProtocolCodeSequence = []
+        ds.TimezoneOffsetFromUTC = ""
+        ds.RequestedProcedureCodeSequence = []
+    elif shape == "codes":
+        # Code sequences asking for some of their attributes, and one unknown to clinic.
+        code = Dataset()
+        code.CodeValue = ""
+        code.CodeMeaning = ""
+        code.CodingSchemeVersion = ""
+        ds.RequestedProcedureCodeSequence = [code]
+        protocol = Dataset()
+        protocol.CodingSchemeDesignator = ""
+        protocol.CodeValue = ""
+        item.ScheduledProtocolCodeSequence = [protocol]
+        item.Modality = ""
+        ds.TimezoneOffsetFromUTC = ""
     # shape "everything": an empty item asks for every SPS attribute
     ds.ScheduledProcedureStepSequence = [item]
     return ds
 
 
-SHAPES = ["typical", "odd", "everything"]
+SHAPES = ["typical", "odd", "codes", "everything"]
 
 text = st.text(
-    alphabet=st.sampled_from("abcXYZ019 ^=\\-.ÄäØøßÅŠšřčŘ€日本語"), min_size=0, max_size=40
+    alphabet=st.sampled_from("abcXYZ019 ^=\\-.ÄäØøßÅŠšřčŘ€日本語ИванΓιώργοςשרוןทองġ"),
+    min_size=0,
+    max_size=40,
 )
 ascii_text = st.text(alphabet=st.sampled_from("ABCXYZ0129 ._-"), min_size=0, max_size=16)
 
@@ -100,24 +118,30 @@ def rows(draw: st.DrawFn) -> Row:
         status=draw(st.sampled_from([ProcedureStatus.SCHEDULED, ProcedureStatus.IN_PROGRESS])),
         notes=draw(st.none() | text),
     )
+    for prefix in ("procedure", "protocol"):
+        # A code, or none (empty value).
+        setattr(procedure, f"{prefix}_code_value", draw(st.sampled_from(["", "RPID5", "36643-5"])))
+        setattr(procedure, f"{prefix}_code_scheme", draw(st.sampled_from(["", "LN", "99CLINIC"])))
+        setattr(procedure, f"{prefix}_code_meaning", draw(text))
     station = draw(
         st.none() | st.builds(SimpleNamespace, name=ascii_text, location=st.none() | text)
     )
     return Row(procedure, station)  # type: ignore[arg-type]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     row=rows(),
     shape=st.sampled_from(SHAPES),
     syntax=st.sampled_from(sorted(SYNTAXES)),
-    latin1=st.booleans(),
+    charset=st.sampled_from(sorted(SIMPLE_CODECS)),
 )
 def test_encoder_writes_what_pydicom_writes(
-    row: Row, shape: str, syntax: str, latin1: bool
+    row: Row, shape: str, syntax: str, charset: str
 ) -> None:
+    """Every set the plan writes (single-byte sets, UTF-8, GB18030, GBK) as pydicom does."""
     query = parse_identifier(request(shape), MatchOptions())
-    charset, transform = ("ISO_IR 100", to_latin1) if latin1 else ("ISO_IR 192", str)
+    transform = to_latin1 if charset == "ISO_IR 100" else transliterator(charset)
     plan = AnswerPlan.compile(query, charset, syntax, transform)
     assert plan is not None
     with warnings.catch_warnings():

@@ -19,6 +19,8 @@ def no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run where no config/clinic.toml exists and CLINIC_CONFIG is unset."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CLINIC_CONFIG", raising=False)
+    monkeypatch.setattr(config, "PROJECT_CONFIG", tmp_path / "no-project" / "clinic.toml")
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "no-etc" / "clinic.toml")
     return tmp_path
 
 
@@ -54,7 +56,39 @@ def test_shipped_file_holds_the_defaults() -> None:
     """config/clinic.toml documents every default: reading it changes nothing."""
     settings = load_settings(REPO / "config" / "clinic.toml", environ={})
     assert settings.config_file == (REPO / "config" / "clinic.toml").resolve()
-    assert dataclasses.replace(settings, config_file=None) == Settings()
+    # Its ./var is the folder beside config/, wherever the command runs.
+    assert settings.data_dir == REPO.resolve() / "var"
+    assert dataclasses.replace(settings, config_file=None, data_dir=Path("./var")) == Settings()
+
+
+def test_installation_config_found_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without CLINIC_CONFIG and without ./config, the installation's file is read and its
+    relative data folder is resolved beside its config/ folder, not in the working folder."""
+    install = tmp_path / "install"
+    (install / "config").mkdir(parents=True)
+    write(install / "config" / "clinic.toml", "[storage]\ndata_dir = './var'\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(config, "PROJECT_CONFIG", install / "config" / "clinic.toml")
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "no-etc" / "clinic.toml")
+    settings = load_settings(environ={})
+    assert settings.config_file == (install / "config" / "clinic.toml").resolve()
+    assert settings.data_dir == install.resolve() / "var"
+    assert settings.resolved_database_url.endswith(f"{install.resolve()}/var/clinic.db")
+    # CLINIC_DATA_DIR and CLINIC_CONFIG still override everything.
+    env = {"CLINIC_DATA_DIR": str(tmp_path / "d")}
+    assert load_settings(environ=env).data_dir == tmp_path / "d"
+    other = write(tmp_path / "other.toml", "[worklist]\nae_title = 'OTHER'\n")
+    chosen = load_settings(environ={"CLINIC_CONFIG": str(other)})
+    assert chosen.mwl_ae_title == "OTHER" and chosen.data_dir == tmp_path.resolve() / "var"
+
+
+def test_database_label_hides_the_password() -> None:
+    settings = Settings(database_url="postgresql+psycopg://clinic:secret@db/clinic")
+    assert settings.database_label == "postgresql+psycopg://clinic:***@db/clinic"
 
 
 def test_default_file_in_working_directory(no_file: Path) -> None:
@@ -346,3 +380,19 @@ def test_every_listener_setting_is_a_key_of_its_section() -> None:
 def test_listener_errors_name_the_key(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError, match=where):
         load_settings(write(tmp_path / "site.toml", text), {})
+
+
+def test_clinic_section(tmp_path: Path) -> None:
+    """[clinic] name, address and phone: printed on the slip and the day list."""
+    path = write(
+        tmp_path / "clinic.toml",
+        '[clinic]\nname = " Praxis Dr. Nowak "\naddress = "Hauptstr. 1\\n12345 Berlin"\n'
+        'phone = "030 123456"\n',
+    )
+    settings = load_settings(path, environ={})
+    assert settings.clinic_name == "Praxis Dr. Nowak"
+    assert settings.clinic_address == "Hauptstr. 1\n12345 Berlin"
+    assert settings.clinic_phone == "030 123456"
+    bad = write(tmp_path / "bad.toml", "[clinic]\nname = 5\n")
+    with pytest.raises(ConfigError, match="clinic.name"):
+        load_settings(bad, environ={})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 
@@ -82,6 +83,9 @@ class Entry:
     description: str
     modality: str
     default_station: str
+    code: str = ""
+    code_scheme: str = ""
+    code_meaning: str = ""
 
 
 def no_catalog(code: str) -> Entry | None:
@@ -119,6 +123,8 @@ def test_new_order_maps_every_field() -> None:
         "patient_birth_date": "19800102",
         "patient_sex": "M",
         "procedure_description": "Chest X-ray",
+        # OBR-4 in HL7's local coding system "L": the clinic's private scheme designator.
+        "procedure_code": '{"value": "CR01", "scheme": "99CLINIC", "meaning": "Chest X-ray"}',
         "modality": "CR",
         "station_ae_title": "XRAY1",
         "requested_procedure_id": "RP1",
@@ -140,6 +146,73 @@ def test_catalog_code_gives_description_modality_and_default_station() -> None:
     assert got.fields["modality"] == "PX"
     assert got.fields["station_ae_title"] == "PANO1"
     assert got.locations["station_ae_title"] == Location("OBR", 4)
+
+
+@pytest.mark.parametrize(
+    ("obr4", "expected"),
+    [
+        ("36643-5^XR Chest 2V^LN", ("36643-5", "LN", "XR Chest 2V")),
+        ("RPID1234^Panoramic^RADLEX", ("RPID1234", "RADLEX", "Panoramic")),
+        ("PX1^Pano^L", ("PX1", "99CLINIC", "Pano")),
+        ("PX1^Pano", ("PX1", "99CLINIC", "Pano")),
+        ("PX1^Pano^99PRAXIS", ("PX1", "99PRAXIS", "Pano")),
+        ("PX1", ("PX1", "99CLINIC", "PX1")),
+        # No primary code: the alternate triplet (components 4-6).
+        ("^^^71651007^Mammography^SCT", ("71651007", "SCT", "Mammography")),
+    ],
+)
+def test_obr4_becomes_the_procedure_code(obr4: str, expected: tuple[str, str, str]) -> None:
+    obr = segment("OBR", {1: "1", 2: "PL2", 4: obr4, 24: "PX", 27: "^^^202611261100"})
+    got = order(msh(), PID, segment("ORC", {1: "NW", 2: "PL2"}), obr)
+    value, scheme, meaning = expected
+    assert json.loads(got.fields["procedure_code"]) == {
+        "value": value,
+        "scheme": scheme,
+        "meaning": meaning,
+    }
+    assert got.locations["procedure_code"] == Location("OBR", 4)
+
+
+def test_catalog_code_names_scheme_and_meaning() -> None:
+    obr = segment("OBR", {1: "1", 2: "PL2", 4: "pan^their text^L", 27: "^^^202611261100"})
+    entries = {"PAN": Entry("Panoramic", "PX", "PANO1", "PAN", "", "")}
+    got = order(msh(), PID, segment("ORC", {1: "NW", 2: "PL2"}), obr, catalog=entries.get)
+    assert json.loads(got.fields["procedure_code"]) == {
+        "value": "PAN",
+        "scheme": "99CLINIC",
+        "meaning": "Panoramic",
+    }
+    entries = {"PAN": Entry("Panoramic", "PX", "PANO1", "PAN", "RADLEX", "Pano X-ray")}
+    got = order(msh(), PID, segment("ORC", {1: "NW", 2: "PL2"}), obr, catalog=entries.get)
+    assert json.loads(got.fields["procedure_code"])["scheme"] == "RADLEX"
+    assert json.loads(got.fields["procedure_code"])["meaning"] == "Pano X-ray"
+
+
+def test_omi_obr44_and_ipc6_give_procedure_and_protocol_codes() -> None:
+    obr = segment(
+        "OBR",
+        {
+            1: "1",
+            2: "PL9",
+            4: "US01^Ultrasound^L",
+            27: "^^^202611261100",
+            44: "45036-1^US Abdomen^LN",
+        },
+    )
+    ipc = segment("IPC", {1: "ACC9", 2: "RP9", 3: "1.2.3.9", 4: "SPS9", 5: "US", 6: "P7^Liver^L"})
+    got = order(msh(kind="OMI^O23", version="2.5.1"), PID, ORC_NW, obr, ipc)
+    assert json.loads(got.fields["procedure_code"]) == {
+        "value": "45036-1",
+        "scheme": "LN",
+        "meaning": "US Abdomen",
+    }
+    assert got.locations["procedure_code"] == Location("OBR", 44)
+    assert json.loads(got.fields["protocol_code"]) == {
+        "value": "P7",
+        "scheme": "99CLINIC",
+        "meaning": "Liver",
+    }
+    assert got.locations["protocol_code"] == Location("IPC", 6)
 
 
 def test_obr_fields_win_over_the_catalog() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -813,15 +814,34 @@ def test_response_transform_applied(factory: sessionmaker[Session]) -> None:
     assert rsp.ScheduledProcedureStepSequence[0].ScheduledPerformingPhysicianName == "ŠKODA^JAN"
 
 
-def test_timezone_offset_answered_never_matched(factory: sessionmaker[Session]) -> None:
-    ds = identifier({"TimezoneOffsetFromUTC": "+0100", "PatientID": "P01"})
-    query = parse_identifier(ds, MatchOptions())
-    assert query.matching_keys == ["PatientID"]
-    assert query.unsupported == []
-    assert matched(factory, ds) == {"A01"}
-    rsp = build_response(query, _row(factory, "A01"), "ISO_IR 192")
-    assert "TimezoneOffsetFromUTC" in rsp
-    assert rsp.TimezoneOffsetFromUTC in ("", None)
+def test_timezone_offset_answered_never_matched(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PS3.4 K.4.1.1.3.2: Timezone Offset From UTC is never answered zero-length.
+
+    It is the offset of the booking's local start time (summer time included), and
+    never a matching key: a value in the query does not narrow the answers.
+    """
+    monkeypatch.setenv("TZ", "Europe/Vienna")
+    time.tzset()
+    try:
+        ds = identifier({"TimezoneOffsetFromUTC": "-0500", "PatientID": "P01"})
+        query = parse_identifier(ds, MatchOptions())
+        assert query.matching_keys == ["PatientID"]
+        assert query.unsupported == []
+        assert matched(factory, ds) == {"A01"}
+        row = _row(factory, "A01")
+        rsp = build_response(query, row, "ISO_IR 192")
+        summer = 3 <= row.procedure.scheduled_start.month <= 10
+        assert rsp.TimezoneOffsetFromUTC in (("+0200", "+0100") if summer else ("+0100",))
+        assert re.fullmatch(r"[+-]\d{4}", rsp.TimezoneOffsetFromUTC)
+        empty = identifier({"TimezoneOffsetFromUTC": "", "PatientID": "P01"})
+        assert build_response(parse_identifier(empty, MatchOptions()), row, "ISO_IR 192")[
+            "TimezoneOffsetFromUTC"
+        ].value
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_specific_character_set_never_matched(factory: sessionmaker[Session]) -> None:

@@ -12,7 +12,7 @@ from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
 from clinic.domain.print_jobs import job_to_dict
 from clinic.store.models import PrintJob
-from tests.support.web import BOOKING
+from tests.support.web import BOOKING, csrf_token
 
 
 def create(api: FlaskClient, **overrides: Any) -> dict[str, Any]:
@@ -221,7 +221,10 @@ def test_cancel_without_body_and_bad_body(api: FlaskClient) -> None:
 
 
 def test_session_auth_works_and_audits_as_web(desk: FlaskClient, audit_rows: Any) -> None:
-    response = desk.post("/api/procedures", json=BOOKING)
+    # With the session cookie, a write needs the pages' CSRF token in X-CSRFToken.
+    assert desk.post("/api/procedures", json=BOOKING).status_code == 403
+    token = csrf_token(desk, "/")
+    response = desk.post("/api/procedures", json=BOOKING, headers={"X-CSRFToken": token})
     assert response.status_code == 201
     assert desk.get("/api/procedures").status_code == 200
     created = [r for r in audit_rows("procedure") if r.action == "create"]

@@ -139,7 +139,11 @@ def test_inactive_user_cannot_sign_in_and_loses_session(
     assert user is not None
     accounts.update_user(user.id, "test", active=False)
     assert c.get("/").status_code == 302
-    assert login(app.test_client(), "alice").status_code == 401
+    refused = login(app.test_client(), "alice")
+    assert refused.status_code == 403
+    assert "account is deactivated" in refused.get_data(as_text=True)
+    # Only the right password learns that: a wrong one hears the usual answer.
+    assert login(app.test_client(), "alice", "wrong password").status_code == 401
 
 
 def test_failed_logins_are_throttled(

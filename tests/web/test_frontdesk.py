@@ -328,7 +328,11 @@ def test_status_buttons(desk: FlaskClient, scheduler: Scheduler, audit_rows: Any
     assert post_form(desk, url, f"{url}/status", {"status": "IN_PROGRESS"}).status_code == 302
     page = desk.get(url).get_data(as_text=True)
     assert "Exam done" in page and "Exam stopped" in page and "Cancel this exam" not in page
-    assert post_form(desk, url, f"{url}/status", {"status": "COMPLETED"}).status_code == 302
+    asked = post_form(desk, url, f"{url}/status", {"status": "COMPLETED"})
+    assert asked.status_code == 200 and 'id="confirm-status"' in asked.get_data(as_text=True)
+    assert scheduler.get(proc.id).status == "IN_PROGRESS"
+    done = post_form(desk, url, f"{url}/status", {"status": "COMPLETED", "confirm": "1"})
+    assert done.status_code == 302
     assert scheduler.get(proc.id).status == "COMPLETED"
     assert [r.actor for r in audit_rows("procedure") if r.action == "status"] == [
         "web:alice",

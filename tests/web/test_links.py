@@ -150,7 +150,8 @@ def test_exam_done_without_a_booking_is_attached_from_the_day_view(
 
     proc_page = desk.get(f"/procedures/{bookings[0]}").get_data(as_text=True)
     assert "Performed (MPPS)" in proc_page and "in progress" in proc_page
-    assert f"{TODAY.isoformat()} 11:05" in proc_page
+    # In the page's language's date format (English here: month/day/year) and 24-hour time.
+    assert f"{TODAY.month}/{TODAY.day}/{TODAY.year} 11:05" in proc_page
     assert '<tr class="performed-step"><td>in progress</td>' in proc_page
 
     (entry,) = [e for e in audit_rows(entity="performed_step") if e.action == "attach"]
