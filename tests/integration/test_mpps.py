@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from clinic.domain.performed import PerformedSteps
 from clinic.server import ClinicServer
 from clinic.store.models import AuditEntry, PerformedStep, Procedure
-from tests.support.mpps import BOOKING, create_dataset, final_dataset
+from tests.support.mpps import BOOKING, booking_status, create_dataset, final_dataset, n_create
 
 
 @pytest.fixture
@@ -32,16 +32,6 @@ def assoc(server: ClinicServer) -> Iterator[Association]:
     yield association
     if association.is_established:
         association.release()
-
-
-def booking_status(server: ClinicServer, accession: str = "MPPSACC1") -> str:
-    assert server.session_factory is not None
-    with server.session_factory() as session:
-        status = session.scalar(
-            select(Procedure.status).where(Procedure.accession_number == accession)
-        )
-    assert status is not None
-    return status
 
 
 def step_count(server: ClinicServer) -> int:
@@ -62,11 +52,6 @@ def worklist_accessions(assoc: Association) -> list[str]:
         for status, ds in assoc.send_c_find(query, ModalityWorklistInformationFind)
         if status.Status in (0xFF00, 0xFF01)
     ]
-
-
-def n_create(assoc: Association, ds: Dataset, uid: str | None) -> int:
-    status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
-    return int(status.Status)
 
 
 def n_set(assoc: Association, ds: Dataset, uid: str) -> int:

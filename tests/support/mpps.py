@@ -1,4 +1,4 @@
-"""An MPPS step as a modality reports it, for a booking made to match."""
+"""An MPPS step as a modality reports it, for a booking made to match, and its outcome."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom.association import Association
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
+from sqlalchemy import select
+
+from clinic.server import ClinicServer
+from clinic.store.models import Procedure
 
 #: The booking the performed steps below refer to.
 BOOKING = {
@@ -70,3 +76,18 @@ def final_dataset(status: str = "COMPLETED", **overrides: Any) -> Dataset:
         else:
             setattr(ds, keyword, value)
     return ds
+
+
+def booking_status(server: ClinicServer, accession: str = "MPPSACC1") -> str:
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        status = session.scalar(
+            select(Procedure.status).where(Procedure.accession_number == accession)
+        )
+    assert status is not None
+    return status
+
+
+def n_create(assoc: Association, ds: Dataset, uid: str | None) -> int:
+    status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
+    return int(status.Status)
