@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 from pynetdicom import evt
-from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from waitress import wasyncore
 
 from clinic.config import Settings
-from clinic.dicom.listener import policy_from_settings, set_tcp_nodelay, start_guarded_server
+from clinic.dicom.listener import (
+    GuardedServer,
+    policy_from_settings,
+    set_tcp_nodelay,
+    start_guarded_server,
+)
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.performed import PerformedSteps
@@ -30,6 +36,7 @@ from clinic.printing.spool import Spool, requeue
 from clinic.store import migrate
 from clinic.store.backup import hold_service_lock
 from clinic.store.db import make_engine, make_session_factory, redact_database_errors
+from clinic.store.models import PrintJob
 from clinic.store.private import make_private
 from clinic.web import create_app
 from clinic.web.door import DoorLimits, create_web_server, tls_context
@@ -58,7 +65,7 @@ class ClinicServer:
     print_port: int = 0
     hl7_port: int = 0
     _hl7: MllpListener | None = None
-    _servers: list[ThreadedAssociationServer] = field(default_factory=list)
+    _servers: list[GuardedServer] = field(default_factory=list)
     _web: Any = None
     _web_thread: threading.Thread | None = None
     _query_log: QueryLogWriter | None = None
@@ -155,7 +162,7 @@ class ClinicServer:
         app = create_app(
             settings,
             self.scheduler,
-            reprint=lambda job, who: requeue(factory, job, who),
+            reprint=partial(_reprint, factory, self.spool),
             refile=self.spool.refile,
             print_desk=desk,
         )
@@ -210,25 +217,23 @@ class ClinicServer:
         log.info("HL7 MLLP listener listening on %s:%d", host, self.hl7_port)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, let running associations finish (abort after ``grace`` s), close."""
+        """Stop accepting, let running associations finish (abort after ``grace`` s), close.
+
+        The four doors stop at the same time, each in its own thread; the workers
+        and the store are closed once every door has stopped.
+        """
+        doors: list[tuple[str, Callable[[], None]]] = []
         if self._hl7 is not None:
-            self._hl7.stop(grace)
+            doors.append(("hl7", partial(self._hl7.stop, grace)))
             self._hl7 = None
         for server in self._servers:
-            ae = server.ae
-            server.shutdown()
-            deadline = time.monotonic() + grace
-            while ae.active_associations and time.monotonic() < deadline:
-                time.sleep(0.05)
-            for assoc in ae.active_associations:
-                assoc.abort()
+            doors.append((server.policy.name, partial(_stop_dicom, server, grace)))
         self._servers.clear()
         if self._web is not None:
-            self._web.task_dispatcher.shutdown()
-            wasyncore.close_all(self._web._map)
+            doors.append(("web", partial(_stop_web, self._web, self._web_thread)))
             self._web = None
-        if self._web_thread is not None:
-            self._web_thread.join(timeout=5)
+            self._web_thread = None
+        _run_all(doors)
         if self._retention is not None:
             self._retention.stop()
             self._retention = None
@@ -246,3 +251,54 @@ class ClinicServer:
             self._lock.close()
             self._lock = None
         log.info("clinic stopped")
+
+
+def _run_all(steps: list[tuple[str, Callable[[], None]]]) -> None:
+    """Run ``steps`` side by side and wait for all of them; a failing one is logged."""
+
+    def run(name: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("stopping %s failed", name)
+
+    threads = [
+        threading.Thread(target=run, args=step, name=f"stop-{step[0]}", daemon=True)
+        for step in steps
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _stop_dicom(server: GuardedServer, grace: float) -> None:
+    """Stop accepting; wait up to ``grace`` s for associations to end, then abort the rest."""
+    ae = server.ae
+    server.shutdown()
+    deadline = time.monotonic() + grace
+    for assoc in ae.active_associations:
+        # Each association is a thread: joining wakes the moment it ends.
+        assoc.join(max(0.0, deadline - time.monotonic()))
+    for assoc in ae.active_associations:
+        assoc.abort()
+
+
+def _stop_web(web: Any, thread: threading.Thread | None) -> None:
+    """Let requests in progress finish, then close the web door's sockets."""
+    web.task_dispatcher.shutdown()
+    if thread is not None and thread.is_alive():
+        # Closed by the loop's own thread, woken through waitress's trigger: the loop
+        # then finds nothing left to serve and ends at once (not after its 1 s poll).
+        web.trigger.pull_trigger(lambda: wasyncore.close_all(web._map))
+        thread.join(timeout=5)
+    wasyncore.close_all(web._map)
+
+
+def _reprint(
+    factory: sessionmaker[Session], spool: Spool, job_id: int, actor: str
+) -> PrintJob | None:
+    """Queue job ``job_id`` again (audited as ``actor``) and wake the spool worker."""
+    job = requeue(factory, job_id, actor)
+    spool.wake()
+    return job

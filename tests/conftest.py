@@ -3,54 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import shutil
-import time
-import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from clinic.config import Settings
 from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
 from clinic.store.db import make_engine, make_session_factory
 from clinic.store.migrate import upgrade
-
-# Debian's DCMTK, poppler and CUPS binaries live here; look here first, because
-# pynetdicom installs Python tools of the same name (findscu, storescu...) on PATH.
-SYSTEM_BIN = "/usr/bin:/bin:/usr/sbin:/sbin"
-
-#: A PostgreSQL URL here runs every test on its own fresh PostgreSQL database, made from
-#: a template migrated once per run (``CLINIC_TEST_DATABASE_URL=postgresql+psycopg://...``).
-#: The URL's own database is only used to create and drop the test databases.
-TEST_DATABASE_URL = os.environ.get("CLINIC_TEST_DATABASE_URL", "")
-ON_POSTGRESQL = TEST_DATABASE_URL.startswith("postgresql")
-
-#: Tests of SQLite specifics (pragmas, query plans, the database file itself).
-sqlite_only = pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite specific")
-#: Tests that need PostgreSQL (several services on one database).
-postgresql_only = pytest.mark.skipif(
-    not ON_POSTGRESQL, reason="needs CLINIC_TEST_DATABASE_URL=postgresql+psycopg://..."
+from tests.support.database import (
+    ON_POSTGRESQL,
+    TEST_DATABASE_URL,
+    drop_database,
+    fresh_postgresql_database,
 )
-
-
-def require_tool(name: str) -> str:
-    """Return the path of a system command-line tool; fail (never skip) when it is missing.
-
-    The system's own binary (e.g. DCMTK's ``findscu``) wins over a same-named Python
-    console script earlier on PATH.
-    """
-    path = shutil.which(name, path=SYSTEM_BIN) or shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed; .ci/run installs it (apt-get install dcmtk)")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -70,41 +42,8 @@ def _postgresql_template() -> Iterator[str]:
     try:
         yield name
     finally:
-        _drop_database(admin, name)
+        drop_database(admin, name)
         admin.dispose()
-
-
-@contextmanager
-def fresh_postgresql_database(template: str | None = None) -> Iterator[str]:
-    """A new PostgreSQL database (empty, or a copy of ``template``), dropped afterwards.
-
-    Yields its SQLAlchemy URL.
-    """
-    base = make_url(TEST_DATABASE_URL)
-    name = f"{base.database}_{secrets.token_hex(6)}"
-    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    copy = f' TEMPLATE "{template}"' if template else ""
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        _drop_database(admin, name)
-        admin.dispose()
-
-
-def _drop_database(admin: Engine, name: str) -> None:
-    """Drop a test database, ending its sessions; a leftover is reported, not a failure."""
-    for attempt in range(5):
-        try:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            return
-        except DBAPIError as exc:  # e.g. a background worker of the server still in it
-            if attempt == 4:
-                warnings.warn(f"test database {name} left behind: {exc.orig}", stacklevel=2)
-                return
-            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture(autouse=True)
@@ -140,18 +79,46 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     )
 
 
-@pytest.fixture
-def scheduler(settings: Settings) -> Scheduler:
-    """A scheduler on a fresh, migrated database (no listeners)."""
-    engine = make_engine(settings.resolved_database_url)
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated once per run; each test's store starts as a copy of it.
+
+    As on PostgreSQL (a template database): the migrations themselves are tested where
+    a test starts from an empty data folder (``clinic serve``, ``clinic db upgrade``).
+    """
+    path = tmp_path_factory.mktemp("template") / "clinic.db"
+    engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    return Scheduler(make_session_factory(engine), settings.uid_root)
+    engine.dispose()  # the last connection checkpoints the WAL into the file
+    return path
 
 
 @pytest.fixture
-def server(settings: Settings) -> Iterator[ClinicServer]:
+def fresh_store(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """``settings`` whose store is already migrated (a copy of the run's template).
+
+    On PostgreSQL the test's database is such a copy already.
+    """
+    if not ON_POSTGRESQL:
+        target = Path(make_url(settings.resolved_database_url).database or "")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(request.getfixturevalue("_sqlite_template"), target)
+    return settings
+
+
+@pytest.fixture
+def scheduler(fresh_store: Settings) -> Scheduler:
+    """A scheduler on a fresh, migrated database (no listeners)."""
+    engine = make_engine(fresh_store.resolved_database_url)
+    upgrade(engine)  # at the head already: a check, not a migration
+    return Scheduler(make_session_factory(engine), fresh_store.uid_root)
+
+
+@pytest.fixture
+def server(fresh_store: Settings) -> Iterator[ClinicServer]:
     """A running clinic service on free ports."""
-    srv = ClinicServer(settings)
+    srv = ClinicServer(fresh_store)
     srv.start()
     try:
         yield srv
@@ -160,9 +127,9 @@ def server(settings: Settings) -> Iterator[ClinicServer]:
 
 
 @pytest.fixture
-def latin1_server(settings: Settings) -> Iterator[ClinicServer]:
+def latin1_server(fresh_store: Settings) -> Iterator[ClinicServer]:
     """A running service whose default answer character set is Latin-1."""
-    srv = ClinicServer(dataclasses.replace(settings, mwl_character_set="ISO_IR 100"))
+    srv = ClinicServer(dataclasses.replace(fresh_store, mwl_character_set="ISO_IR 100"))
     srv.start()
     try:
         yield srv

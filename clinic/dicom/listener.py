@@ -44,15 +44,11 @@ from pynetdicom.association import Association
 from pynetdicom.events import EventHandlerType
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, A_P_ABORT
-from pynetdicom.transport import (
-    AssociationSocket,
-    RequestHandler,
-    ThreadedAssociationServer,
-)
+from pynetdicom.transport import AssociationSocket, RequestHandler
 from pynetdicom.utils import make_target
 
 from clinic.config import ConfigError, ListenerSettings
-from clinic.dicom.reactors import WakingAssociation
+from clinic.dicom.reactors import WakingAssociation, WakingAssociationServer
 
 log = logging.getLogger(__name__)
 
@@ -564,7 +560,7 @@ class GuardedRequestHandler(RequestHandler):
         return assoc
 
 
-class GuardedServer(ThreadedAssociationServer):
+class GuardedServer(WakingAssociationServer):
     """A threaded association server applying a :class:`ListenerPolicy`."""
 
     #: The listen backlog (socketserver's default of 5 overflows under a burst).

@@ -30,6 +30,9 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.transport import ThreadedAssociationServer
+
+from clinic.waking import WakingServerMixin
 
 # pynetdicom's own loggers: what these loops log reads as it always has.
 DUL_LOG = logging.getLogger("pynetdicom.dul")
@@ -253,3 +256,18 @@ class WakingAssociation(Association):
                     self.abort()
                 self.kill()
                 return
+
+
+class WakingAssociationServer(WakingServerMixin, ThreadedAssociationServer):
+    """pynetdicom's threaded association server on an accept loop that stops at once.
+
+    :meth:`shutdown` does what pynetdicom's does (stop accepting, close the socket,
+    leave the AE's list of servers) without waiting out a half-second poll.
+    """
+
+    def shutdown(self) -> None:
+        """Stop accepting, close the listening socket and detach from the AE."""
+        WakingServerMixin.shutdown(self)
+        self.server_close()
+        with contextlib.suppress(ValueError):  # already detached
+            self.ae._servers.remove(self)

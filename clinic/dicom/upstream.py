@@ -84,6 +84,12 @@ COPIES: tuple[Copy, ...] = (
         "19f2d4e38c13c83586365d93dd5cd96a0c7c665cb37251054b3e1f246e9f431b",
     ),
     Copy(
+        # Stops the accept loop through its wake-up pipe, then what pynetdicom's does.
+        "pynetdicom.transport.ThreadedAssociationServer.shutdown",
+        "clinic.dicom.reactors.WakingAssociationServer.shutdown",
+        "e8e2c3a41009886d8544d17ce01118a81bac81b612a1d17f30fc200971f41db9",
+    ),
+    Copy(
         "pynetdicom.ae.ApplicationEntity.start_server",
         "clinic.dicom.listener.start_guarded_server",
         "d3868a2df83d3cc08966b575dd8663ee18f101b03ec8d2766639c621b2d58841",

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from clinic.waking import WakingServerMixin
+
 log = logging.getLogger(__name__)
 
 START_BLOCK = 0x0B
@@ -57,7 +59,7 @@ class _Connection:
     busy: bool = False  # a complete message is being handled and answered
 
 
-class _TcpServer(socketserver.ThreadingTCPServer):
+class _TcpServer(WakingServerMixin, socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
     block_on_close = False
@@ -132,6 +134,8 @@ class MllpListener:
         self._server: _TcpServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Notified whenever a connection ends: stop() waits on it, not on a poll.
+        self._closed = threading.Condition(self._lock)
         self._connections: set[_Connection] = set()
         self._admitted = 0
         self._admitted_by_address: dict[str, int] = {}
@@ -151,9 +155,7 @@ class MllpListener:
             When the address cannot be bound (e.g. the port is taken).
         """
         self._server = _TcpServer((self.host, self.requested_port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="hl7-mllp"
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="hl7-mllp")
         self._thread.daemon = True
         self._thread.start()
 
@@ -176,13 +178,7 @@ class MllpListener:
             for conn in self._connections:
                 if not conn.busy:  # waiting for a message: nothing is lost by closing
                     _shut(conn.sock)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._connections:
-                    break
-            time.sleep(0.02)
-        with self._lock:
+            self._closed.wait_for(lambda: not self._connections, timeout=grace)
             for conn in self._connections:
                 _shut(conn.sock)
         self._server = None
@@ -237,6 +233,7 @@ class MllpListener:
             with self._lock:
                 self._connections.discard(conn)
                 self._release(_address(address))
+                self._closed.notify_all()
             log.debug("HL7 connection from %s closed", peer)
 
     def _converse(self, conn: _Connection) -> None:

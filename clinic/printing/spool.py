@@ -142,6 +142,8 @@ class Spool:
         # Jobs whose patient link the front desk changed: their PDFs are filed again.
         self._refiles: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # Seconds until the soonest held job falls due (None: no held job), from the last look.
+        self._next_due: float | None = None
 
     def submit(
         self, request: PrintRequest, profile: PrinterProfile, calling_ae_title: str
@@ -234,13 +236,17 @@ class Spool:
                 log.exception("print spool worker error")
                 busy = False
             if not busy:
-                self._wake.wait(POLL_S)
+                # Asleep until there is work: a new job, a refile, a stop, the soonest held
+                # job falling due, or the next look for reprints queued by another process.
+                nap = POLL_S if self._next_due is None else min(POLL_S, self._next_due)
+                self._wake.wait(max(nap, 0.0))
                 self._wake.clear()
 
     def _due_jobs(self) -> list[int]:
         """IDs of the queued jobs whose hold has passed, oldest first."""
         now = utcnow()
         due = []
+        next_due: float | None = None
         with self.factory() as session:
             queued = session.scalars(
                 select(PrintJob)
@@ -251,8 +257,13 @@ class Spool:
                 profile = self.profiles.get(job.printer_ae_title)
                 # Only a job's first attempt is held; a reprint or retry goes at once.
                 hold = profile.hold_seconds if profile and job.attempts == 0 else 0.0
-                if job.created_at + dt.timedelta(seconds=hold) <= now:
+                due_at = job.created_at + dt.timedelta(seconds=hold)
+                if due_at <= now:
                     due.append(job.id)
+                else:
+                    wait = (due_at - now).total_seconds()
+                    next_due = wait if next_due is None else min(next_due, wait)
+        self._next_due = next_due
         return due
 
     @contextmanager

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 BATCH_WINDOW_S = 0.5
 #: Calling AE titles whose last query is kept; past it the least recent are forgotten.
 MAX_AE_TITLES = 1000
+#: Queued by :meth:`QueryLogWriter.flush` and :meth:`QueryLogWriter.close`: commit what
+#: was gathered now, without waiting for the rest of the batch window.
+_COMMIT_NOW = "commit now"
+_STOP = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class QueryLogWriter:
     ) -> None:
         self._factory = session_factory
         self._max_rows = max_ae_titles
-        self._queue: queue.Queue[QueryRecord | None] = queue.Queue(maxsize=10_000)
+        self._queue: queue.Queue[QueryRecord | str | None] = queue.Queue(maxsize=10_000)
         self._thread = threading.Thread(target=self._run, name="mwl-query-log", daemon=True)
         self._thread.start()
 
@@ -72,22 +76,22 @@ class QueryLogWriter:
             log.warning("worklist query log queue is full; a diagnostic record was dropped")
 
     def flush(self) -> None:
-        """Block until every queued record is stored."""
+        """Block until every queued record is stored (at once, not after the batch window)."""
+        self._queue.put(_COMMIT_NOW)
         self._queue.join()
 
     def close(self) -> None:
         """Store what is queued and stop the thread."""
-        self._queue.put(None)
+        self._queue.put(_STOP)
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            batch = [first]
+            batch = [self._queue.get()]
             # Gather what arrives within a short window: one commit (and one fsync) then
             # serves a busy modality's many queries, instead of one per query.
             deadline = time.monotonic() + BATCH_WINDOW_S
-            while first is not None and batch[-1] is not None:
+            while isinstance(batch[-1], QueryRecord):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -95,12 +99,12 @@ class QueryLogWriter:
                     batch.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
-            records = [r for r in batch if r is not None]
+            records = [r for r in batch if isinstance(r, QueryRecord)]
             if records:
                 self._store(records)
             for _ in batch:
                 self._queue.task_done()
-            if None in batch:
+            if _STOP in batch:
                 return
 
     def _store(self, records: list[QueryRecord]) -> None:

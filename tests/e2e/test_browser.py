@@ -10,169 +10,29 @@ main pages go to ``tests/artifacts/``.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import queue
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import sync_playwright
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = os.environ.get("CLINIC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "front-desk-secret"
-CLINIC = [sys.executable, "-c", "from clinic.cli import main; main()"]
-WEB_LINE = re.compile(r"web front desk listening on http://([^:/]+):(\d+)/")
-MWL_LINE = re.compile(r"worklist SCP (\S+) listening on ([^:\s]+):(\d+)")
-PRINT_LINE = re.compile(r"print SCP (\S+) listening on ([^:\s]+):(\d+)")
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, call_api
+from tests.support.serve import ServeProcess, run_clinic
+
 FILM_SESSION = "1.2.840.10008.5.1.1.1"
 FILM_BOX = "1.2.840.10008.5.1.1.2"
 GRAYSCALE_IMAGE_BOX = "1.2.840.10008.5.1.1.4"
 GRAYSCALE_META = "1.2.840.10008.5.1.1.9"
 
 
-@dataclass
-class Service:
-    """A running ``clinic serve`` and where it listens."""
-
-    process: subprocess.Popen[str]
-    web_url: str
-    mwl_port: int
-    mwl_ae_title: str
-    log: list[str]
-    env: dict[str, str]
-    cwd: Path
-    print_port: int = 0
-    printer_ae_title: str = ""
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        CLINIC_DATA_DIR=str(data_dir),
-        CLINIC_HOST="127.0.0.1",
-        CLINIC_WEB_PORT="0",
-        CLINIC_MWL_PORT="0",
-        CLINIC_PRINT_PORT="0",
-        CLINIC_HL7_PORT="0",
-        CLINIC_LOG_LEVEL="INFO",
-    )
-    env.pop("CLINIC_CONFIG", None)
-    # Run the code of this checkout, whatever copy of the package is installed.
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    """``clinic serve`` in a subprocess, with an administrator ``admin`` already made."""
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
-    env = _env(tmp_path / "var")
-    made = subprocess.run(
-        [*CLINIC, "users", "create", "admin", "--role", "admin"],
-        input=PASSWORD + "\n",
-        text=True,
-        capture_output=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert made.returncode == 0, made.stderr
-    process = subprocess.Popen(
-        [*CLINIC, "serve"],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    log: list[str] = []
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    web_url = ""
-    mwl: tuple[str, int] | None = None
-    printer: tuple[str, int] | None = None
-    while not (web_url and mwl and printer):
-        try:
-            line = lines.get(timeout=60)
-        except queue.Empty:
-            process.kill()
-            pytest.fail("clinic serve did not report its listeners:\n" + "".join(log))
-        if line is None:
-            pytest.fail("clinic serve exited:\n" + "".join(log))
-        if m := WEB_LINE.search(line):
-            web_url = f"http://{m.group(1)}:{m.group(2)}"
-        if m := MWL_LINE.search(line):
-            mwl = (m.group(1), int(m.group(3)))
-        if m := PRINT_LINE.search(line):
-            printer = (m.group(1), int(m.group(3)))
-    assert mwl is not None and printer is not None
-    svc = Service(process, web_url, mwl[1], mwl[0], log, env, tmp_path, printer[1], printer[0])
-    try:
-        yield svc
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def call_api(base: str, method: str, path: str, token: str, body: object = None) -> tuple[int, Any]:
-    """One REST call with a bearer token; returns (status, decoded JSON)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
-def print_one_film(svc: Service) -> None:
+def print_one_film(svc: ServeProcess) -> None:
     """Print one 1x1 grayscale film as a modality does (the SCU assigns every UID)."""
     ae = AE(ae_title="PANO1")
     ae.add_requested_context(GRAYSCALE_META)
-    assoc = ae.associate("127.0.0.1", svc.print_port, ae_title=svc.printer_ae_title)
+    assoc = ae.associate("127.0.0.1", svc.print_port, ae_title=svc.ae_titles["print"])
     assert assoc.is_established
     try:
         session_uid, box_uid = generate_uid(), generate_uid()
@@ -211,11 +71,11 @@ def print_one_film(svc: Service) -> None:
         assoc.release()
 
 
-def worklist_names(svc: Service, station: str) -> list[str]:
+def worklist_names(svc: ServeProcess, station: str) -> list[str]:
     """Ask the worklist as modality ``station`` for today's steps; return patient names."""
     ae = AE(ae_title=station)
     ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = ae.associate("127.0.0.1", svc.mwl_port, ae_title=svc.mwl_ae_title)
+    assoc = ae.associate("127.0.0.1", svc.mwl_port, ae_title=svc.ae_titles["mwl"])
     assert assoc.is_established
     query = Dataset()
     query.PatientName = ""
@@ -247,7 +107,7 @@ def reload_until_visible(page: Any, locator: Any, seconds: float = 30.0) -> None
     raise AssertionError(f"{locator} never appeared on {page.url}")
 
 
-def test_book_find_on_worklist_cancel(service: Service) -> None:
+def test_book_find_on_worklist_cancel(service: ServeProcess) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     base = service.web_url
     with sync_playwright() as pw:
@@ -365,14 +225,7 @@ def test_book_find_on_worklist_cancel(service: Service) -> None:
             browser.close()
 
     # The REST API does the same with a token from `clinic tokens create`.
-    made = subprocess.run(
-        [*CLINIC, "tokens", "create", "admin"],
-        capture_output=True,
-        text=True,
-        env=service.env,
-        cwd=service.cwd,
-        timeout=120,
-    )
+    made = run_clinic("tokens", "create", "admin", env=service.env, cwd=service.cwd)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]
     booking = {
@@ -394,6 +247,5 @@ def test_book_find_on_worklist_cancel(service: Service) -> None:
     assert worklist_names(service, "XRAY1") == []
     assert call_api(base, "GET", "/api/procedures", "wrong-token")[0] == 401
 
-    service.process.send_signal(signal.SIGTERM)
-    assert service.process.wait(timeout=30) == 0
-    assert "Müller" not in "".join(service.log)  # no patient data in the log
+    assert service.stop() == 0
+    assert "Müller" not in service.log()  # no patient data in the log

@@ -16,17 +16,9 @@ import pydicom
 from babel.dates import format_date
 from playwright.sync_api import sync_playwright
 
-from tests.conftest import require_tool
-from tests.e2e.test_browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    CLINIC,
-    PASSWORD,
-    Service,
-    call_api,
-)
-from tests.e2e.test_browser import service as service  # noqa: F401  (the fixture)
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, call_api
+from tests.support.serve import ServeProcess, run_clinic
+from tests.support.tools import require_tool
 
 #: Wednesday of next week: open, and in the future whatever day the test runs.
 TODAY = dt.date.today()
@@ -37,7 +29,7 @@ def at(hhmm: str) -> str:
     return f"{DAY.isoformat()}T{hhmm}"
 
 
-def sps_statuses(svc: Service, out: Path) -> list[tuple[str, str]]:
+def sps_statuses(svc: ServeProcess, out: Path) -> list[tuple[str, str]]:
     """(Patient ID, SPS Status) of station XRAY1's worklist on DAY, as findscu sees it."""
     out.mkdir(parents=True, exist_ok=True)
     args = [
@@ -46,7 +38,7 @@ def sps_statuses(svc: Service, out: Path) -> list[tuple[str, str]]:
         "-aet",
         "XRAY1",
         "-aec",
-        svc.mwl_ae_title,
+        svc.ae_titles["mwl"],
         "-to",
         "20",
         "-X",
@@ -76,19 +68,12 @@ def sps_statuses(svc: Service, out: Path) -> list[tuple[str, str]]:
 
 
 def test_plan_a_week_drag_and_check_in(
-    service: Service,  # noqa: F811
+    service: ServeProcess,
     tmp_path: Path,
 ) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     base = service.web_url
-    made = subprocess.run(
-        [*CLINIC, "tokens", "create", "admin"],
-        capture_output=True,
-        text=True,
-        env=service.env,
-        cwd=service.cwd,
-        timeout=120,
-    )
+    made = run_clinic("tokens", "create", "admin", env=service.env, cwd=service.cwd)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]
     status, first = call_api(

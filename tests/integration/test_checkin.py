@@ -20,7 +20,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from clinic.domain.accounts import Accounts
 from clinic.server import ClinicServer
-from tests.integration.test_mpps import create_dataset, final_dataset
+from tests.support.mpps import create_dataset, final_dataset
 
 #: Bookings are for today: the worklist leaves out what is still scheduled days ago.
 TODAY = dt.date.today().isoformat()

@@ -1,4 +1,4 @@
-"""The ``clinic`` command line: imports, listings and database upgrades."""
+"""The ``clinic`` command line: imports, listings, database upgrades, refused settings."""
 
 from __future__ import annotations
 
@@ -287,3 +287,41 @@ def test_import_rows_that_disagree_about_a_patient(clinic: Clinic, tmp_path: Pat
     assert result.exit_code == 1
     assert "row 2, field patient_name: differs from row 1 for the same patient_id" in result.stderr
     assert clinic.listed() == []
+
+
+# -- the command line refuses to start on a bad value -----------------------------------
+
+
+def test_serve_refuses_bad_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLINIC_CONFIG", raising=False)
+    result = CliRunner().invoke(
+        main, ["serve"], env={"CLINIC_MWL_PORT": "abc", "CLINIC_DATA_DIR": str(tmp_path / "v")}
+    )
+    assert result.exit_code != 0
+    assert "CLINIC_MWL_PORT" in result.stderr
+    assert "'abc' is not a number" in result.stderr
+    assert not (tmp_path / "v").exists()  # nothing started, nothing created
+
+
+def test_serve_refuses_missing_config_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["--config", str(tmp_path / "none.toml"), "serve"], env={"CLINIC_CONFIG": None}
+    )
+    assert result.exit_code != 0
+    assert "none.toml does not exist" in result.stderr
+
+
+def test_db_upgrade_refuses_bad_ae_title(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["db", "upgrade"],
+        env={
+            "CLINIC_CONFIG": None,
+            "CLINIC_MWL_AE_TITLE": "MUCH_TOO_LONG_AE_TITLE",
+            "CLINIC_DATA_DIR": str(tmp_path),
+        },
+    )
+    assert result.exit_code != 0
+    assert "CLINIC_MWL_AE_TITLE" in result.stderr
+    assert "at most 16 characters" in result.stderr

@@ -20,7 +20,7 @@ from clinic.domain.performed import PerformedSteps
 from clinic.printing.session import PrintSession
 from clinic.server import ClinicServer
 from clinic.worklist import scp as worklist_scp
-from tests.integration.printing_support import FILM_SESSION, PrintScu
+from tests.support.printing import FILM_SESSION, PrintScu
 
 # What a faulty line might put in its message; it must not reach the log.
 NAME = "".join(("NOVÁK", "^", "JAN"))

@@ -17,7 +17,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from clinic.server import ClinicServer
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
 
 TODAY = dt.date.today()
 

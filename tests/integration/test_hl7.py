@@ -5,20 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import queue
-import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hl7
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -35,124 +27,26 @@ from clinic.server import ClinicServer
 from clinic.store.db import make_engine, make_session_factory
 from clinic.store.migrate import upgrade
 from clinic.store.models import AuditEntry, Hl7Message, Patient, Procedure, Station
-
-DEADLINE = 10.0  # seconds any one answer may take
-START, END = b"\x0b", b"\x1c\r"
-TOMORROW = dt.date.today() + dt.timedelta(days=1)
-HL7_DAY = TOMORROW.strftime("%Y%m%d")
-
-
-# -- building messages -------------------------------------------------------------------
-
-
-def segment(name: str, fields: dict[int, str]) -> str:
-    """Return one segment with ``fields`` (HL7 field number -> raw text) in place."""
-    if name == "MSH":
-        values = ["MSH", "^~\\&"] + [""] * max(0, max(fields) - 2)
-        for number, text in fields.items():
-            values[number - 1] = text
-        return "MSH|" + "|".join(values[1:])
-    values = [name] + [""] * max(fields)
-    for number, text in fields.items():
-        values[number] = text
-    return "|".join(values)
-
-
-def msh(control_id: str, kind: str = "ORM^O01", version: str = "2.3.1", charset: str = "") -> str:
-    fields = {3: "PMS", 4: "PRAXIS", 5: "CLINIC", 7: "20261126090000", 9: kind}
-    fields |= {10: control_id, 11: "P", 12: version}
-    if charset:
-        fields[18] = charset
-    return segment("MSH", fields)
-
-
-def pid(**changes: str) -> str:
-    fields = {1: "1", 3: "P100^^^PMS^MR", 5: "Doe^John^Q", 7: "19800102", 8: "M"}
-    return segment("PID", _apply(fields, changes))
-
-
-def orc(control: str = "NW", placer: str = "PL100", filler: str = "FL100") -> str:
-    return segment("ORC", {1: control, 2: f"{placer}^PMS", 3: filler})
-
-
-def obr(**changes: str) -> str:
-    fields = {
-        1: "1",
-        2: "PL100^PMS",
-        4: "CR01^Chest X-ray two views",
-        16: "D77^House^Gregory^^^Dr",
-        18: "ACC100",
-        19: "RP100",
-        20: "SPS100",
-        21: "XRAY1",
-        24: "CR",
-        27: f"^^^{HL7_DAY}1030",
-    }
-    return segment("OBR", _apply(fields, changes))
-
-
-def _apply(fields: dict[int, str], changes: dict[str, str]) -> dict[int, str]:
-    for key, text in changes.items():  # f5="..." sets field 5
-        fields[int(key[1:])] = text
-    return fields
-
-
-ZDS = segment("ZDS", {1: "1.2.826.0.1.3680043.10.543.100^CLINIC^Application^DICOM"})
-
-
-def message(*segments: str, encoding: str = "ascii") -> bytes:
-    return ("\r".join(segments) + "\r").encode(encoding)
-
-
-def new_order(control_id: str = "MSG1", **obr_changes: str) -> bytes:
-    return message(msh(control_id), pid(), orc(), obr(**obr_changes), ZDS)
-
-
-# -- talking MLLP ------------------------------------------------------------------------
-
-
-class MllpClient:
-    """A practice system's side of the MLLP connection."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
-        self.pending = b""
-
-    def send(self, raw: bytes) -> bytes:
-        self.sock.sendall(START + raw + END)
-        return self.receive()
-
-    def receive(self) -> bytes:
-        """Return the next framed answer (without framing); fail at the deadline."""
-        deadline = time.monotonic() + DEADLINE
-        while END not in self.pending:
-            assert time.monotonic() < deadline, "no answer in time"
-            chunk = self.sock.recv(65536)
-            assert chunk, f"connection closed; received {self.pending!r}"
-            self.pending += chunk
-        frame, _, self.pending = self.pending.partition(END)
-        assert frame.startswith(START)
-        return frame[1:]
-
-    def closed_by_peer(self) -> bool:
-        """True when the other side closes the connection before the deadline."""
-        try:
-            while self.sock.recv(65536):
-                pass
-        except TimeoutError:
-            return False
-        except ConnectionResetError:
-            return True
-        return True
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> MllpClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+from tests.support.hl7 import (
+    DEADLINE,
+    END,
+    HL7_DAY,
+    START,
+    TOMORROW,
+    ZDS,
+    MllpClient,
+    ack_code,
+    ack_of,
+    error_location,
+    message,
+    msh,
+    new_order,
+    obr,
+    orc,
+    pid,
+    segment,
+)
+from tests.support.serve import run_clinic, serve_process
 
 
 @pytest.fixture
@@ -160,26 +54,6 @@ def client(server: ClinicServer) -> Iterator[MllpClient]:
     mllp = MllpClient(server.hl7_port)
     yield mllp
     mllp.close()
-
-
-def ack_of(answer: bytes) -> Any:
-    text = answer.decode("ascii")
-    ack = hl7.parse(text)
-    assert str(ack["MSH.F9.R1.C1"]) == "ACK"
-    return ack
-
-
-def ack_code(answer: bytes) -> str:
-    return str(ack_of(answer)["MSA.F1"])
-
-
-def error_location(answer: bytes) -> str:
-    """ERR-2 as ``SEG^seq^field`` (the first ERR segment)."""
-    ack = ack_of(answer)
-    err = ack.segment("ERR")
-    parts = [str(ack.extract_field("ERR", 1, 2, 1, c)) for c in (1, 2, 3)]
-    assert err is not None
-    return "^".join(p for p in parts if p)
 
 
 # -- reading the store and the worklist ------------------------------------------------------
@@ -701,61 +575,18 @@ def test_a_failing_handler_ends_only_its_connection() -> None:
 
 # -- clinic serve ------------------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[2]
-HL7_LINE = re.compile(r"HL7 MLLP listener listening on [\d.]+:(\d+)")
-
-
-def clinic_process(args: list[str], data_dir: Path, **popen: Any) -> subprocess.Popen[str]:
-    """Run the command line of this source tree (not whichever one is installed)."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CLINIC_")},
-        "PYTHONPATH": str(REPO),
-        "CLINIC_DATA_DIR": str(data_dir),
-        "CLINIC_HOST": "127.0.0.1",
-        "CLINIC_WEB_PORT": "0",
-        "CLINIC_MWL_PORT": "0",
-        "CLINIC_PRINT_PORT": "0",
-        "CLINIC_HL7_PORT": "0",
-    }
-    code = "from clinic.cli import main; main()"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args], env=env, cwd=data_dir.parent, text=True, **popen
-    )
-
 
 def test_clinic_serve_takes_orders(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    proc = clinic_process(["serve"], data_dir, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        deadline = time.monotonic() + 30
-        port = 0
-        while not port:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, "clinic serve did not log its HL7 listener"
-            try:
-                match = HL7_LINE.search(lines.get(timeout=remaining))
-            except queue.Empty:
-                continue
-            port = int(match[1]) if match else 0
-        with MllpClient(port) as client:
+    with serve_process(data_dir) as service:
+        with MllpClient(service.hl7_port) as client:
             assert ack_code(client.send(new_order())) == "AA"
-        listing = clinic_process(["procedures", "list", "--json"], data_dir, stdout=subprocess.PIPE)
-        out, _ = listing.communicate(timeout=60)
-        assert listing.returncode == 0
-        [booked] = json.loads(out)
+        listing = run_clinic("procedures", "list", "--json", env=service.env, cwd=tmp_path)
+        assert listing.returncode == 0, listing.stderr
+        [booked] = json.loads(listing.stdout)
         assert booked["placer_order_number"] == "PL100"
         assert booked["accession_number"] == "ACC100"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert service.stop() == 0
 
 
 def test_overlapping_order_is_booked_as_sent_with_the_catalog_duration(

@@ -18,7 +18,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 
 from clinic.config import ConfigError, Settings, load_settings
 from clinic.server import ClinicServer
-from tests.integration.test_hl7 import (
+from tests.support.hl7 import (
     ZDS,
     MllpClient,
     message,

@@ -29,20 +29,21 @@ from clinic.domain.print_links import PrintLinks
 from clinic.server import ClinicServer
 from clinic.store.db import transaction
 from clinic.store.models import AuditEntry, PrintArchiveSend, PrintJob
-from tests.integration.archive_support import (
+from tests.support.archive import (
+    ENCAPSULATED_PDF,
     PACS_AE,
+    PRINTER,
+    SECONDARY_CAPTURE,
     dciodvfy_errors,
     free_port,
+    job_row,
+    print_films,
     received,
     storescp,
+    wait_archive,
 )
-from tests.integration.printing_support import FILM_SESSION, PrintScu, gray_image, wait_for
-from tests.integration.test_print_link import book, start_exam
-
-STATION = "PANO1"
-PRINTER = "PANOPRN"
-ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+from tests.support.exams import STATION, book, start_exam
+from tests.support.waiting import wait_for
 
 
 def archive_server(
@@ -74,41 +75,6 @@ def archiving(settings: Settings, pacs_port: int) -> Iterator[ClinicServer]:
         yield srv
     finally:
         srv.stop()
-
-
-def print_films(server: ClinicServer, films: int = 1, station: str = STATION) -> int:
-    """Print ``films`` films on PANOPRN from ``station``; returns the job id."""
-    scu = PrintScu(server.print_port, called=PRINTER, calling=station)
-    session_uid = scu.session()
-    for n in range(films):
-        _, film_uid, boxes = scu.film_box(session_uid, "STANDARD\\2,1", FilmSizeID="8INX10IN")
-        assert scu.fill(boxes[0], 1, gray_image(40, 30, 50 + n)) == 0
-        assert scu.fill(boxes[1], 2, gray_image(40, 30, 200)) == 0
-    # One job: the film session printed as a whole.
-    assert scu.action(FILM_SESSION, session_uid)[0] == 0
-    scu.release()
-    assert server.session_factory is not None
-    with server.session_factory() as session:
-        job = session.scalars(select(PrintJob).order_by(PrintJob.id.desc())).first()
-        assert job is not None
-        return job.id
-
-
-def job_row(server: ClinicServer, job_id: int) -> PrintJob:
-    assert server.session_factory is not None
-    with server.session_factory() as session:
-        job = session.get(PrintJob, job_id)
-        assert job is not None
-        return job
-
-
-def wait_archive(server: ClinicServer, job_id: int, status: str, timeout: float = 60) -> PrintJob:
-    def reached() -> PrintJob | None:
-        job = job_row(server, job_id)
-        return job if job.archive_status == status else None
-
-    job: PrintJob = wait_for(reached, timeout=timeout, what=f"archive status {status}")
-    return job
 
 
 def assert_filed_under(ds: Dataset, proc: Any) -> None:

@@ -20,18 +20,19 @@ import pytest
 from clinic.config import Settings
 from clinic.domain.print_links import PrintLinks
 from clinic.server import ClinicServer
-from tests.conftest import require_tool
-from tests.integration.archive_support import free_port, listening
-from tests.integration.printing_support import wait_for
-from tests.integration.test_print_archive import (
+from tests.support.archive import (
     ENCAPSULATED_PDF,
     PRINTER,
     SECONDARY_CAPTURE,
+    free_port,
     job_row,
+    listening,
     print_films,
     wait_archive,
 )
-from tests.integration.test_print_link import book, start_exam
+from tests.support.exams import book, start_exam
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_for
 
 ORTHANC_AE = "ORTHANC"
 

@@ -18,17 +18,17 @@ from pydicom.dataset import Dataset
 from clinic.config import Settings
 from clinic.printing import session as s
 from clinic.server import ClinicServer
-from tests.conftest import require_tool
-from tests.integration.printing_support import (
+from tests.support.printing import (
     FILM_BOX,
     FILM_SESSION,
     Cups,
     PrintScu,
     gray_image,
     running_cups,
-    wait_for,
     wait_for_job,
 )
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

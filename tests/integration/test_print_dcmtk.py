@@ -18,17 +18,17 @@ from sqlalchemy.orm import sessionmaker
 
 from clinic.printing.layout import Rect, film_dimensions, image_boxes, parse_display_format
 from clinic.printing.render import HEADER_MM
-from tests.conftest import require_tool
-from tests.integration.printing_support import (
+from tests.support.printing import (
     Cups,
-    ServeProcess,
     page_sizes_mm,
     rasterize,
     running_cups,
     sample,
-    wait_for,
     wait_for_job,
 )
+from tests.support.serve import ServeProcess, serve_process
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.dcmtk
 
@@ -112,10 +112,8 @@ def serve(tmp_path: Path, cups: Cups) -> Iterator[ServeProcess]:
         f'[printers.PDFPRINT]\ncups_queue = "{cups.queue}"\ncups_server = "{cups.socket}"\n',
         encoding="utf-8",
     )
-    process = ServeProcess(tmp_path / "var", config, tmp_path).start()
-    try:
+    with serve_process(tmp_path / "var", config, tmp_path) as process:
         yield process
-    finally:
         assert process.stop() == 0, process.log()
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,15 +13,11 @@ from click.testing import CliRunner
 
 from clinic.cli import main
 from clinic.config import Settings
+from clinic.printing import spool
 from clinic.server import ClinicServer
-from tests.integration.printing_support import (
-    FILM_BOX,
-    PrintScu,
-    gray_image,
-    page_sizes_mm,
-    wait_for,
-    wait_for_job,
-)
+from tests.support.printing import FILM_BOX, PrintScu, gray_image, page_sizes_mm, wait_for_job
+from tests.support.serve import clinic_env, run_clinic
+from tests.support.waiting import wait_for
 
 FIELDS = {
     "id",
@@ -101,23 +95,24 @@ def test_failure_is_recorded_and_paper_mapping(settings: Settings, tmp_path: Pat
 def test_serve_refuses_an_invalid_printer_profile(tmp_path: Path) -> None:
     config = tmp_path / "clinic.toml"
     config.write_text('[printers.BAD]\nfilm_sizes = ["15INX15IN"]\n', encoding="utf-8")
-    env = {
-        **os.environ,
-        "CLINIC_CONFIG": str(config),
-        "CLINIC_DATA_DIR": str(tmp_path / "var"),
-        "CLINIC_HOST": "127.0.0.1",
-        "CLINIC_WEB_PORT": "0",
-        "CLINIC_MWL_PORT": "0",
-        "CLINIC_PRINT_PORT": "0",
-        "CLINIC_HL7_PORT": "0",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", "from clinic.cli import main; main()", "serve"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_clinic("serve", env=clinic_env(tmp_path / "var", config), cwd=tmp_path)
     assert done.returncode == 1
     assert "[printers.BAD]" in done.stderr and "15INX15IN" in done.stderr
+
+
+def test_held_job_prints_when_it_falls_due(
+    fresh_store: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker sleeps until a held job falls due, not until its next look at the store."""
+    monkeypatch.setattr(spool, "POLL_S", 30.0)
+    held = dataclasses.replace(fresh_store, printers={"PDFPRINT": {"hold_seconds": 0.5}})
+    srv = ClinicServer(held)
+    srv.start()
+    try:
+        began = time.monotonic()
+        print_one_film(srv.print_port)
+        assert srv.session_factory is not None
+        wait_for_job(srv.session_factory)
+        assert 0.5 <= time.monotonic() - began < 10.0
+    finally:
+        srv.stop()

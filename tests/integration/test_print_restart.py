@@ -14,15 +14,15 @@ from clinic.printing import session as s
 from clinic.printing.layout import Rect, film_dimensions, image_boxes, parse_display_format
 from clinic.printing.render import HEADER_MM
 from clinic.store.models import PrintJob
-from tests.integration.printing_support import (
+from tests.support.printing import (
     FILM_BOX,
     PrintScu,
-    ServeProcess,
     gray_image,
     rasterize,
     sample,
     wait_for_job,
 )
+from tests.support.serve import serve_process
 
 
 def test_job_acknowledged_before_a_crash_prints_after_restart(
@@ -32,8 +32,7 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(
     # The printer holds jobs for an hour: the crash surely comes before rendering.
     config.write_text("[printers.PDFPRINT]\nhold_seconds = 3600\n", encoding="utf-8")
     data_dir = tmp_path / "var"
-    serve = ServeProcess(data_dir, config, tmp_path).start()
-    try:
+    with serve_process(data_dir, config, tmp_path) as serve:
         scu = PrintScu(serve.print_port)
         session_uid = scu.session()
         _, film_uid, boxes = scu.film_box(session_uid, "STANDARD\\2,1", FilmSizeID="8INX10IN")
@@ -46,8 +45,7 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(
         assert status == 0 and print_job is not None
         assert print_job.ExecutionStatus == "PENDING"
         scu.assoc.abort()
-    finally:
-        serve.kill()
+        serve.kill()  # as in a power cut: no clean-up of any kind
 
     engine = create_engine(database_url or f"sqlite:///{data_dir / 'clinic.db'}")
     factory = sessionmaker(engine)
@@ -70,11 +68,9 @@ def test_job_acknowledged_before_a_crash_prints_after_restart(
         os.utime(orphan, (an_hour_ago, an_hour_ago))
 
         config.write_text("[printers.PDFPRINT]\nhold_seconds = 0\n", encoding="utf-8")
-        restarted = ServeProcess(data_dir, config, tmp_path).start()
-        try:
+        with serve_process(data_dir, config, tmp_path) as restarted:
             done = wait_for_job(factory, job.id)
             assert not orphan.exists()
-        finally:
             assert restarted.stop() == 0, restarted.log()
     finally:
         engine.dispose()

@@ -18,8 +18,7 @@ from clinic.printing.layout import (
 from clinic.printing.render import HEADER_MM
 from clinic.printing.session import ANNOTATION_BOX
 from clinic.server import ClinicServer
-from tests.conftest import require_tool
-from tests.integration.printing_support import (
+from tests.support.printing import (
     FILM_BOX,
     FILM_SESSION,
     PrintScu,
@@ -31,6 +30,7 @@ from tests.integration.printing_support import (
     sample,
     wait_for_job,
 )
+from tests.support.tools import require_tool
 
 DPI = 30
 

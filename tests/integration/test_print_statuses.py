@@ -14,7 +14,7 @@ from clinic.config import Settings
 from clinic.dicom import status as dimse
 from clinic.printing import session as s
 from clinic.server import ClinicServer
-from tests.integration.printing_support import (
+from tests.support.printing import (
     COLOR_BOX,
     FILM_BOX,
     FILM_SESSION,

@@ -1,8 +1,10 @@
-"""The listeners' association reactors wait for work instead of polling, and clean up."""
+"""The listeners' association reactors and accept loops wait for work instead of polling."""
 
 from __future__ import annotations
 
 import os
+import socket
+import socketserver
 import threading
 import time
 from typing import Any
@@ -11,9 +13,11 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from clinic.config import Settings
 from clinic.dicom import reactors
 from clinic.dicom.reactors import TIMER_CHECK_S, WakingAssociation, WakingDUL, WakingQueue
 from clinic.server import ClinicServer
+from clinic.waking import WakingServerMixin
 
 
 def open_fds() -> int:
@@ -105,3 +109,59 @@ def test_waking_queue_wakes_after_every_put() -> None:
     q.put("b")
     assert woken == [1, 2]  # called after the item is in, so the woken side finds it
     assert reactors.TIMER_CHECK_S <= 0.1
+
+
+# -- stopping ----------------------------------------------------------------------------
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(self.request.recv(16))
+
+
+class _WakingTcpServer(WakingServerMixin, socketserver.ThreadingTCPServer):
+    daemon_threads = True
+
+
+def test_accept_loop_stops_without_waiting_out_its_poll() -> None:
+    """shutdown() wakes the loop: it returns long before the loop's 30 s poll would end."""
+    server = _WakingTcpServer(("127.0.0.1", 0), _Echo)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 30})
+    loop.start()
+    with socket.create_connection(server.server_address, timeout=10) as peer:
+        peer.sendall(b"ping")
+        assert peer.recv(16) == b"ping"  # the loop accepts while it runs
+    began = time.monotonic()
+    server.shutdown()
+    server.server_close()
+    loop.join(timeout=10)
+    assert not loop.is_alive()
+    assert time.monotonic() - began < 5.0
+    with pytest.raises(OSError):
+        socket.create_connection(server.server_address, timeout=2).close()
+
+
+def test_shutdown_before_the_loop_runs_returns_at_once() -> None:
+    server = _WakingTcpServer(("127.0.0.1", 0), _Echo)
+    began = time.monotonic()
+    server.shutdown()
+    server.serve_forever(poll_interval=30)  # asked to stop already: returns at once
+    server.server_close()
+    assert time.monotonic() - began < 5.0
+
+
+def test_every_door_stops_at_once(settings: Settings) -> None:
+    """An idle service stops in milliseconds (the polls this replaced took 0.4 to 1.5 s)."""
+    srv = ClinicServer(settings)
+    srv.start()
+    web = socket.create_connection(("127.0.0.1", srv.web_port), timeout=10)  # an idle client
+    try:
+        began = time.monotonic()
+        srv.stop()
+        took = time.monotonic() - began
+    finally:
+        web.close()
+    assert took < 0.3, took
+    for port in (srv.web_port, srv.mwl_port, srv.print_port, srv.hl7_port):
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -70,7 +70,7 @@ from clinic.config import Settings
 from clinic.domain.fields import clean_procedure
 from clinic.server import ClinicServer
 from clinic.store.models import Station
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.dcmtk
 

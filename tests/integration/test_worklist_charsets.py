@@ -21,9 +21,9 @@ from clinic.config import CHARACTER_SETS
 from clinic.server import ClinicServer
 from clinic.store.models import Station
 from clinic.worklist.charsets import STATION_SETS, transliterator
-from tests.conftest import require_tool
 from tests.integration.test_findscu import findscu, raw_bytes
 from tests.integration.test_worklist_scp import book, mwl_query, query
+from tests.support.tools import require_tool
 
 #: (query's Specific Character Set, a real name, a wild card query on a name written in it).
 #: Names from PS3.5 Annexes H, I and K where the standard gives them.

@@ -18,7 +18,6 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from clinic.server import ClinicServer
-from tests.integration.test_mpps import BOOKING, booking_status, create_dataset, n_create
 from tests.integration.test_worklist_scp import (
     _send_raw_find,
     accessions,
@@ -28,6 +27,7 @@ from tests.integration.test_worklist_scp import (
     mwl_query,
     query,
 )
+from tests.support.mpps import BOOKING, booking_status, create_dataset, n_create
 
 TODAY = dt.date.today()
 

@@ -7,7 +7,6 @@ PostgreSQL (pg_dump / pg_restore).
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,15 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ON_POSTGRESQL, fresh_postgresql_database
-from tests.robustness.serve_support import (
-    Service,
-    api_token,
-    booking,
-    clinic_cli,
-    post_json,
-    worklist_accessions,
-)
+from tests.support.database import ON_POSTGRESQL, fresh_postgresql_database
+from tests.support.serve import clinic_env, run_clinic, serve_process
+from tests.support.services import api_token, booking, post_json, worklist_accessions
 
 WRITE_DEADLINE_S = 60.0
 
@@ -39,11 +32,7 @@ def fresh_database_url() -> Iterator[str]:
 
 
 def _env(data_dir: Path, config: Path, database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CLINIC_DATABASE_URL"}
-    env.update({"CLINIC_DATA_DIR": str(data_dir), "CLINIC_CONFIG": str(config)})
-    if database_url:
-        env["CLINIC_DATABASE_URL"] = database_url
-    return env
+    return clinic_env(data_dir, config, {"CLINIC_DATABASE_URL": database_url or None})
 
 
 class Writer(threading.Thread):
@@ -82,22 +71,20 @@ def test_backup_while_writing_then_restore_into_a_fresh_data_dir(
     config.write_text("", encoding="utf-8")
     live, fresh = tmp_path / "live", tmp_path / "fresh"
     live_env = _env(live, config, database_url)
-    service = Service(live, config, tmp_path)
-    service.start()
-    try:
+    with serve_process(live, config, tmp_path) as service:
         token = api_token(database_url or f"sqlite:///{live / 'clinic.db'}")
         writer = Writer(service.ports["web"], token)
         writer.start()
         writer.wait_for(20)
         before = list(writer.acknowledged)
-        result = clinic_cli(
+        result = run_clinic(
             "backup", str(tmp_path / "backups" / "clinic.bak"), env=live_env, cwd=tmp_path
         )
         assert result.returncode == 0, result.stderr
         writer.wait_for(len(writer.acknowledged) + 10)  # still writing after the backup
 
         # Restoring over the running service's database is refused and changes nothing.
-        refused = clinic_cli(
+        refused = run_clinic(
             "restore", str(tmp_path / "backups" / "clinic.bak"), env=live_env, cwd=tmp_path
         )
         assert refused.returncode == 3, refused.stderr
@@ -107,15 +94,14 @@ def test_backup_while_writing_then_restore_into_a_fresh_data_dir(
         assert not writer.failures, writer.failures
         on_worklist = worklist_accessions(service.ports["mwl"])
         assert set(writer.acknowledged) <= on_worklist
-    finally:
         assert service.stop() == 0, service.log()
 
     fresh_env = _env(fresh, config, fresh_database_url)
-    result = clinic_cli(
+    result = run_clinic(
         "restore", str(tmp_path / "backups" / "clinic.bak"), env=fresh_env, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    listed = clinic_cli("procedures", "list", "--json", env=fresh_env, cwd=tmp_path)
+    listed = run_clinic("procedures", "list", "--json", env=fresh_env, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     restored = {item["accession_number"] for item in json.loads(listed.stdout)}
     # Every booking acknowledged before the backup began is in it; nothing else is made up.
@@ -125,10 +111,8 @@ def test_backup_while_writing_then_restore_into_a_fresh_data_dir(
     # The restored copy serves: a service on it answers the worklist with those bookings.
     if fresh_database_url:
         monkeypatch.setenv("CLINIC_DATABASE_URL", fresh_database_url)
-    copy = Service(fresh, config, tmp_path).start()
-    try:
+    with serve_process(fresh, config, tmp_path) as copy:
         assert set(before) <= worklist_accessions(copy.ports["mwl"])
-    finally:
         assert copy.stop() == 0, copy.log()
 
 
@@ -137,6 +121,6 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path) -> None:
     config.write_text("", encoding="utf-8")
     junk = tmp_path / "junk.bak"
     junk.write_bytes(b"not a backup at all")
-    result = clinic_cli("restore", str(junk), env=_env(tmp_path / "var", config, ""), cwd=tmp_path)
+    result = run_clinic("restore", str(junk), env=_env(tmp_path / "var", config, ""), cwd=tmp_path)
     assert result.returncode == 1
     assert "not a clinic backup" in result.stderr

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -24,50 +21,18 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from clinic.printing import session as s
-from tests.integration.printing_support import (
-    FILM_BOX,
-    PrintScu,
-    ServeProcess,
-    gray_image,
-    wait_for,
-)
-from tests.integration.test_hl7 import MllpClient, message, msh, obr, orc, pid, segment
+from tests.support.hl7 import MllpClient, message, msh, obr, orc, pid, segment
+from tests.support.printing import FILM_BOX, PrintScu, gray_image
+from tests.support.serve import clinic_env, run_clinic, serve_process
+from tests.support.waiting import wait_for
 
 ROUNDS = 4
 LOAD_SECONDS = 1.5
-WEB = re.compile(r"web front desk listening on http://[^:]+:(\d+)/")
-HL7 = re.compile(r"HL7 MLLP listener listening on [^:]+:(\d+)")
-
-
-class Service(ServeProcess):
-    """``clinic serve`` with its web port read from the log as well."""
-
-    web_port = 0
-    hl7_port = 0
-
-    def start(self) -> Service:
-        super().start()
-
-        def port(pattern: re.Pattern[str]) -> int:
-            match = pattern.search(self.log())
-            return int(match.group(1)) if match else 0
-
-        self.web_port = wait_for(lambda: port(WEB), timeout=30, what="the web port")
-        self.hl7_port = wait_for(lambda: port(HL7), timeout=30, what="the HL7 port")
-        return self
 
 
 def clinic(env: dict[str, str], *args: str, stdin: str = "") -> str:
     """Run a ``clinic`` command; its standard output."""
-    done = subprocess.run(
-        [sys.executable, "-c", "from clinic.cli import main; main()", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=60,
-        check=False,
-    )
+    done = run_clinic(*args, stdin=stdin, env=env, cwd=Path(env["CLINIC_DATA_DIR"]).parent)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -186,7 +151,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     config = tmp_path / "clinic.toml"
     # Jobs wait a second before they print: each kill leaves some acknowledged, unprinted.
     config.write_text("[printers.PDFPRINT]\nhold_seconds = 1.0\n", encoding="utf-8")
-    env = {"CLINIC_DATA_DIR": str(data_dir), "CLINIC_CONFIG": str(config)}
+    env = clinic_env(data_dir, config)
     clinic(env, "users", "create", "desk", "--role", "frontdesk", stdin="s3cret-pass-word\n")
     token = clinic(env, "tokens", "create", "desk").strip().splitlines()[-1]
 
@@ -194,15 +159,15 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     orders: list[str] = []
     jobs: list[str] = []
     for round_number in range(ROUNDS):
-        serve = Service(data_dir, config, tmp_path).start()
-        booker = Booker(serve.web_port, token, f"K{round_number}")
-        orderer = Orderer(serve.hl7_port, f"H{round_number}")
-        printers = [Printer(serve.print_port) for _ in range(2)]
-        workers: list[Booker | Orderer | Printer] = [booker, orderer, *printers]
-        for worker in workers:
-            worker.start()
-        time.sleep(LOAD_SECONDS)
-        serve.kill()  # SIGKILL mid-stream: requests in flight are never answered
+        with serve_process(data_dir, config, tmp_path) as serve:
+            booker = Booker(serve.web_port, token, f"K{round_number}")
+            orderer = Orderer(serve.hl7_port, f"H{round_number}")
+            printers = [Printer(serve.print_port) for _ in range(2)]
+            workers: list[Booker | Orderer | Printer] = [booker, orderer, *printers]
+            for worker in workers:
+                worker.start()
+            time.sleep(LOAD_SECONDS)
+            serve.kill()  # SIGKILL mid-stream: requests in flight are never answered
         for worker in workers:
             worker.stop.set()
             worker.join(timeout=30)
@@ -225,38 +190,38 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     assert unprinted > 0  # the restarted service has work left by the kill
     assert not set(orders) - stored_orders, "acknowledged HL7 order(s) lost"
 
-    serve = Service(data_dir, config, tmp_path).start()
     try:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{serve.web_port}/api/procedures?date=2026-11-26",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            stored = {p["accession_number"] for p in json.load(answer)}
-        missing = set(bookings) - stored
-        assert not missing, f"{len(missing)} acknowledged booking(s) lost"
+        with serve_process(data_dir, config, tmp_path) as serve:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{serve.web_port}/api/procedures?date=2026-11-26",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                stored = {p["accession_number"] for p in json.load(answer)}
+            missing = set(bookings) - stored
+            assert not missing, f"{len(missing)} acknowledged booking(s) lost"
 
-        def printed() -> dict[str, Any] | None:
-            with engine.connect() as connection:
-                found = connection.execute(
-                    text("SELECT sop_instance_uid, status, pdf_path FROM print_jobs")
-                ).all()
-            rows = {uid: (status, pdf) for uid, status, pdf in found}
-            if all(rows.get(uid, ("",))[0] == "done" for uid in jobs):
-                return rows
-            return None
+            def printed() -> dict[str, Any] | None:
+                with engine.connect() as connection:
+                    found = connection.execute(
+                        text("SELECT sop_instance_uid, status, pdf_path FROM print_jobs")
+                    ).all()
+                rows = {uid: (status, pdf) for uid, status, pdf in found}
+                if all(rows.get(uid, ("",))[0] == "done" for uid in jobs):
+                    return rows
+                return None
 
-        rows = wait_for(printed, timeout=60, what="every acknowledged job printed")
-        assert all(Path(rows[uid][1]).is_file() for uid in jobs)
-        scu = PrintScu(serve.print_port)
-        try:
-            for uid in jobs[:5]:
-                status, job = scu.get(s.PRINT_JOB, uid, [0x21000020], meta=False)
-                assert status == 0 and job is not None and job.ExecutionStatus == "DONE"
-        finally:
-            scu.release()
+            rows = wait_for(printed, timeout=60, what="every acknowledged job printed")
+            assert all(Path(rows[uid][1]).is_file() for uid in jobs)
+            scu = PrintScu(serve.print_port)
+            try:
+                for uid in jobs[:5]:
+                    status, job = scu.get(s.PRINT_JOB, uid, [0x21000020], meta=False)
+                    assert status == 0 and job is not None and job.ExecutionStatus == "DONE"
+            finally:
+                scu.release()
+            assert serve.stop() == 0, serve.log()
     finally:
-        assert serve.stop() == 0
         engine.dispose()
     print(
         f"{ROUNDS} kills: {len(bookings)} API bookings, {len(orders)} HL7 orders and "

@@ -36,9 +36,7 @@ def duplicate_patient(factory: Any) -> None:
     """Insert one patient ID twice: a real unique-constraint error, the name a parameter."""
     with transaction(factory) as session:
         for _ in range(2):
-            session.add(
-                Patient(patient_id=PATIENT_ID, name=NAME, name_fold=NAME, name_ascii=NAME)
-            )
+            session.add(Patient(patient_id=PATIENT_ID, name=NAME, name_fold=NAME, name_ascii=NAME))
             session.flush()
 
 

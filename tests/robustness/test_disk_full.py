@@ -23,7 +23,7 @@ from clinic.config import Settings
 from clinic.dicom import status as dimse
 from clinic.printing import spool
 from clinic.server import ClinicServer
-from tests.integration.printing_support import FILM_BOX, FILM_SESSION, PrintScu, gray_image
+from tests.support.printing import FILM_BOX, FILM_SESSION, PrintScu, gray_image
 
 HELD = {"PDFPRINT": {"hold_seconds": 3600}}  # nothing renders while the test looks
 

@@ -29,8 +29,9 @@ from clinic.store.db import make_engine, make_session_factory
 from clinic.store.migrate import upgrade
 from clinic.store.models import WorklistQueryLog
 from clinic.worklist.diagnostics import QueryLogWriter, QueryRecord
-from tests.conftest import require_tool
-from tests.robustness.guard_support import echo_ae, read_until_closed, rejection, wait_for
+from tests.support.guards import echo_ae, read_until_closed, rejection
+from tests.support.tools import require_tool
+from tests.support.waiting import holds_within
 
 Start = Callable[..., ClinicServer]
 OTHER = "127.0.0.2"
@@ -99,18 +100,18 @@ def test_one_address_holding_its_limit_leaves_other_addresses_served(
         assert all(a.is_established for a in held)
         assert rejection(_associate(port, called)) == LIMIT_REACHED
         # The refused connection is no longer counted once its thread has ended.
-        assert wait_for(lambda: listener.counts("127.0.0.1") == (3, 3), timeout=3)
+        assert holds_within(lambda: listener.counts("127.0.0.1") == (3, 3), timeout=3)
         # Silent connections from the same address: 3 more wait for their request
         # (and would be refused), the rest are closed on arrival.
         silent = [_connect(port) for _ in range(10)]
-        assert wait_for(lambda: listener.counts("127.0.0.1")[0] == 6, timeout=3), listener.counts(
-            "127.0.0.1"
+        assert holds_within(lambda: listener.counts("127.0.0.1")[0] == 6, timeout=3), (
+            listener.counts("127.0.0.1")
         )
         _, took, closed = read_until_closed(silent[-1], timeout=3)
         assert closed and took < 1.0
         ok, took = _timed_echo(port, called, OTHER)
         assert ok and took < 1.0
-        assert listener.counts(OTHER) == (0, 0) or wait_for(
+        assert listener.counts(OTHER) == (0, 0) or holds_within(
             lambda: listener.counts(OTHER) == (0, 0), timeout=3
         )
     finally:
@@ -119,7 +120,7 @@ def test_one_address_holding_its_limit_leaves_other_addresses_served(
         for assoc in held:
             assoc.release()
     # The flooding address gets its slots back once its associations end.
-    assert wait_for(lambda: listener.counts("127.0.0.1") == (0, 0), timeout=5)
+    assert holds_within(lambda: listener.counts("127.0.0.1") == (0, 0), timeout=5)
     ok, _ = _timed_echo(port, called, "127.0.0.1")
     assert ok
 
@@ -164,7 +165,7 @@ def test_hl7_one_address_cannot_take_the_door(start: Start) -> None:
     listener = srv._hl7
     held = [_connect(srv.hl7_port) for _ in range(2)]
     try:
-        assert wait_for(lambda: listener._admitted_by_address.get("127.0.0.1") == 2, timeout=3)
+        assert holds_within(lambda: listener._admitted_by_address.get("127.0.0.1") == 2, timeout=3)
         with _connect(srv.hl7_port) as extra:
             _, took, closed = read_until_closed(extra, timeout=3)
         assert closed and took < 0.5
@@ -185,7 +186,7 @@ def test_hl7_one_address_cannot_take_the_door(start: Start) -> None:
     finally:
         for sock in held:
             sock.close()
-    assert wait_for(lambda: listener._admitted == 0, timeout=3)
+    assert holds_within(lambda: listener._admitted == 0, timeout=3)
 
 
 # -- keep-alives ---------------------------------------------------------------------
@@ -199,7 +200,7 @@ def test_echo_keep_alives_do_not_hold_a_slot(start: Start) -> None:
     started = time.monotonic()
     while assoc.is_established and time.monotonic() - started < 8:
         assoc.send_c_echo()
-        wait_for(lambda: not assoc.is_established, timeout=0.25)
+        holds_within(lambda: not assoc.is_established, timeout=0.25)
     took = time.monotonic() - started
     assert not assoc.is_established and 0.8 <= took < 3.0
 
@@ -221,7 +222,7 @@ def test_real_operations_keep_an_association(start: Start) -> None:
                 s.Status for s, _ in assoc.send_c_find(query, ModalityWorklistInformationFind)
             ]
             assert statuses[-1] == 0x0000
-            wait_for(lambda: not assoc.is_established, timeout=0.25)
+            holds_within(lambda: not assoc.is_established, timeout=0.25)
             assert assoc.is_established
     finally:
         assoc.release()

@@ -18,14 +18,10 @@ from clinic.store.db import make_engine, make_session_factory
 from clinic.store.migrate import upgrade
 from clinic.store.models import PrintJob
 from clinic.store.private import make_private
-from tests.conftest import ON_POSTGRESQL
-from tests.integration.printing_support import (
-    FILM_BOX,
-    PrintScu,
-    ServeProcess,
-    gray_image,
-    wait_for,
-)
+from tests.support.database import ON_POSTGRESQL
+from tests.support.printing import FILM_BOX, PrintScu, gray_image
+from tests.support.serve import ServeProcess
+from tests.support.waiting import wait_for
 
 
 @contextmanager

@@ -16,9 +16,9 @@ from clinic.config import Settings
 from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
 from clinic.web import create_app
-from tests.robustness.dicom_bytes import fuzz_settings
-from tests.robustness.test_fuzz_import import GOOD, counts, rows
-from tests.web.conftest import PASSWORD
+from tests.support.dicom_bytes import fuzz_settings
+from tests.support.import_rows import GOOD, counts, rows
+from tests.support.web import PASSWORD
 
 FUZZ = fuzz_settings(120)
 

@@ -23,7 +23,8 @@ from clinic.domain.catalog import Catalog
 from clinic.hl7.intake import OrderIntake
 from clinic.server import ClinicServer
 from clinic.store.models import AuditEntry, Hl7Message, Patient, Procedure, Station
-from tests.integration.test_hl7 import (
+from tests.support.dicom_bytes import fuzz_settings
+from tests.support.hl7 import (
     ZDS,
     MllpClient,
     message,
@@ -33,7 +34,6 @@ from tests.integration.test_hl7 import (
     orc,
     pid,
 )
-from tests.robustness.dicom_bytes import fuzz_settings
 
 FUZZ = fuzz_settings(150)
 

@@ -25,8 +25,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from clinic.printing import session as s
 from clinic.server import ClinicServer
-from tests.integration.printing_support import GRAY_BOX, PrintScu
-from tests.robustness.dicom_bytes import (
+from tests.support.dicom_bytes import (
     datasets,
     element,
     fuzz_settings,
@@ -34,9 +33,10 @@ from tests.robustness.dicom_bytes import (
     sending_raw,
     tags,
 )
-from tests.robustness.test_fuzz_mpps import REFUSALS, create_attrs, create_requests, encode
-from tests.robustness.test_fuzz_print import BAD_LENGTH, image_box_requests
-from tests.robustness.test_fuzz_worklist import ITEM, SPS, TOP
+from tests.support.mpps_bytes import REFUSALS, create_attrs, create_requests, encode
+from tests.support.print_bytes import BAD_LENGTH, image_box_requests
+from tests.support.printing import GRAY_BOX, PrintScu
+from tests.support.worklist_bytes import ITEM, SPS, TOP
 
 FUZZ = fuzz_settings(25, deadline_ms=None)
 

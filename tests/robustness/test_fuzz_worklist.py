@@ -32,8 +32,6 @@ from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
 from clinic.worklist.answers import SYNTAXES, AnswerPlan, reference_encode
 from clinic.worklist.matching import (
-    SPS_KEYS,
-    TOP_KEYS,
     MatchOptions,
     Row,
     build_response,
@@ -41,7 +39,7 @@ from clinic.worklist.matching import (
     parse_identifier,
 )
 from clinic.worklist.scp import WorklistService
-from tests.robustness.dicom_bytes import (
+from tests.support.dicom_bytes import (
     datasets,
     decode_le,
     element,
@@ -50,10 +48,8 @@ from tests.robustness.dicom_bytes import (
     sequence,
     tags,
 )
+from tests.support.worklist_bytes import ITEM, SPS, TOP
 
-SPS = tags("ScheduledProcedureStepSequence")[0]
-TOP = tags(*TOP_KEYS, "SpecificCharacterSet", "PatientWeight", "IssuerOfPatientID")
-ITEM = tags(*SPS_KEYS, "ScheduledProtocolCodeSequence")
 FUZZ = fuzz_settings(150)
 
 

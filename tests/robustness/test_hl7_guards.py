@@ -12,17 +12,18 @@ import pytest
 
 from clinic.config import Settings
 from clinic.server import ClinicServer
-from tests.robustness.guard_support import read_until_closed, rss_bytes, wait_for
+from tests.support.guards import read_until_closed, rss_bytes
+from tests.support.waiting import holds_within
 
 START, END = b"\x0b", b"\x1c\x0d"
 
 
 @pytest.fixture
-def hl7(settings: Settings) -> Iterator[ClinicServer]:
+def hl7(fresh_store: Settings) -> Iterator[ClinicServer]:
     """A service whose HL7 guards are set tight."""
     srv = ClinicServer(
         dataclasses.replace(
-            settings,
+            fresh_store,
             hl7_max_message_bytes=2000,
             hl7_read_timeout=1.0,
             hl7_frame_timeout=1.5,
@@ -86,7 +87,7 @@ def test_connections_past_the_cap_are_closed_then_served_again(hl7: ClinicServer
     held = [_connect(hl7.hl7_port) for _ in range(2)]
     try:
         # Let the listener count both before the third arrives.
-        assert wait_for(lambda: hl7._hl7 is not None and hl7._hl7._admitted >= 2, timeout=3)
+        assert holds_within(lambda: hl7._hl7 is not None and hl7._hl7._admitted >= 2, timeout=3)
         with _connect(hl7.hl7_port) as extra:
             _, took, closed = read_until_closed(extra, timeout=3)
         assert closed and took < 0.5
@@ -94,4 +95,4 @@ def test_connections_past_the_cap_are_closed_then_served_again(hl7: ClinicServer
         for sock in held:
             sock.close()
     assert hl7._hl7 is not None
-    assert wait_for(lambda: hl7._hl7 is not None and hl7._hl7._admitted == 0, timeout=3)
+    assert holds_within(lambda: hl7._hl7 is not None and hl7._hl7._admitted == 0, timeout=3)

@@ -32,7 +32,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from clinic.config import Settings
 from clinic.server import ClinicServer
-from tests.robustness.guard_support import (
+from tests.support.guards import (
     A_ABORT,
     echo_ae,
     echo_ok,
@@ -41,15 +41,16 @@ from tests.robustness.guard_support import (
     read_until_closed,
     rejection,
     rss_bytes,
-    wait_for,
 )
+from tests.support.waiting import holds_within
 
 Start = Callable[..., ClinicServer]
 
 
 @pytest.fixture
-def start(settings: Settings) -> Iterator[Start]:
+def start(fresh_store: Settings) -> Iterator[Start]:
     """Start a service with some settings changed; every one is stopped afterwards."""
+    settings = fresh_store
     running: list[ClinicServer] = []
 
     def _start(**changes: Any) -> ClinicServer:
@@ -103,7 +104,7 @@ def test_oversized_pdata_after_negotiation_is_aborted(start: Start) -> None:
     raw = assoc.dul.socket.socket  # type: ignore[union-attr]
     assert raw is not None
     raw.sendall(pdu_header(0x04, 2**31 - 1) + b"\x00" * 16)
-    assert wait_for(lambda: assoc.is_aborted, timeout=5)
+    assert holds_within(lambda: assoc.is_aborted, timeout=5)
     assert echo_ok(srv.mwl_port)
 
 
@@ -171,7 +172,7 @@ def test_association_deadline_ends_a_busy_association(start: Start) -> None:
     started = time.monotonic()
     while assoc.is_established and time.monotonic() - started < 8:
         assoc.send_c_echo()
-        wait_for(lambda: not assoc.is_established, timeout=0.2)
+        holds_within(lambda: not assoc.is_established, timeout=0.2)
     took = time.monotonic() - started
     assert not assoc.is_established and 1.5 <= took < 4.0
     assert echo_ok(srv.mwl_port)
@@ -189,7 +190,7 @@ def test_past_the_limit_new_associations_are_rejected_transient(start: Start) ->
     # rejected-transient (2), service provider presentation (3), local limit exceeded (2)
     assert rejection(third) == (0x02, 0x03, 0x02)
     held[0].release()
-    assert wait_for(lambda: echo_ok(srv.mwl_port), timeout=5, step=0.1)
+    assert holds_within(lambda: echo_ok(srv.mwl_port), timeout=5, step=0.1)
     held[1].release()
 
 
@@ -204,7 +205,7 @@ def test_idle_connections_cannot_hold_the_slots(start: Start) -> None:
         _, took, closed = read_until_closed(extra, timeout=8)
         extra.close()
         assert closed and took < 1.0
-        assert wait_for(lambda: echo_ok(srv.mwl_port), timeout=10, step=0.2)
+        assert holds_within(lambda: echo_ok(srv.mwl_port), timeout=10, step=0.2)
     finally:
         for sock in idle:
             sock.close()
@@ -360,7 +361,7 @@ def test_modality_that_stops_reading_is_held_back_then_cut(start: Start) -> None
     assert assoc.is_established
     # Stop the SCU's reader thread: from now on nothing on this side reads the socket.
     assoc.dul.kill_dul()
-    assert wait_for(lambda: not assoc.dul.is_alive(), timeout=5)
+    assert holds_within(lambda: not assoc.dul.is_alive(), timeout=5)
     raw = assoc.dul.socket.socket  # type: ignore[union-attr]
     assert raw is not None
     query = Dataset()
@@ -397,7 +398,7 @@ def test_modality_that_stops_reading_is_held_back_then_cut(start: Start) -> None
             most_queued = max(most_queued, a.dul.to_provider_queue.qsize())
         return not stalled()
 
-    assert wait_for(cut, timeout=15)
+    assert holds_within(cut, timeout=15)
     assert 0 < most_queued <= 260  # held back at the high-water mark, never all 900
     assert echo_ok(srv.mwl_port)
     raw.close()

@@ -9,7 +9,7 @@ import pytest
 
 from clinic.config import ConfigError, Settings, load_settings
 from clinic.dicom.listener import ListenerPolicy, parse_hosts, policy_from_settings
-from tests.robustness.guard_support import make_pki
+from tests.support.guards import make_pki
 
 
 def _load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Settings:

@@ -33,9 +33,10 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 
 from clinic.config import Settings
 from clinic.server import ClinicServer
-from tests.conftest import sqlite_only
-from tests.integration.printing_support import FILM_BOX, PrintScu, gray_image
-from tests.robustness.guard_support import echo_ok, rss_bytes, wait_for
+from tests.support.database import sqlite_only
+from tests.support.guards import echo_ok, rss_bytes
+from tests.support.printing import FILM_BOX, PrintScu, gray_image
+from tests.support.waiting import holds_within
 
 Start = Callable[..., ClinicServer]
 MIB = 1 << 20
@@ -128,7 +129,7 @@ def test_a_48_mib_identifier_in_fragments_aborts_at_the_budget(start: Start) -> 
                 sent += len(chunk)
         except OSError:
             pass  # the service cut us off: what should happen
-        assert wait_for(lambda: assoc.is_aborted or not assoc.is_established, timeout=10)
+        assert holds_within(lambda: assoc.is_aborted or not assoc.is_established, timeout=10)
     assert sent < 8 * MIB  # refused long before the end (socket buffers hold a few MiB)
     assert rss.growth_mib < 8, f"grew {rss.growth_mib:.1f} MiB"
     assert echo_ok(srv.mwl_port)
@@ -149,7 +150,7 @@ def test_image_boxes_have_their_own_budget(start: Start) -> None:
     with PeakRss() as rss:
         status, _ = scu.assoc.send_n_set(big, scu.box_class, boxes[0], meta_uid=scu.meta)
     assert "Status" not in status  # no answer: the association was aborted
-    assert wait_for(lambda: scu.assoc.is_aborted, timeout=5)
+    assert holds_within(lambda: scu.assoc.is_aborted, timeout=5)
     assert rss.growth_mib < 16
     assert echo_ok(srv.print_port, called="PDFPRINT")
 
@@ -351,7 +352,7 @@ def test_many_large_image_boxes_are_held_on_disk_not_in_memory(start: Start) -> 
     finally:
         scu.release()
     # The association's stash goes with it.
-    assert wait_for(
+    assert holds_within(
         lambda: not list((srv.settings.data_dir / "incoming").rglob("*.npy")), timeout=5
     )
 

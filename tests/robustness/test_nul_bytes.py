@@ -14,7 +14,7 @@ from clinic.domain.catalog import Catalog
 from clinic.domain.errors import ValidationError
 from clinic.hl7.intake import OrderIntake
 from clinic.store.models import Procedure
-from tests.integration.test_hl7 import ZDS, ack_code, message, msh, new_order, obr, orc, pid
+from tests.support.hl7 import ZDS, ack_code, message, msh, new_order, obr, orc, pid
 
 BOOKING = {
     "patient_id": "P1",

@@ -16,7 +16,7 @@ from clinic.config import Settings
 from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
 from clinic.store.models import AuditEntry, PrintJob, utcnow
-from tests.integration.printing_support import wait_for
+from tests.support.waiting import wait_for
 
 OLD = dt.timedelta(days=45)
 

@@ -17,15 +17,11 @@ from sqlalchemy import select
 
 from clinic.store.db import make_engine, make_session_factory
 from clinic.store.models import PrintJob
-from tests.conftest import postgresql_only
-from tests.integration.printing_support import FILM_BOX, PrintScu, gray_image, wait_for
-from tests.robustness.serve_support import (
-    Service,
-    api_token,
-    booking,
-    post_json,
-    worklist_accessions,
-)
+from tests.support.database import postgresql_only
+from tests.support.printing import FILM_BOX, PrintScu, gray_image
+from tests.support.serve import ServeProcess, serve_process
+from tests.support.services import api_token, booking, post_json, worklist_accessions
+from tests.support.waiting import wait_for
 
 pytestmark = postgresql_only
 
@@ -34,24 +30,22 @@ PRINTED = re.compile(r"print job (\d+) printed")
 
 
 @pytest.fixture
-def two_services(tmp_path: Path, database_url: str) -> Iterator[tuple[Service, Service]]:
+def two_services(tmp_path: Path, database_url: str) -> Iterator[tuple[ServeProcess, ServeProcess]]:
     config = tmp_path / "clinic.toml"
     # Jobs are held a moment, so that both workers find the same jobs due at once.
     config.write_text("[printers.PDFPRINT]\nhold_seconds = 2.0\n", encoding="utf-8")
     data_dir = tmp_path / "shared"
-    first = Service(data_dir, config, tmp_path).start()
-    try:
-        second = Service(data_dir, config, tmp_path).start()
-        try:
-            yield first, second
-        finally:
-            assert second.stop() == 0, second.log()
-    finally:
+    with (
+        serve_process(data_dir, config, tmp_path) as first,
+        serve_process(data_dir, config, tmp_path) as second,
+    ):
+        yield first, second
+        assert second.stop() == 0, second.log()
         assert first.stop() == 0, first.log()
 
 
 def test_a_booking_through_one_is_on_the_worklist_of_the_other(
-    two_services: tuple[Service, Service], database_url: str
+    two_services: tuple[ServeProcess, ServeProcess], database_url: str
 ) -> None:
     first, second = two_services
     token = api_token(database_url)
@@ -82,7 +76,7 @@ def _print_films(port: int, count: int, errors: list[str]) -> None:
 
 
 def test_every_print_job_is_rendered_exactly_once(
-    two_services: tuple[Service, Service], database_url: str
+    two_services: tuple[ServeProcess, ServeProcess], database_url: str
 ) -> None:
     first, second = two_services
     errors: list[str] = []

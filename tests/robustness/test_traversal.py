@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from clinic.dicom import status as dimse
 from clinic.printing import session as s
 from clinic.server import ClinicServer
-from tests.integration.printing_support import (
+from tests.support.printing import (
     FILM_BOX,
     FILM_SESSION,
     PrintScu,

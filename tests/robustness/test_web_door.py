@@ -20,8 +20,9 @@ import pytest
 from clinic.config import ConfigError, Settings, load_settings
 from clinic.domain.accounts import Accounts
 from clinic.server import ClinicServer
-from tests.robustness.guard_support import make_pki, read_until_closed, wait_for
-from tests.web.conftest import PASSWORD
+from tests.support.guards import make_pki, read_until_closed
+from tests.support.waiting import holds_within
+from tests.support.web import PASSWORD
 
 _TOKEN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 
@@ -136,7 +137,7 @@ def test_one_address_flooding_does_not_lock_out_another(door: ClinicServer) -> N
         for sock in idle:
             sock.close()
     # Once they are closed, its share is free again.
-    assert wait_for(lambda: _served(port, "127.0.0.1"), timeout=10)
+    assert holds_within(lambda: _served(port, "127.0.0.1"), timeout=10)
 
 
 def _served(port: int, source: str) -> bool:
@@ -188,7 +189,7 @@ def test_the_total_is_shared_by_addresses(quick_door: ClinicServer) -> None:
     finally:
         for sock in first + second:
             sock.close()
-    assert wait_for(lambda: _served(port, "127.0.0.3"), timeout=10)
+    assert holds_within(lambda: _served(port, "127.0.0.3"), timeout=10)
 
 
 # -- HTTPS -------------------------------------------------------------------------------

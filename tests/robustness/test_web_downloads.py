@@ -18,7 +18,7 @@ from clinic.store.db import transaction
 from clinic.store.models import PrintJob
 from clinic.web import create_app
 from clinic.web.downloads import ascii_filename, content_disposition
-from tests.web.conftest import BOOKING, PASSWORD, login
+from tests.support.web import BOOKING, PASSWORD, login
 
 #: inline; filename="ASCII"; filename*=UTF-8''percent-encoded
 RFC6266 = re.compile(

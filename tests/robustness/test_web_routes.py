@@ -18,7 +18,7 @@ from clinic.config import Settings
 from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
 from clinic.web import create_app
-from tests.web.conftest import BOOKING, PASSWORD, csrf_token, login
+from tests.support.web import BOOKING, PASSWORD, csrf_token, login
 
 #: Ids no row can have: past a signed 32- and 64-bit integer, far past, zero, negative, no digits.
 HOSTILE_IDS = (

@@ -38,16 +38,11 @@ from clinic.store.models import AuditEntry, AuditLogIsAppendOnly
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
 from clinic.web.slip import appointment_slip
-from tests.conftest import require_tool
-from tests.integration.printing_support import (
-    FILM_BOX,
-    PrintScu,
-    gray_image,
-    wait_for,
-    wait_for_job,
-)
-from tests.integration.test_hl7 import ZDS, MllpClient, message, msh, obr, orc, pid
-from tests.web.conftest import PASSWORD, csrf_token, login
+from tests.support.hl7 import ZDS, MllpClient, message, msh, obr, orc, pid
+from tests.support.printing import FILM_BOX, PrintScu, gray_image, wait_for_job
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_for
+from tests.support.web import PASSWORD, csrf_token, login
 
 SCRIPT = "<script>alert(1)</script>"
 HEADERS = {

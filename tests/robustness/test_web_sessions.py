@@ -25,7 +25,7 @@ from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
 from clinic.store.models import AuditEntry, Procedure, WebSession
 from clinic.web import create_app
-from tests.web.conftest import BOOKING, PASSWORD, csrf_token, login, post_form
+from tests.support.web import BOOKING, PASSWORD, csrf_token, login, post_form
 
 
 @pytest.fixture

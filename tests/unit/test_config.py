@@ -7,10 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from clinic import config
-from clinic.cli import main
 from clinic.config import ConfigError, ListenerSettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -301,44 +299,6 @@ def test_zero_ports_may_repeat(no_file: Path) -> None:
     env = {"CLINIC_WEB_PORT": "0", "CLINIC_MWL_PORT": "0", "CLINIC_PRINT_PORT": "0"}
     settings = load_settings(environ=env)
     assert (settings.web_port, settings.mwl_port, settings.print_port) == (0, 0, 0)
-
-
-# -- the command line refuses to start on a bad value -----------------------------------
-
-
-def test_serve_refuses_bad_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CLINIC_CONFIG", raising=False)
-    result = CliRunner().invoke(
-        main, ["serve"], env={"CLINIC_MWL_PORT": "abc", "CLINIC_DATA_DIR": str(tmp_path / "v")}
-    )
-    assert result.exit_code != 0
-    assert "CLINIC_MWL_PORT" in result.stderr
-    assert "'abc' is not a number" in result.stderr
-    assert not (tmp_path / "v").exists()  # nothing started, nothing created
-
-
-def test_serve_refuses_missing_config_file(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main, ["--config", str(tmp_path / "none.toml"), "serve"], env={"CLINIC_CONFIG": None}
-    )
-    assert result.exit_code != 0
-    assert "none.toml does not exist" in result.stderr
-
-
-def test_db_upgrade_refuses_bad_ae_title(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main,
-        ["db", "upgrade"],
-        env={
-            "CLINIC_CONFIG": None,
-            "CLINIC_MWL_AE_TITLE": "MUCH_TOO_LONG_AE_TITLE",
-            "CLINIC_DATA_DIR": str(tmp_path),
-        },
-    )
-    assert result.exit_code != 0
-    assert "CLINIC_MWL_AE_TITLE" in result.stderr
-    assert "at most 16 characters" in result.stderr
 
 
 def test_scheduling_settings(tmp_path: Path) -> None:

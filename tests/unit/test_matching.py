@@ -42,7 +42,7 @@ from clinic.worklist.matching import (
     like_pattern,
     parse_identifier,
 )
-from tests.conftest import (
+from tests.support.database import (
     ON_POSTGRESQL,
     fresh_postgresql_database,
     postgresql_only,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -12,37 +10,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from clinic.config import Settings
-from clinic.domain.accounts import Accounts
+from clinic.domain import accounts as accounts_module
+from clinic.domain.accounts import Accounts, hash_password
 from clinic.domain.bookings import Scheduler
 from clinic.store.models import AuditEntry
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
-
-PASSWORD = "correct horse battery"
-_CSRF = re.compile(
-    r'name="csrf_token" type="hidden" value="([^"]+)"|'
-    r'type="hidden" name="csrf_token" value="([^"]+)"|'
-    r'name="csrf_token" value="([^"]+)"'
-)
-
-
-def csrf_token(client: FlaskClient, url: str) -> str:
-    """Fetch ``url`` and return the CSRF token of its first form."""
-    page = client.get(url)
-    assert page.status_code == 200, (url, page.status_code)
-    match = _CSRF.search(page.get_data(as_text=True))
-    assert match, f"no CSRF token on {url}"
-    return next(g for g in match.groups() if g)
-
-
-def post_form(client: FlaskClient, page_url: str, action: str, data: dict[str, Any]) -> Any:
-    """Post ``data`` to ``action`` with the CSRF token taken from ``page_url``."""
-    return client.post(action, data={**data, "csrf_token": csrf_token(client, page_url)})
-
-
-def login(client: FlaskClient, name: str, password: str = PASSWORD) -> Any:
-    """Sign in through the login form."""
-    return post_form(client, "/login", "/login", {"name": name, "password": password})
+from tests.support.web import PASSWORD, login
 
 
 @pytest.fixture
@@ -62,10 +36,26 @@ def accounts(scheduler: Scheduler) -> Accounts:
     return Accounts(scheduler.session_factory)
 
 
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """The scrypt hash of :data:`PASSWORD`, made once per run (scrypt is slow on purpose)."""
+    return hash_password(PASSWORD)
+
+
 @pytest.fixture
-def users(accounts: Accounts) -> None:
-    accounts.create_user("alice", "frontdesk", PASSWORD, actor="test")
-    accounts.create_user("root", "admin", PASSWORD, actor="test")
+def users(accounts: Accounts, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A front-desk user ``alice`` and an administrator ``root``, both with :data:`PASSWORD`.
+
+    Both are stored with the run's one real scrypt hash of it instead of hashing it anew.
+    """
+
+    def known_hash(password: str) -> str:
+        return password_hash if password == PASSWORD else hash_password(password)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(accounts_module, "hash_password", known_hash)
+        accounts.create_user("alice", "frontdesk", PASSWORD, actor="test")
+        accounts.create_user("root", "admin", PASSWORD, actor="test")
 
 
 @pytest.fixture
@@ -116,16 +106,3 @@ def audit_rows(scheduler: Scheduler) -> Callable[..., list[AuditEntry]]:
             return list(session.scalars(stmt))
 
     return rows
-
-
-BOOKING = {
-    "patient_id": "P100",
-    "patient_name": "MÜLLER^HANS",
-    "patient_birth_date": "1970-05-01",
-    "patient_sex": "M",
-    "modality": "CR",
-    "station_ae_title": "XRAY1",
-    "scheduled_start": "2026-11-26T09:30",
-    "procedure_description": "Chest PA",
-    "referring_physician": "HOUSE^GREGORY",
-}

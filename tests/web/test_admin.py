@@ -17,7 +17,7 @@ from clinic.domain.catalog import Catalog
 from clinic.store.db import transaction
 from clinic.store.models import WorklistQueryLog
 from clinic.web import create_app
-from tests.web.conftest import BOOKING, PASSWORD, csrf_token, login, post_form
+from tests.support.web import BOOKING, PASSWORD, csrf_token, login, post_form
 
 
 def test_admin_index_links(admin: FlaskClient) -> None:

@@ -12,7 +12,7 @@ from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
 from clinic.domain.print_jobs import job_to_dict
 from clinic.store.models import PrintJob
-from tests.web.conftest import BOOKING, csrf_token
+from tests.support.web import BOOKING, csrf_token
 
 
 def create(api: FlaskClient, **overrides: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from clinic.domain.bookings import Scheduler
 from clinic.domain.errors import ValidationError
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle, load_secret_key
-from tests.web.conftest import PASSWORD, csrf_token, login, post_form
+from tests.support.web import PASSWORD, csrf_token, login, post_form
 
 PATIENT_PAGES = [
     "/",

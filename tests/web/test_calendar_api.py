@@ -14,7 +14,7 @@ from clinic.domain.bookings import Scheduler
 from clinic.domain.calendar import Calendar
 from clinic.domain.print_links import PrintLinks
 from clinic.store.models import AuditEntry, PrintJob
-from tests.web.conftest import BOOKING
+from tests.support.web import BOOKING
 
 
 def book(api: FlaskClient, **fields: Any) -> Any:

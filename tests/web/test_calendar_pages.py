@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.store.models import AuditEntry, Station
-from tests.web.conftest import BOOKING, csrf_token, post_form
+from tests.support.web import BOOKING, csrf_token, post_form
 
 #: A Thursday well in the future, so "next free times" start at opening.
 DAY = dt.date(2031, 11, 27)

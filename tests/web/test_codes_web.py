@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.fields import procedure_to_dict
-from tests.web.conftest import BOOKING, post_form
+from tests.support.web import BOOKING, post_form
 from tests.web.test_frontdesk import book, catalog  # noqa: F401  (fixture)
 
 CHEST = {"value": "36643-5", "scheme": "LN", "meaning": "XR Chest 2V"}

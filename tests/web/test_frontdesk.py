@@ -1,4 +1,4 @@
-"""Day view, patient search, booking, reschedule, cancel and the slip, through the test client."""
+"""Day view, patient search, booking, rescheduling, cancelling, the slip and typed names."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from clinic.domain.attendance import Attendance
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.performed import PerformedSteps, Reason, StepReference, StepReport
-from tests.web.conftest import BOOKING, post_form
+from clinic.web.display import readable_name
+from clinic.web.frontdesk import person_name_from_input
+from tests.support.web import BOOKING, post_form
 
 TODAY = dt.date.today()
 
@@ -444,3 +446,21 @@ def test_not_done_lists_the_most_recent_and_counts_them_all(scheduler: Scheduler
     shown, total = attendance.not_done(1, limit=2)
     assert [p.accession_number for p in shown] == ["ND3", "ND4"] and total == 3
     assert attendance.not_done(4)[1] == 1  # past_days 4: 3 and 4 days ago are still served
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored", "shown"),
+    [
+        ("House, Gregory", "House^Gregory", "House, Gregory"),
+        ("HOUSE^GREGORY", "HOUSE^GREGORY", "HOUSE, GREGORY"),
+        ("House", "House", "House"),
+        ("", "", ""),
+    ],
+)
+def test_person_names(typed: str, stored: str, shown: str) -> None:
+    assert person_name_from_input(typed) == stored
+    assert readable_name(stored) == shown
+
+
+def test_healthz(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}

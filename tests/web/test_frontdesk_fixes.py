@@ -17,7 +17,7 @@ from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.web import create_app
-from tests.web.conftest import BOOKING, login, post_form
+from tests.support.web import BOOKING, login, post_form
 
 
 def pdf_text(data: bytes) -> str:
@@ -103,9 +103,7 @@ def test_done_and_stopped_are_confirmed_and_undone(
     assert audit_rows("procedure")[-1].actor == "web:alice"
 
 
-def test_undo_not_offered_after_mpps_or_too_late(
-    desk: FlaskClient, scheduler: Scheduler
-) -> None:
+def test_undo_not_offered_after_mpps_or_too_late(desk: FlaskClient, scheduler: Scheduler) -> None:
     proc = scheduler.book(_booking(dt.date.today()), actor="t")
     scheduler.set_status(proc.id, "IN_PROGRESS", actor="mpps:CT1")
     assert scheduler.can_undo(proc.id) is None

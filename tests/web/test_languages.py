@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from clinic.domain.bookings import Scheduler
 from clinic.web.i18n import LANGUAGES, translations_folder
-from tests.web.conftest import BOOKING, login
+from tests.support.web import BOOKING, login
 
 #: One phrase of each page the tests visit, per language.
 EXPECTED = {
@@ -69,9 +69,7 @@ def test_other_languages_fall_back_to_english(client: FlaskClient) -> None:
     assert _lang(client.get("/login").get_data(as_text=True)) == "en"
 
 
-def test_dates_and_messages_in_the_language(
-    desk: FlaskClient, scheduler: Scheduler
-) -> None:
+def test_dates_and_messages_in_the_language(desk: FlaskClient, scheduler: Scheduler) -> None:
     proc = scheduler.book(BOOKING, actor="t")  # 2026-11-26 09:30, born 1970-05-01
     url = f"/procedures/{proc.id}"
     german = desk.get(url, headers={"Accept-Language": "de"}).get_data(as_text=True)

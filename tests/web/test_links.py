@@ -16,7 +16,7 @@ from clinic.domain.performed import PerformedSteps, StepReference, StepReport
 from clinic.store.db import transaction
 from clinic.store.models import AuditEntry, PrintJob
 from clinic.web import create_app
-from tests.web.conftest import login, post_form
+from tests.support.web import login, post_form
 
 TODAY = dt.date.today()
 
@@ -206,7 +206,7 @@ def test_many_exams_without_a_booking_are_counted_and_paged(
     assert steps.count_unlinked() == 30
 
     day = desk.get("/").get_data(as_text=True)
-    assert "Exams done without a booking <span class=\"muted\">(30)</span>" in day
+    assert 'Exams done without a booking <span class="muted">(30)</span>' in day
     assert day.count('aria-label="Attach exam') == 5
     assert "All 30 exams done without a booking" in day
     assert day.count("<option") < 100  # no select of every booking per exam

@@ -8,7 +8,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from clinic.domain.bookings import Scheduler
-from tests.web.conftest import BOOKING, post_form
+from tests.support.web import BOOKING, post_form
 
 
 def _post(api: FlaskClient, body: dict[str, Any]) -> Any:

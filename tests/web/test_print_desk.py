@@ -18,8 +18,8 @@ from clinic.store.db import transaction
 from clinic.store.models import PrintJob
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
-from tests.web.conftest import post_form
-from tests.web.test_printjobs import make_pdf
+from tests.support.printing import make_pdf
+from tests.support.web import post_form
 
 PACS = "PACS@127.0.0.1:11120"
 

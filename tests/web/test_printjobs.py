@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from reportlab.pdfgen import canvas
 
 from clinic.config import Settings
 from clinic.domain.bookings import Scheduler
@@ -17,15 +16,8 @@ from clinic.store.db import transaction
 from clinic.store.models import PrintJob
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
-from tests.web.conftest import csrf_token, login, post_form
-
-
-def make_pdf(path: Path, pages: int) -> None:
-    pdf = canvas.Canvas(str(path))
-    for n in range(pages):
-        pdf.drawString(100, 700, f"page {n + 1}")
-        pdf.showPage()
-    pdf.save()
+from tests.support.printing import make_pdf
+from tests.support.web import csrf_token, login, post_form
 
 
 @pytest.fixture

@@ -1,18 +1,15 @@
-"""The front desk's domain helpers: patient search, duplicates, catalog and station checks."""
+"""The domain's patient search and duplicates, and its catalog and station checks."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-from flask.testing import FlaskClient
 
 from clinic.domain import patients
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog, clean_catalog_entry, clean_station
 from clinic.domain.errors import ValidationError
-from clinic.web.display import readable_name
-from clinic.web.frontdesk import person_name_from_input
 
 
 @pytest.fixture
@@ -120,21 +117,3 @@ def test_station_checks(scheduler: Scheduler) -> None:
     with pytest.raises(ValidationError) as info:
         catalog.save_station({"ae_title": "US2"}, "t", station.id)
     assert "ae_title" in info.value.errors
-
-
-@pytest.mark.parametrize(
-    ("typed", "stored", "shown"),
-    [
-        ("House, Gregory", "House^Gregory", "House, Gregory"),
-        ("HOUSE^GREGORY", "HOUSE^GREGORY", "HOUSE, GREGORY"),
-        ("House", "House", "House"),
-        ("", "", ""),
-    ],
-)
-def test_person_names(typed: str, stored: str, shown: str) -> None:
-    assert person_name_from_input(typed) == stored
-    assert readable_name(stored) == shown
-
-
-def test_healthz(client: FlaskClient) -> None:
-    assert client.get("/healthz").get_json() == {"status": "ok"}

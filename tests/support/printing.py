@@ -1,15 +1,10 @@
-"""A pynetdicom Basic Print SCU and PDF-to-pixels helpers for the print tests."""
+"""A pynetdicom Basic Print SCU, PDF-to-pixels helpers and a private CUPS for the print tests."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +13,14 @@ import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from reportlab.pdfgen import canvas
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.printing import session as s
 from clinic.store.models import PrintJob
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_for
 
 FILM_SESSION = s.FILM_SESSION
 FILM_BOX = s.FILM_BOX
@@ -178,20 +175,6 @@ def film_box_request(session_uid: str, display: str, **attrs: Any) -> Dataset:
     return ds
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-
-
 def wait_for_job(
     factory: sessionmaker[Session], job_id: int | None = None, status: str = "done"
 ) -> PrintJob:
@@ -208,6 +191,15 @@ def wait_for_job(
     job: PrintJob = wait_for(finished, what="print job")
     assert job.status == status, job.error
     return job
+
+
+def make_pdf(path: Path, pages: int) -> None:
+    """Write a PDF of ``pages`` numbered pages, as a printed job's file."""
+    pdf = canvas.Canvas(str(path))
+    for n in range(pages):
+        pdf.drawString(100, 700, f"page {n + 1}")
+        pdf.showPage()
+    pdf.save()
 
 
 def rasterize(pdf: Path, dpi: int = 30) -> list[Image.Image]:
@@ -241,73 +233,6 @@ def sample(page: Image.Image, x_mm: float, y_mm: float, dpi: int = 30) -> tuple[
     y = round(y_mm / 25.4 * dpi)
     patch = np.asarray(page)[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3)
     return tuple(int(round(v)) for v in patch.mean(axis=0))
-
-
-class ServeProcess:
-    """``clinic serve`` as a subprocess on free ports, its print port read from its log."""
-
-    def __init__(self, data_dir: Path, config: Path, cwd: Path) -> None:
-        self.data_dir = data_dir
-        self.config = config
-        self.cwd = cwd
-        self.lines: list[str] = []
-        self.print_port = 0
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> ServeProcess:
-        env = {
-            **os.environ,
-            "CLINIC_CONFIG": str(self.config),
-            "CLINIC_DATA_DIR": str(self.data_dir),
-            "CLINIC_HOST": "127.0.0.1",
-            "CLINIC_WEB_PORT": "0",
-            "CLINIC_MWL_PORT": "0",
-            "CLINIC_PRINT_PORT": "0",
-            "CLINIC_HL7_PORT": "0",
-        }
-        self.lines = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from clinic.cli import main; main()", "serve"],
-            cwd=self.cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        pattern = re.compile(r"print SCP \S+ listening on [^:]+:(\d+)")
-
-        def port() -> int:
-            assert self.process is not None and self.process.poll() is None, self.log()
-            for line in list(self.lines):
-                match = pattern.search(line)
-                if match:
-                    return int(match.group(1))
-            return 0
-
-        self.print_port = wait_for(port, timeout=60, what="clinic serve to listen")
-        return self
-
-    def _read(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up of any kind, as in a power cut."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=30)
-
-    def stop(self) -> int:
-        """SIGTERM and wait; returns the exit status."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.process.wait(timeout=60)
 
 
 CAPTURE_BACKEND = """#!/bin/sh

@@ -1,15 +1,11 @@
-"""``clinic serve`` processes for the scale-out and backup tests: ports, API, worklist."""
+"""Talking to a running ``clinic serve``: an API token, REST bookings, the worklist's answers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -19,30 +15,6 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 from clinic.domain.accounts import Accounts
 from clinic.store.db import make_engine, make_session_factory
 from clinic.store.migrate import upgrade
-from tests.integration.printing_support import ServeProcess, wait_for
-
-_PORT = {
-    "web": re.compile(r"web front desk listening on http://[^:]+:(\d+)/"),
-    "mwl": re.compile(r"worklist SCP \S+ listening on [^:]+:(\d+)"),
-    "print": re.compile(r"print SCP \S+ listening on [^:]+:(\d+)"),
-}
-
-
-class Service(ServeProcess):
-    """A ``clinic serve`` subprocess (environment inherited: the test's database URL)."""
-
-    def start(self) -> Service:
-        super().start()
-        self.ports = {name: self._port(name) for name in _PORT}
-        return self
-
-    def _port(self, name: str) -> int:
-        def found() -> int:
-            match = _PORT[name].search(self.log())
-            return int(match.group(1)) if match else 0
-
-        port: int = wait_for(found, timeout=30, what=f"{name} port in the log")
-        return port
 
 
 def api_token(database_url: str) -> str:
@@ -107,16 +79,3 @@ def worklist_accessions(port: int, station: str = "XRAY1") -> set[str]:
     finally:
         assoc.release()
     return found
-
-
-def clinic_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``clinic ARGS`` as its own process."""
-    return subprocess.run(
-        [sys.executable, "-c", "from clinic.cli import main; main()", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )

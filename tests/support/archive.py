@@ -1,4 +1,4 @@
-"""A PACS for the archive tests: DCMTK's storescp on a free port, writing into a folder."""
+"""A PACS for the archive tests (DCMTK's storescp on a free port), and an archiving printer."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from sqlalchemy import select
 
-from tests.conftest import require_tool
-from tests.integration.printing_support import wait_for
+from clinic.server import ClinicServer
+from clinic.store.models import PrintJob
+from tests.support.exams import STATION
+from tests.support.printing import FILM_SESSION, PrintScu, gray_image
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_for
 
 PACS_AE = "PACS"
+PRINTER = "PANOPRN"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
 def free_port() -> int:
@@ -89,3 +97,38 @@ def dciodvfy_errors(path: Path) -> list[str]:
         [require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False
     )
     return [line for line in (done.stdout + done.stderr).splitlines() if "Error" in line]
+
+
+def print_films(server: ClinicServer, films: int = 1, station: str = STATION) -> int:
+    """Print ``films`` films on PANOPRN from ``station``; returns the job id."""
+    scu = PrintScu(server.print_port, called=PRINTER, calling=station)
+    session_uid = scu.session()
+    for n in range(films):
+        _, film_uid, boxes = scu.film_box(session_uid, "STANDARD\\2,1", FilmSizeID="8INX10IN")
+        assert scu.fill(boxes[0], 1, gray_image(40, 30, 50 + n)) == 0
+        assert scu.fill(boxes[1], 2, gray_image(40, 30, 200)) == 0
+    # One job: the film session printed as a whole.
+    assert scu.action(FILM_SESSION, session_uid)[0] == 0
+    scu.release()
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        job = session.scalars(select(PrintJob).order_by(PrintJob.id.desc())).first()
+        assert job is not None
+        return job.id
+
+
+def job_row(server: ClinicServer, job_id: int) -> PrintJob:
+    assert server.session_factory is not None
+    with server.session_factory() as session:
+        job = session.get(PrintJob, job_id)
+        assert job is not None
+        return job
+
+
+def wait_archive(server: ClinicServer, job_id: int, status: str, timeout: float = 60) -> PrintJob:
+    def reached() -> PrintJob | None:
+        job = job_row(server, job_id)
+        return job if job.archive_status == status else None
+
+    job: PrintJob = wait_for(reached, timeout=timeout, what=f"archive status {status}")
+    return job

@@ -1,4 +1,4 @@
-"""Helpers for the listener guard tests: raw PDUs, polling with deadlines, certificates."""
+"""Helpers for the listener guard tests: raw PDUs, reads with deadlines, certificates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import ipaddress
 import socket
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,16 +20,6 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 A_ASSOCIATE_RJ = 0x03
 A_ABORT = 0x07
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass; return the last answer."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
 
 
 def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float, bool]:
