@@ -31,8 +31,8 @@ from clinic.server import ClinicServer
 from clinic.store.models import Station
 from clinic.worklist.matching import CODE_ITEM_PARTS, SPS_KEYS, TOP_KEYS
 from clinic.worklist.scp import TRANSFER_SYNTAXES, build_worklist_ae
-from tests.integration.test_worklist_charsets import SETS
-from tests.integration.test_worklist_scp import test_c_cancel_stops_the_answers
+from tests.support.charsets import SETS
+from tests.support.mwl import check_c_cancel_stops_the_answers
 
 STATEMENT = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
 MWL_FIND = "1.2.840.10008.5.1.4.31"
@@ -330,7 +330,7 @@ def test_status_table(
     # Unable to process: a date that is not a date.
     produced.update(find(service, request({"PatientBirthDate": "2026XX01"}))[1])
     # Cancel: the cancel scenario of the worklist tests, on a fresh service.
-    test_c_cancel_stops_the_answers(server, monkeypatch)
+    check_c_cancel_stops_the_answers(server, monkeypatch)
     produced.add(0xFE00)
     # Out of resources: more matches than [worklist] max_matches allows.
     limited = ClinicServer(

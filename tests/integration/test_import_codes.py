@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.integration.test_cli import Clinic, booking, clinic, write_csv, write_json  # noqa: F401
+from tests.support.cli import Clinic, booking, write_csv, write_json
 
 CHEST = {"value": "36643-5", "scheme": "LN", "meaning": "XR Chest 2V"}
 PROTOCOL = {"value": "P-CH2", "scheme": "99CLINIC", "meaning": "Chest PA+LAT"}

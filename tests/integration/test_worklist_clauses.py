@@ -18,7 +18,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from clinic.server import ClinicServer
-from tests.integration.test_worklist_scp import (
+from tests.support.mpps import BOOKING, booking_status, create_dataset, n_create
+from tests.support.mwl import (
     _send_raw_find,
     accessions,
     associate,
@@ -27,7 +28,6 @@ from tests.integration.test_worklist_scp import (
     mwl_query,
     query,
 )
-from tests.support.mpps import BOOKING, booking_status, create_dataset, n_create
 
 TODAY = dt.date.today()
 

@@ -14,8 +14,8 @@ import pytest
 from pydicom.dataset import Dataset
 
 from clinic.server import ClinicServer
-from tests.integration.test_findscu import findscu
-from tests.integration.test_worklist_scp import associate, find
+from tests.support.findscu import findscu
+from tests.support.mwl import associate, find
 
 TODAY = dt.date.today()
 CHEST = {"value": "36643-5", "scheme": "LN", "meaning": "XR Chest 2V"}

@@ -13,6 +13,7 @@ from clinic.config import Settings
 from clinic.domain import accounts as accounts_module
 from clinic.domain.accounts import Accounts, hash_password
 from clinic.domain.bookings import Scheduler
+from clinic.domain.catalog import Catalog
 from clinic.store.models import AuditEntry
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
@@ -106,3 +107,25 @@ def audit_rows(scheduler: Scheduler) -> Callable[..., list[AuditEntry]]:
             return list(session.scalars(stmt))
 
     return rows
+
+
+@pytest.fixture
+def catalog(scheduler: Scheduler) -> Catalog:
+    cat = Catalog(scheduler.session_factory)
+    cat.save_station({"ae_title": "XRAY1", "modality": "CR", "name": "X-ray 1"}, "test")
+    cat.save_station({"ae_title": "PANO1", "modality": "PX", "name": "Pano"}, "test")
+    cat.save_entry(
+        {
+            "code": "CXR",
+            "description": "Chest PA",
+            "modality": "CR",
+            "default_station": "XRAY1",
+            "duration_minutes": 10,
+        },
+        "test",
+    )
+    cat.save_entry(
+        {"code": "OPG", "description": "Panoramic", "modality": "PX", "default_station": "PANO1"},
+        "test",
+    )
+    return cat

@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.domain.fields import procedure_to_dict
+from tests.support.frontdesk import book
 from tests.support.web import BOOKING, post_form
-from tests.web.test_frontdesk import book, catalog  # noqa: F401  (fixture)
 
 CHEST = {"value": "36643-5", "scheme": "LN", "meaning": "XR Chest 2V"}
 

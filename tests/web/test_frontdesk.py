@@ -16,53 +16,16 @@ from clinic.domain.catalog import Catalog
 from clinic.domain.performed import PerformedSteps, Reason, StepReference, StepReport
 from clinic.web.display import readable_name
 from clinic.web.frontdesk import person_name_from_input
+from tests.support.frontdesk import book, booking_form
 from tests.support.web import BOOKING, post_form
 
 TODAY = dt.date.today()
 
 
-@pytest.fixture
-def catalog(scheduler: Scheduler) -> Catalog:
-    cat = Catalog(scheduler.session_factory)
-    cat.save_station({"ae_title": "XRAY1", "modality": "CR", "name": "X-ray 1"}, "test")
-    cat.save_station({"ae_title": "PANO1", "modality": "PX", "name": "Pano"}, "test")
-    cat.save_entry(
-        {
-            "code": "CXR",
-            "description": "Chest PA",
-            "modality": "CR",
-            "default_station": "XRAY1",
-            "duration_minutes": 10,
-        },
-        "test",
-    )
-    cat.save_entry(
-        {"code": "OPG", "description": "Panoramic", "modality": "PX", "default_station": "PANO1"},
-        "test",
-    )
-    return cat
 
 
-def booking_form(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "family_name": "Doe",
-        "given_name": "Jane",
-        "birth_date": "1980-02-03",
-        "sex": "F",
-        "procedure": "CXR",
-        "station": "",
-        "date": TODAY.isoformat(),
-        "time": "10:30",
-        "referring_physician": "House, Gregory",
-        "priority": "",
-        "notes": "wheelchair",
-    }
-    data.update(overrides)
-    return data
 
 
-def book(client: FlaskClient, **overrides: Any) -> Any:
-    return post_form(client, "/book", "/book", booking_form(**overrides))
 
 
 def test_day_view_lists_today_by_station(desk: FlaskClient, scheduler: Scheduler) -> None:
