@@ -42,6 +42,7 @@ from clinic.web.security import (
     WebUser,
     load_secret_key,
 )
+from clinic.web.services import EXTENSION, Services
 
 #: How long browsers keep to HTTPS after seeing it (Strict-Transport-Security).
 HSTS_SECONDS = 365 * 24 * 3600
@@ -151,17 +152,18 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["CLINIC_SETTINGS"] = settings
     session_factory = scheduler.session_factory
-    app.extensions["clinic.scheduler"] = scheduler
-    app.extensions["clinic.domain.accounts"] = Accounts(session_factory)
-    app.extensions["clinic.domain.catalog"] = Catalog(session_factory)
-    app.extensions["clinic.domain.calendar"] = Calendar(
-        session_factory, settings.opening, settings.default_duration_minutes
+    app.extensions[EXTENSION] = Services(
+        settings=settings,
+        sessions=session_factory,
+        scheduler=scheduler,
+        accounts=Accounts(session_factory),
+        catalog=Catalog(session_factory),
+        calendar=Calendar(session_factory, settings.opening, settings.default_duration_minutes),
+        throttle=login_throttle or LoginThrottle(),
+        reprint=reprint,
+        refile=refile,
+        print_desk=print_desk,
     )
-    app.extensions["clinic.sessions"] = session_factory
-    app.extensions["clinic.login_throttle"] = login_throttle or LoginThrottle()
-    app.extensions["clinic.reprint"] = reprint
-    app.extensions["clinic.refile"] = refile
-    app.extensions["clinic.print_desk"] = print_desk
 
     # Ids past what the store holds match no route: 404, never a failing query.
     app.url_map.converters["int"] = IdConverter
@@ -182,7 +184,7 @@ def create_app(
         except ValueError:
             return None
         sid = session.get(SESSION_ID_KEY, "")
-        user = app.extensions["clinic.domain.accounts"].session_user(
+        user = app.extensions[EXTENSION].accounts.session_user(
             sid if isinstance(sid, str) else "", wanted, app.permanent_session_lifetime
         )
         if user is None:
@@ -227,6 +229,7 @@ def create_app(
         request.args = without_nul(request.args)
         if request.method == "POST" and request.mimetype in FORM_TYPES:
             request.form = without_nul(request.form)
+
     @app.get("/favicon.ico")
     def favicon() -> Response:
         return Response(

@@ -22,12 +22,9 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patients as patient_search
-from clinic.domain.accounts import Accounts
-from clinic.domain.calendar import WEEKDAYS, Calendar, station_opening_hours
-from clinic.domain.catalog import Catalog
+from clinic.domain.calendar import WEEKDAYS, station_opening_hours
 from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.store.models import AuditEntry, Procedure, Station, WorklistQueryLog
@@ -43,27 +40,13 @@ from clinic.web.forms import (
 )
 from clinic.web.params import page_number, parse_day
 from clinic.web.security import actor, admin_required
+from clinic.web.services import services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 AUDIT_PAGE_SIZE = 50
 #: Session key holding a just-made API token until the user's page shows it once.
 _NEW_TOKEN = "clinic.new_token"
-
-
-def _catalog() -> Catalog:
-    catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
-    return catalog
-
-
-def _accounts() -> Accounts:
-    accounts: Accounts = current_app.extensions["clinic.domain.accounts"]
-    return accounts
-
-
-def _sessions() -> sessionmaker[Session]:
-    factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
-    return factory
 
 
 def _field_errors(form: Any, errors: dict[str, str]) -> list[str]:
@@ -99,7 +82,7 @@ def stations() -> Any:
     if request.method == "POST":
         if form.validate_on_submit():
             try:
-                _catalog().save_station(form.data, actor())
+                services().catalog.save_station(form.data, actor())
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
@@ -108,21 +91,19 @@ def stations() -> Any:
         status = 422
     return (
         render_template(
-            "admin_stations.html", stations=_catalog().stations(), form=form, problems=problems
+            "admin_stations.html",
+            stations=services().catalog.stations(),
+            form=form,
+            problems=problems,
         ),
         status,
     )
 
 
-def _calendar() -> Calendar:
-    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
-    return calendar
-
-
 def _hours_form(station: Station) -> OpeningHoursForm:
     """The opening-hours form filled with the station's hours (its own or the clinic's)."""
     form = OpeningHoursForm(formdata=None)
-    hours = station_opening_hours(station, _calendar().default_hours)
+    hours = station_opening_hours(station, services().calendar.default_hours)
     for day, text in hours.as_mapping().items():
         form[day].data = text
     form.own_hours.data = bool(station.opening_hours)
@@ -145,7 +126,7 @@ def _render_station(
             form=form,
             hours_form=hours_form or _hours_form(current),
             weekdays=WEEKDAYS,
-            clinic_hours=_calendar().default_hours.as_mapping(),
+            clinic_hours=services().calendar.default_hours.as_mapping(),
             problems=problems or [],
         ),
         status,
@@ -157,7 +138,7 @@ def _render_station(
 def station(station_id: int) -> Any:
     """Change a station's modality, name, location or character set."""
     try:
-        current = _catalog().get_station(station_id)
+        current = services().catalog.get_station(station_id)
     except NotFound:
         abort(404)
     form = StationForm(obj=current if request.method == "GET" else None)
@@ -166,7 +147,7 @@ def station(station_id: int) -> Any:
         if form.validate_on_submit():
             data = dict(form.data, ae_title=current.ae_title)
             try:
-                _catalog().save_station(data, actor(), station_id)
+                services().catalog.save_station(data, actor(), station_id)
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
@@ -181,7 +162,7 @@ def station(station_id: int) -> Any:
 def station_hours(station_id: int) -> Any:
     """Set a station's own opening hours (or go back to the clinic's) and closed dates."""
     try:
-        current = _catalog().get_station(station_id)
+        current = services().catalog.get_station(station_id)
     except NotFound:
         abort(404)
     hours_form = OpeningHoursForm()
@@ -195,7 +176,7 @@ def station_hours(station_id: int) -> Any:
     )
     dates = (hours_form.closed_dates.data or "").replace(",", "\n").splitlines()
     try:
-        _calendar().save_station_hours(current.ae_title, hours, dates, actor())
+        services().calendar.save_station_hours(current.ae_title, hours, dates, actor())
     except ValidationError as exc:
         for key, message in exc.errors.items():
             if key in hours_form:
@@ -211,7 +192,7 @@ def station_hours(station_id: int) -> Any:
 def _catalog_form(obj: Any = None) -> CatalogForm:
     form = CatalogForm(obj=obj)
     form.default_station.choices = options(
-        [("", "None")] + [(s.ae_title, s.ae_title) for s in _catalog().stations()]
+        [("", "None")] + [(s.ae_title, s.ae_title) for s in services().catalog.stations()]
     )
     return form
 
@@ -226,7 +207,7 @@ def catalog() -> Any:
     if request.method == "POST":
         if form.validate_on_submit():
             try:
-                _catalog().save_entry(form.data, actor())
+                services().catalog.save_entry(form.data, actor())
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
@@ -235,7 +216,7 @@ def catalog() -> Any:
         status = 422
     return (
         render_template(
-            "admin_catalog.html", entries=_catalog().entries(), form=form, problems=problems
+            "admin_catalog.html", entries=services().catalog.entries(), form=form, problems=problems
         ),
         status,
     )
@@ -246,7 +227,7 @@ def catalog() -> Any:
 def catalog_entry(entry_id: int) -> Any:
     """Change a procedure of the catalog."""
     try:
-        current = _catalog().get_entry(entry_id)
+        current = services().catalog.get_entry(entry_id)
     except NotFound:
         abort(404)
     form = _catalog_form(obj=current if request.method == "GET" else None)
@@ -254,7 +235,7 @@ def catalog_entry(entry_id: int) -> Any:
     if request.method == "POST":
         if form.validate_on_submit():
             try:
-                _catalog().save_entry(form.data, actor(), entry_id)
+                services().catalog.save_entry(form.data, actor(), entry_id)
             except ValidationError as exc:
                 problems = _field_errors(form, exc.errors)
             else:
@@ -279,7 +260,7 @@ def users() -> Any:
     if request.method == "POST":
         if form.validate_on_submit():
             try:
-                _accounts().create_user(
+                services().accounts.create_user(
                     (form.name.data or "").strip(),
                     form.role.data or "",
                     form.password.data or "",
@@ -293,7 +274,7 @@ def users() -> Any:
         status = 422
     return (
         render_template(
-            "admin_users.html", users=_accounts().list_users(), form=form, problems=problems
+            "admin_users.html", users=services().accounts.list_users(), form=form, problems=problems
         ),
         status,
     )
@@ -303,7 +284,7 @@ def users() -> Any:
 @admin_required
 def user(user_id: int) -> Any:
     """Change a user's role, sign-in permission or password; manage their API tokens."""
-    current = _accounts().get_user(user_id)
+    current = services().accounts.get_user(user_id)
     if current is None:
         abort(404)
     form = UserEditForm(obj=current if request.method == "GET" else None)
@@ -325,7 +306,7 @@ def user(user_id: int) -> Any:
             ]
         elif form.validate_on_submit():
             try:
-                _accounts().update_user(
+                services().accounts.update_user(
                     user_id,
                     actor(),
                     role=form.role.data,
@@ -344,10 +325,10 @@ def user(user_id: int) -> Any:
             user=current,
             form=form,
             problems=problems,
-            tokens=_accounts().list_tokens(user_id),
+            tokens=services().accounts.list_tokens(user_id),
             button=EmptyForm(formdata=None),
             new_token=new_token,
-            open_sessions=_accounts().count_sessions(user_id),
+            open_sessions=services().accounts.count_sessions(user_id),
         ),
         status,
     )
@@ -361,7 +342,7 @@ def end_sessions(user_id: int) -> Any:
     if not form.validate_on_submit():
         abort(400, "The form has expired; please try again.")
     try:
-        ended = _accounts().end_sessions(user_id, actor(), "sign out everywhere")
+        ended = services().accounts.end_sessions(user_id, actor(), "sign out everywhere")
     except NotFound:
         abort(404)
     flash(f"Signed out everywhere: {ended} session(s) ended.", "success")
@@ -377,7 +358,7 @@ def create_token(user_id: int) -> Any:
     token); the new token rides along in the session only until that page shows it.
     A GET (a reload of an old address) just goes to the user's page.
     """
-    current = _accounts().get_user(user_id)
+    current = services().accounts.get_user(user_id)
     if current is None:
         abort(404)
     if request.method == "POST":
@@ -385,7 +366,7 @@ def create_token(user_id: int) -> Any:
             abort(400, _("The form has expired; please try again."))
         session[_NEW_TOKEN] = {
             "user_id": user_id,
-            "token": _accounts().create_token(current.name, actor()),
+            "token": services().accounts.create_token(current.name, actor()),
         }
     return redirect(url_for("admin.user", user_id=user_id))
 
@@ -395,7 +376,7 @@ def create_token(user_id: int) -> Any:
 def revoke_token(token_id: int) -> Any:
     """Revoke an API token."""
     try:
-        owner = _accounts().revoke_token(token_id, actor())
+        owner = services().accounts.revoke_token(token_id, actor())
     except NotFound:
         abort(404)
     flash(_("The token is revoked."), "success")
@@ -406,7 +387,7 @@ def revoke_token(token_id: int) -> Any:
 
 
 def _booking_count(patient_pk: int) -> int:
-    with _sessions()() as session:
+    with services().sessions() as session:
         stmt = select(func.count()).select_from(Procedure).where(Procedure.patient_pk == patient_pk)
         return int(session.scalar(stmt) or 0)
 
@@ -427,7 +408,9 @@ def merge_patients_page() -> Any:
         if form.validate_on_submit():
             keep = form.keep_patient_id.data.strip()
             merge = form.merge_patient_id.data.strip()
-            records = [(pid, patient_search.get_patient(_sessions(), pid)) for pid in (keep, merge)]
+            records = [
+                (pid, patient_search.get_patient(services().sessions, pid)) for pid in (keep, merge)
+            ]
             missing = [pid for pid, found in records if found is None]
             if missing:
                 problems = [_("There is no patient with ID %(id)s.", id=pid) for pid in missing]
@@ -437,7 +420,7 @@ def merge_patients_page() -> Any:
                 problems = [_("Please check both records, then confirm the merge.")]
                 status = 200
             else:
-                moved = patient_search.merge_patients(_sessions(), keep, merge, actor())
+                moved = patient_search.merge_patients(services().sessions, keep, merge, actor())
                 flash(
                     ngettext(
                         "Patient %(merged)s is merged into %(kept)s; %(num)d booking moved.",
@@ -503,7 +486,7 @@ def audit_log() -> str:
             else:
                 stmt = stmt.where(AuditEntry.at < start + dt.timedelta(days=1))
     page = page_number(request.args.get("page"))
-    with _sessions()() as session:
+    with services().sessions() as session:
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = list(
             session.scalars(
@@ -538,10 +521,10 @@ def audit_log() -> str:
 @admin_required
 def worklist() -> str:
     """Per station: the last worklist query (when, keys, matches, status)."""
-    with _sessions()() as session:
+    with services().sessions() as session:
         rows = list(
             session.scalars(select(WorklistQueryLog).order_by(WorklistQueryLog.calling_ae_title))
         )
     seen = {r.calling_ae_title for r in rows}
-    silent = [s for s in _catalog().stations() if s.ae_title not in seen]
+    silent = [s for s in services().catalog.stations() if s.ae_title not in seen]
     return render_template("admin_worklist.html", rows=rows, silent=silent)

@@ -12,14 +12,12 @@ import json
 import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import validate_csrf
 from wtforms.validators import ValidationError as CsrfInvalid
 
 from clinic.domain import patient_record
-from clinic.domain.bookings import Scheduler
-from clinic.domain.calendar import Calendar
 from clinic.domain.errors import (
     NotFound,
     OverlapError,
@@ -32,6 +30,7 @@ from clinic.domain.patients import likely_duplicates, merge_patients
 from clinic.domain.vr import parse_date
 from clinic.web.openapi import openapi_document
 from clinic.web.params import parse_day
+from clinic.web.services import services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -126,7 +125,7 @@ def authenticate() -> None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
-        user = current_app.extensions["clinic.domain.accounts"].user_for_token(token.strip())
+        user = services().accounts.user_for_token(token.strip())
         if user is None:
             raise ApiError(401, "the token is not valid")
         g.api_actor = f"api:{user.name}"
@@ -168,16 +167,6 @@ def check_csrf_header() -> None:
             "CSRF token not valid: reload the page and send its token",
             {CSRF_HEADER: "is not valid for this session"},
         ) from None
-
-
-def _scheduler() -> Scheduler:
-    scheduler: Scheduler = current_app.extensions["clinic.scheduler"]
-    return scheduler
-
-
-def _calendar() -> Calendar:
-    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
-    return calendar
 
 
 def _unicode(*values: Any) -> bool:
@@ -265,7 +254,7 @@ def list_procedures() -> Response:
         params["date"] = day.isoformat()
     limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = int_arg("offset", 0, 0, 10**9)
-    rows = _scheduler().list_procedures(day, offset=offset, limit=limit + 1)
+    rows = services().scheduler.list_procedures(day, offset=offset, limit=limit + 1)
     more = len(rows) > limit
     response = jsonify([procedure_to_dict(p) for p in rows[:limit]])
     link = page_links("api.list_procedures", limit, offset, more, **params)
@@ -285,7 +274,7 @@ def create_procedure() -> Any:
     data = json_object()
     update_patient = _pop_flag(data, "update_patient")
     allow_overlap = _pop_flag(data, "allow_overlap")
-    proc = _scheduler().book(
+    proc = services().scheduler.book(
         data,
         actor=g.api_actor,
         update_patient=update_patient,
@@ -300,7 +289,7 @@ def create_procedure() -> Any:
 @bp.get("/procedures/<int:procedure_id>")
 def get_procedure(procedure_id: int) -> Any:
     """One booking."""
-    return jsonify(procedure_to_dict(_scheduler().get(procedure_id)))
+    return jsonify(procedure_to_dict(services().scheduler.get(procedure_id)))
 
 
 @bp.patch("/procedures/<int:procedure_id>")
@@ -309,7 +298,7 @@ def update_procedure(procedure_id: int) -> Any:
     data = json_object()
     update_patient = _pop_flag(data, "update_patient")
     allow_overlap = _pop_flag(data, "allow_overlap")
-    proc = _scheduler().update(
+    proc = services().scheduler.update(
         procedure_id,
         data,
         actor=g.api_actor,
@@ -322,7 +311,7 @@ def update_procedure(procedure_id: int) -> Any:
 @bp.post("/procedures/<int:procedure_id>/arrive")
 def arrive_procedure(procedure_id: int) -> Any:
     """Check the patient in: the booking becomes ``ARRIVED`` (409 unless it is booked)."""
-    proc = _scheduler().arrive(procedure_id, actor=g.api_actor)
+    proc = services().scheduler.arrive(procedure_id, actor=g.api_actor)
     return jsonify(procedure_to_dict(proc))
 
 
@@ -343,7 +332,7 @@ def free_slots() -> Any:
             day = parse_day(day_text)
         except ValueError as exc:
             errors["date"] = str(exc)
-    minutes = _calendar().default_duration_minutes
+    minutes = services().calendar.default_duration_minutes
     try:
         minutes = int_arg("duration", minutes, 1, MAX_DURATION_MINUTES)
     except ApiError as exc:
@@ -351,7 +340,7 @@ def free_slots() -> Any:
     if errors or day is None:
         raise ApiError(400, "bad query parameter", errors)
     try:
-        slots = _calendar().free_slots(station, day, minutes)
+        slots = services().calendar.free_slots(station, day, minutes)
     except NotFound:
         raise ApiError(404, "no such station", {"station": "is not a known station"}) from None
     return jsonify(
@@ -365,7 +354,7 @@ def free_slots() -> Any:
 @bp.get("/patients/<path:patient_id>")
 def get_patient(patient_id: str) -> Any:
     """A patient's details, contact, bookings (past and upcoming) and print jobs."""
-    rec = patient_record.record(current_app.extensions["clinic.sessions"], patient_id)
+    rec = patient_record.record(services().sessions, patient_id)
     return jsonify(patient_record.record_to_dict(rec))
 
 
@@ -384,7 +373,7 @@ def cancel_procedure(procedure_id: int) -> Any:
         if not isinstance(raw, str):
             raise ApiError(422, "invalid input", {"reason": "must be text"})
         reason = raw
-    proc = _scheduler().cancel(procedure_id, reason, actor=g.api_actor)
+    proc = services().scheduler.cancel(procedure_id, reason, actor=g.api_actor)
     return jsonify(procedure_to_dict(proc))
 
 
@@ -407,7 +396,7 @@ def similar_patients() -> Any:
             errors["patient_birth_date"] = str(exc)
     if errors:
         raise ApiError(400, "bad query parameter", errors)
-    found = likely_duplicates(_scheduler().session_factory, name, born)
+    found = likely_duplicates(services().scheduler.session_factory, name, born)
     return jsonify(
         [
             {
@@ -440,7 +429,7 @@ def merge_patient(patient_id: str) -> Any:
     if errors or not isinstance(other, str):
         raise ApiError(422, "invalid input", errors)
     merged = other.strip()
-    moved = merge_patients(_scheduler().session_factory, patient_id, merged, g.api_actor)
+    moved = merge_patients(services().scheduler.session_factory, patient_id, merged, g.api_actor)
     return jsonify({"patient_id": patient_id, "merged_patient_id": merged, "procedures": moved})
 
 

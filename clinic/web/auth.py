@@ -14,6 +14,7 @@ from clinic.domain.errors import AccountDeactivated
 from clinic.web.forms import EmptyForm, LoginForm
 from clinic.web.params import local_path
 from clinic.web.security import SESSION_ID_KEY, LoginThrottle, WebUser, actor, login_required
+from clinic.web.services import services
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -30,13 +31,13 @@ def login() -> Any:
     if current_user.is_authenticated and request.method == "GET":
         return redirect(url_for("frontdesk.day"))
     form = LoginForm()
-    throttle: LoginThrottle = current_app.extensions["clinic.login_throttle"]
+    throttle: LoginThrottle = services().throttle
     address = request.remote_addr or "?"
     error = None
     status = 200
     if form.validate_on_submit():
         name = (form.name.data or "").strip()
-        accounts = current_app.extensions["clinic.domain.accounts"]
+        accounts = services().accounts
         throttle.unlocked(name, accounts.unlocked_at(name))
         # One step: check the limits and count this attempt (taken back on success).
         wait, stamp = throttle.begin(name, address)
@@ -83,9 +84,7 @@ def logout() -> Any:
     if not form.validate_on_submit():
         return redirect(url_for("frontdesk.day"))
     # Every session of this user ends, here and in any other browser or copied cookie.
-    current_app.extensions["clinic.domain.accounts"].end_sessions(
-        current_user.id, actor(), "sign-out"
-    )
+    services().accounts.end_sessions(current_user.id, actor(), "sign-out")
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))

@@ -10,7 +10,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     flash,
     g,
     redirect,
@@ -19,29 +18,17 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain import patient_record
-from clinic.domain.calendar import Calendar
-from clinic.domain.catalog import Catalog
 from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.patients import patient_history
 from clinic.domain.vr import FIRST_DAY, LAST_DAY
 from clinic.web.forms import ContactForm, EmptyForm
 from clinic.web.params import parse_day
 from clinic.web.security import actor, login_required
+from clinic.web.services import services
 
 bp = Blueprint("calendar", __name__)
-
-
-def _calendar() -> Calendar:
-    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
-    return calendar
-
-
-def _sessions() -> sessionmaker[Session]:
-    factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
-    return factory
 
 
 @bp.get("/week")
@@ -62,7 +49,7 @@ def week() -> Any:
             _("The date must be written YYYY-MM-DD, between %(first)s and %(last)s.")
             % {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()},
         )
-    catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
+    catalog = services().catalog
     stations = catalog.stations()
     station = request.args.get("station", "").strip()
     if not station:
@@ -72,7 +59,7 @@ def week() -> Any:
             url_for("calendar.week", station=stations[0].ae_title, date=day.isoformat())
         )
     try:
-        plans = _calendar().week(station, day)
+        plans = services().calendar.week(station, day)
     except NotFound:
         abort(404, _("There is no station %(station)s.", station=station))
     monday = plans[0].day
@@ -85,7 +72,7 @@ def week() -> Any:
         monday=monday,
         prev_week=monday - dt.timedelta(days=7),
         next_week=monday + dt.timedelta(days=7),
-        hours=_calendar().hours(station),
+        hours=services().calendar.hours(station),
     )
 
 
@@ -100,7 +87,7 @@ def week_script() -> Response:
 
 def _render_patient(patient_id: str, form: ContactForm | None = None, status: int = 200) -> Any:
     try:
-        rec = patient_record.record(_sessions(), patient_id)
+        rec = patient_record.record(services().sessions, patient_id)
     except NotFound:
         abort(404, _("There is no such patient."))
     if form is None:
@@ -116,7 +103,7 @@ def _render_patient(patient_id: str, form: ContactForm | None = None, status: in
             upcoming=upcoming,
             past=past,
             print_jobs=rec.print_jobs,
-            history=patient_history(_sessions(), rec.patient.patient_id),
+            history=patient_history(services().sessions, rec.patient.patient_id),
             form=form,
             button=EmptyForm(formdata=None),
         ),
@@ -142,7 +129,7 @@ def contact(patient_id: str) -> Any:
         return _render_patient(patient_id, form, 422)
     try:
         patient_record.update_contact(
-            _sessions(),
+            services().sessions,
             patient_id,
             {"phone": form.phone.data or "", "email": form.email.data or ""},
             actor(),

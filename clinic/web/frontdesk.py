@@ -24,14 +24,12 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.config import Settings
 from clinic.domain import patients as patient_search
 from clinic.domain.attendance import Attendance, stale_cutoff
-from clinic.domain.bookings import Scheduler
-from clinic.domain.calendar import Calendar, booking_end, overlapping_ids
-from clinic.domain.catalog import Catalog, procedure_code
+from clinic.domain.calendar import booking_end, overlapping_ids
+from clinic.domain.catalog import procedure_code
 from clinic.domain.errors import (
     NotFound,
     OverlapError,
@@ -56,6 +54,7 @@ from clinic.web.i18n import format_clock, format_day, format_moment
 from clinic.web.i18n import parse_day as parse_local_day
 from clinic.web.params import local_path, parse_day, parse_id
 from clinic.web.security import actor, login_required
+from clinic.web.services import services
 from clinic.web.slip import ClinicHeader, appointment_slip
 
 bp = Blueprint("frontdesk", __name__)
@@ -116,21 +115,6 @@ BOOKING_FIELDS = {
 }
 
 
-def _scheduler() -> Scheduler:
-    scheduler: Scheduler = current_app.extensions["clinic.scheduler"]
-    return scheduler
-
-
-def _catalog() -> Catalog:
-    catalog: Catalog = current_app.extensions["clinic.domain.catalog"]
-    return catalog
-
-
-def _calendar() -> Calendar:
-    calendar: Calendar = current_app.extensions["clinic.domain.calendar"]
-    return calendar
-
-
 def safe_next(default: str) -> str:
     """The form's ``next`` address when it is a path on this site, else ``default``."""
     return local_path(request.form.get("next", "")) or default
@@ -141,7 +125,7 @@ def overlap_problems(ids: list[int]) -> list[str]:
     lines = [_("The station is already booked at that time:")]
     for proc_id in ids:
         try:
-            other = _scheduler().get(proc_id)
+            other = services().scheduler.get(proc_id)
         except NotFound:
             continue
         end = booking_end(other.scheduled_start, other.duration_minutes)
@@ -154,11 +138,6 @@ def overlap_problems(ids: list[int]) -> list[str]:
     return lines
 
 
-def _sessions() -> sessionmaker[Session]:
-    factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
-    return factory
-
-
 def _past_days() -> int:
     settings: Settings = current_app.config["CLINIC_SETTINGS"]
     return settings.worklist_past_days
@@ -166,7 +145,7 @@ def _past_days() -> int:
 
 def _performed() -> PerformedSteps:
     # Cheap to build: it only holds the session factory.
-    return PerformedSteps(_sessions())
+    return PerformedSteps(services().sessions)
 
 
 def series_count(step: PerformedStep) -> int:
@@ -225,7 +204,7 @@ def _day_arg() -> dt.date:
 
 def _station_choices(blank: str) -> list[tuple[str, str]]:
     choices = [("", blank)]
-    for st in _catalog().stations():
+    for st in services().catalog.stations():
         label = st.ae_title
         extra = " ".join(x for x in (st.name, st.modality, st.location) if x)
         choices.append((st.ae_title, f"{label} ({extra})" if extra else label))
@@ -252,7 +231,7 @@ def day() -> Any:
     station = request.args.get("station", "")
     modality = request.args.get("modality", "")
     status = request.args.get("status", "")
-    day_rows = _scheduler().list_procedures(day)
+    day_rows = services().scheduler.list_procedures(day)
     rows = day_rows
     all_stations = sorted({p.station_ae_title for p in rows})
     all_modalities = sorted({p.modality for p in rows})
@@ -287,17 +266,17 @@ def day() -> Any:
     if group == "station" and not printable:
         for key in groups:
             try:
-                free[key] = _calendar().free_slots(key, day, 1)
+                free[key] = services().calendar.free_slots(key, day, 1)
             except NotFound:
                 free[key] = []
     past_days = _past_days()
     not_done, not_done_total = (
-        ([], 0) if printable else Attendance(_scheduler()).not_done(past_days)
+        ([], 0) if printable else Attendance(services().scheduler).not_done(past_days)
     )
     setup = None
     if not printable and getattr(current_user, "is_admin", False):
-        stations_done = bool(_catalog().stations())
-        procedures_done = bool(_catalog().entries(active_only=True))
+        stations_done = bool(services().catalog.stations())
+        procedures_done = bool(services().catalog.entries(active_only=True))
         if not (stations_done and procedures_done):
             setup = {"stations": stations_done, "procedures": procedures_done}
     if printable:
@@ -362,7 +341,7 @@ def patients() -> str:
     found = []
     searched = bool(text or birth_text)
     if searched and not errors:
-        found = patient_search.search_patients(_sessions(), text, birth_date=birth)
+        found = patient_search.search_patients(services().sessions, text, birth_date=birth)
     return render_template(
         "patients.html",
         q=text,
@@ -378,7 +357,7 @@ def _duration_of(entry: CatalogEntry | None, typed: int | None) -> int:
         return typed
     if entry is not None:
         return entry.duration_minutes
-    return _calendar().default_duration_minutes
+    return services().calendar.default_duration_minutes
 
 
 def _suggestions(station: str, day: dt.date | None, minutes: int) -> list[dt.datetime]:
@@ -388,7 +367,7 @@ def _suggestions(station: str, day: dt.date | None, minutes: int) -> list[dt.dat
     now = dt.datetime.now().replace(second=0, microsecond=0)
     after = max(now, dt.datetime.combine(day, dt.time())) if day else now
     try:
-        return _calendar().next_free(station, after, minutes)
+        return services().calendar.next_free(station, after, minutes)
     except NotFound:
         return []
 
@@ -436,7 +415,7 @@ def book() -> Any:
     the form with what was typed, booking nothing.
     """
     g.patient_data = True
-    entries = _catalog().entries(active_only=True)
+    entries = services().catalog.entries(active_only=True)
     form = BookingForm()
     form.procedure.choices = options(_procedure_choices(entries))
     form.station.choices = options(_station_choices("The procedure's usual station"))
@@ -446,7 +425,7 @@ def book() -> Any:
     if request.method == "GET":
         pid = request.args.get("patient", "").strip()
         if pid:
-            known_patient = patient_search.get_patient(_sessions(), pid)
+            known_patient = patient_search.get_patient(services().sessions, pid)
             if known_patient is not None:
                 family, _sep, given = known_patient.name.split("=", 1)[0].partition("^")
                 form.patient_id.data = known_patient.patient_id
@@ -505,10 +484,10 @@ def book() -> Any:
     given = (form.given_name.data or "").strip()
     name = f"{family}^{given}" if given else family
     if valid:
-        existing = patient_search.get_patient(_sessions(), pid) if pid else None
+        existing = patient_search.get_patient(services().sessions, pid) if pid else None
         if existing is None and not form.confirm_new_patient.data:
             duplicates = patient_search.likely_duplicates(
-                _sessions(), name, form.birth_date.data, exclude_patient_id=pid
+                services().sessions, name, form.birth_date.data, exclude_patient_id=pid
             )
             if duplicates:
                 valid = False
@@ -532,7 +511,7 @@ def book() -> Any:
         "notes": form.notes.data or "",
     }
     try:
-        proc = _scheduler().book(
+        proc = services().scheduler.book(
             raw,
             actor=actor(),
             update_patient=bool(form.update_patient.data),
@@ -567,7 +546,7 @@ def book() -> Any:
 
 def _load(procedure_id: int) -> Procedure:
     try:
-        return _scheduler().get(procedure_id)
+        return services().scheduler.get(procedure_id)
     except NotFound:
         abort(404, _("There is no such booking."))
 
@@ -609,7 +588,7 @@ def _render_procedure(
             cancel=cancel or CancelForm(formdata=None),
             problems=problems,
             confirm=confirm,
-            undo_to=_scheduler().can_undo(proc.id),
+            undo_to=services().scheduler.can_undo(proc.id),
             is_future=proc.scheduled_start.date() > dt.date.today(),
             can_change=proc.status in ACTIVE_STATUSES,
             can_cancel=proc.status in (ProcedureStatus.SCHEDULED, ProcedureStatus.ARRIVED),
@@ -665,7 +644,7 @@ def reschedule(procedure_id: int) -> Any:
         "notes": "notes",
     }
     try:
-        proc = _scheduler().update(
+        proc = services().scheduler.update(
             procedure_id, raw, actor=actor(), refuse_overlaps=not form.allow_overlap.data
         )
     except ValidationError as exc:
@@ -697,7 +676,7 @@ def cancel(procedure_id: int) -> Any:
     if not form.validate_on_submit():
         return _render_procedure(proc, cancel=form, status=422)
     try:
-        proc = _scheduler().cancel(procedure_id, form.reason.data or "", actor=actor())
+        proc = services().scheduler.cancel(procedure_id, form.reason.data or "", actor=actor())
     except ValidationError as exc:
         problems = _add_errors(form, exc.errors, {"reason": "reason"})
         return _render_procedure(proc, cancel=form, problems=problems, status=422)
@@ -726,7 +705,7 @@ def not_attended(procedure_id: int) -> Any:
     if not form.validate_on_submit():
         abort(400, _("The form has expired; please try again."))
     try:
-        proc = Attendance(_scheduler()).mark_not_attended(procedure_id, actor())
+        proc = Attendance(services().scheduler).mark_not_attended(procedure_id, actor())
     except TransitionError:
         return _render_procedure(
             proc,
@@ -796,7 +775,7 @@ def status(procedure_id: int) -> Any:
     if target in CONFIRMED_MOVES and request.form.get("confirm") != "1":
         return _render_procedure(proc, confirm=(target, str(CONFIRMED_MOVES[target])))
     try:
-        proc = _scheduler().set_status(procedure_id, target, actor=actor())
+        proc = services().scheduler.set_status(procedure_id, target, actor=actor())
     except TransitionError:
         return _render_procedure(proc, problems=[refused], status=409)
     flash(_("Status: %(status)s.", status=status_label(proc.status)), "success")
@@ -814,7 +793,7 @@ def arrive(procedure_id: int) -> Any:
     if not form.validate_on_submit():
         abort(400, _("The form has expired; please try again."))
     try:
-        proc = _scheduler().arrive(procedure_id, actor=actor())
+        proc = services().scheduler.arrive(procedure_id, actor=actor())
     except TransitionError:
         flash(
             _(
@@ -848,7 +827,7 @@ def undo(procedure_id: int) -> Any:
     proc = _load(procedure_id)
     if not EmptyForm().validate_on_submit():
         abort(400, _("The form has expired; please try again."))
-    moved = _scheduler().undo_status(procedure_id, actor())
+    moved = services().scheduler.undo_status(procedure_id, actor())
     if moved is None:
         return _render_procedure(
             proc, problems=[_("This status change can no longer be undone.")], status=409
@@ -863,12 +842,14 @@ def slip(procedure_id: int) -> Response:
     """The appointment slip as a PDF, the accession number as a barcode."""
     g.patient_data = True
     proc = _load(procedure_id)
-    station = next((s for s in _catalog().stations() if s.ae_title == proc.station_ae_title), None)
+    station = next(
+        (s for s in services().catalog.stations() if s.ae_title == proc.station_ae_title), None
+    )
     pdf = appointment_slip(
         proc,
         station,
         clinic=ClinicHeader.from_settings(current_app.config["CLINIC_SETTINGS"]),
-        preparation=_catalog().preparation_for(proc.procedure_description, proc.modality),
+        preparation=services().catalog.preparation_for(proc.procedure_description, proc.modality),
     )
     return name_download(
         Response(pdf, mimetype="application/pdf"), f"slip-{proc.accession_number}.pdf"
@@ -885,7 +866,7 @@ def _attach_choices(steps: Sequence[PerformedStep]) -> dict[int, list[Procedure]
         if step.started_at is None:
             continue
         station = step.station_ae_title or step.calling_ae_title
-        day_rows = _scheduler().list_procedures(step.started_at.date())
+        day_rows = services().scheduler.list_procedures(step.started_at.date())
         out[step.id] = [
             p
             for p in day_rows
@@ -945,7 +926,7 @@ def attach_step(step_id: int) -> Any:
     choice = request.form.get("procedure_id", "").strip()
     target: int | None = None
     if accession:
-        proc = PrintLinks(_sessions()).booking_by_accession(accession)
+        proc = PrintLinks(services().sessions).booking_by_accession(accession)
         if proc is None:
             flash(
                 _("No booking has the accession number %(accession)s.", accession=accession),

@@ -18,7 +18,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     flash,
     g,
     jsonify,
@@ -29,7 +28,6 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from sqlalchemy.orm import Session, sessionmaker
 
 from clinic.domain.errors import NotFound
 from clinic.domain.print_jobs import DeskRefusal, PrintDesk, archive_reason, job_to_dict, list_jobs
@@ -41,6 +39,7 @@ from clinic.web.downloads import name_download
 from clinic.web.forms import EmptyForm
 from clinic.web.params import page_number, parse_id
 from clinic.web.security import actor, login_required
+from clinic.web.services import services
 
 bp = Blueprint("printjobs", __name__)
 
@@ -53,13 +52,8 @@ Reprint = Callable[[int, str], object]
 Refile = Callable[[int], object]
 
 
-def _sessions() -> sessionmaker[Session]:
-    factory: sessionmaker[Session] = current_app.extensions["clinic.sessions"]
-    return factory
-
-
 def _job(job_id: int) -> PrintJob | None:
-    with _sessions()() as session:
+    with services().sessions() as session:
         return session.get(PrintJob, job_id)
 
 
@@ -92,11 +86,6 @@ def render_thumbnail(pdf: Path, page: int, dpi: int = THUMBNAIL_DPI) -> bytes | 
     return done.stdout
 
 
-def _desk() -> PrintDesk | None:
-    desk: PrintDesk | None = current_app.extensions.get("clinic.print_desk")
-    return desk
-
-
 def _local_day(job: PrintJob) -> dt.date:
     """The clinic's local day a job arrived on (stored in UTC)."""
     return job.created_at.replace(tzinfo=dt.UTC).astimezone().date()
@@ -108,8 +97,8 @@ def jobs() -> str:
     """The print jobs, newest first, with page previews, download, reprint and patient link."""
     g.patient_data = True
     page = page_number(request.args.get("page"))
-    rows = list_jobs(_sessions(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
-    links = PrintLinks(_sessions())
+    rows = list_jobs(services().sessions, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    links = PrintLinks(services().sessions)
     # The bookings offered for linking: those of the day each job arrived.
     bookings: dict[dt.date, list[Procedure]] = {}
     for job in rows[:PAGE_SIZE]:
@@ -122,11 +111,11 @@ def jobs() -> str:
         page=page,
         more=len(rows) > PAGE_SIZE,
         has_pdf={j.id: _pdf_of(j) is not None for j in rows},
-        can_reprint=current_app.extensions.get("clinic.reprint") is not None,
+        can_reprint=services().reprint is not None,
         button=EmptyForm(),
         max_thumbnails=MAX_THUMBNAILS,
         bookings={j.id: bookings[_local_day(j)] for j in rows[:PAGE_SIZE]},
-        desk=_desk(),
+        desk=services().print_desk,
         archive_reason=archive_reason,
     )
 
@@ -144,7 +133,7 @@ def link(job_id: int) -> Any:
     form = EmptyForm()
     if not form.validate_on_submit():
         abort(400, _("The form has expired; please try again."))
-    links = PrintLinks(_sessions())
+    links = PrintLinks(services().sessions)
     target: int | None = None
     if request.form.get("unlink"):
         target = None
@@ -169,7 +158,7 @@ def link(job_id: int) -> Any:
         links.set_link(job_id, target, actor())
     except NotFound:
         abort(404, _("There is no such print job or booking."))
-    refile: Refile | None = current_app.extensions.get("clinic.refile")
+    refile: Refile | None = services().refile
     if refile is not None:
         refile(job_id)  # the PDF takes the new name and metadata; nothing is printed
     flash(
@@ -211,7 +200,7 @@ def thumbnail(job_id: int, page: int) -> Response:
 @login_required
 def reprint(job_id: int) -> Any:
     """Queue the job again; the spool prints it once more."""
-    hook: Reprint | None = current_app.extensions.get("clinic.reprint")
+    hook: Reprint | None = services().reprint
     if hook is None:
         abort(404, _("Reprinting is not available."))
     if _job(job_id) is None or not hook(job_id, actor()):
@@ -231,7 +220,7 @@ def _copies(value: object) -> int:
 @login_required
 def release(job_id: int) -> Any:
     """Print a held job on the chosen printer with the chosen number of copies."""
-    desk = _desk()
+    desk = services().print_desk
     if desk is None or not EmptyForm().validate_on_submit():
         abort(400, _("The form has expired; please try again."))
     try:
@@ -254,7 +243,7 @@ def release(job_id: int) -> Any:
 @login_required
 def discard(job_id: int) -> Any:
     """Drop a held job: it is neither printed nor archived."""
-    desk = _desk()
+    desk = services().print_desk
     if desk is None or not EmptyForm().validate_on_submit():
         abort(400, _("The form has expired; please try again."))
     try:
@@ -272,7 +261,7 @@ def discard(job_id: int) -> Any:
 @login_required
 def archive_again(job_id: int) -> Any:
     """Send a printed job to its printer's archive once more."""
-    desk = _desk()
+    desk = services().print_desk
     if desk is None or not EmptyForm().validate_on_submit():
         abort(400, _("The form has expired; please try again."))
     try:
@@ -290,7 +279,7 @@ def archive_again(job_id: int) -> Any:
 
 
 def _api_desk() -> PrintDesk:
-    desk = _desk()
+    desk = services().print_desk
     if desk is None:
         raise ApiError(404, "the print service is not running here")
     return desk
@@ -351,7 +340,7 @@ def api_list() -> Response:
     """Print jobs, newest first; ``limit``/``offset`` page (``Link`` rel=next)."""
     limit = int_arg("limit", 1000, 1, 10_000)
     offset = int_arg("offset", 0, 0, 10**9)
-    rows = list_jobs(_sessions(), offset, limit + 1)
+    rows = list_jobs(services().sessions, offset, limit + 1)
     response = jsonify([job_to_dict(j) for j in rows[:limit]])
     link = page_links("api.api_list", limit, offset, len(rows) > limit)
     if link:

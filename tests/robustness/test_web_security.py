@@ -37,6 +37,7 @@ from clinic.server import ClinicServer
 from clinic.store.models import AuditEntry, AuditLogIsAppendOnly
 from clinic.web import create_app
 from clinic.web.security import LoginThrottle
+from clinic.web.services import EXTENSION
 from clinic.web.slip import appointment_slip
 from tests.support.hl7 import ZDS, MllpClient, message, msh, obr, orc, pid
 from tests.support.printing import FILM_BOX, PrintScu, gray_image, wait_for_job
@@ -270,7 +271,7 @@ def test_a_new_session_at_sign_in(app: Flask) -> None:
 
 
 def test_sign_in_rate_limit(app: Flask) -> None:
-    throttle: LoginThrottle = app.extensions["clinic.login_throttle"]
+    throttle: LoginThrottle = app.extensions[EXTENSION].throttle
     assert (throttle.max_per_name, throttle.max_per_address, throttle.window) == (5, 20, 900)
     client = app.test_client()
     for _ in range(5):
