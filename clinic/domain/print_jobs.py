@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -199,3 +200,17 @@ class PrintDesk:
             )
         self._wake_up()
         return job
+
+
+def get_job(factory: sessionmaker[Session], job_id: int) -> PrintJob | None:
+    """The print job with ``job_id``, or ``None``."""
+    with factory() as session:
+        return session.get(PrintJob, job_id)
+
+
+def pdf_of(job: PrintJob | None) -> Path | None:
+    """The PDF a print job produced, when it has one on disk."""
+    if job is None or not job.pdf_path:
+        return None
+    path = Path(job.pdf_path)
+    return path if path.is_file() else None

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, request, send_file, url_for
 from flask_login import current_user
 from flask_wtf.csrf import validate_csrf
 from wtforms.validators import ValidationError as CsrfInvalid
@@ -27,7 +27,9 @@ from clinic.domain.errors import (
 )
 from clinic.domain.fields import MAX_DURATION_MINUTES, procedure_to_dict
 from clinic.domain.patients import likely_duplicates, merge_patients
+from clinic.domain.print_jobs import DeskRefusal, PrintDesk, get_job, job_to_dict, list_jobs, pdf_of
 from clinic.domain.vr import parse_date
+from clinic.web.downloads import name_download
 from clinic.web.openapi import openapi_document
 from clinic.web.params import parse_day
 from clinic.web.services import services
@@ -431,6 +433,91 @@ def merge_patient(patient_id: str) -> Any:
     merged = other.strip()
     moved = merge_patients(services().scheduler.session_factory, patient_id, merged, g.api_actor)
     return jsonify({"patient_id": patient_id, "merged_patient_id": merged, "procedures": moved})
+
+
+# -- print jobs ------------------------------------------------------------------
+
+
+def _api_desk() -> PrintDesk:
+    desk = services().print_desk
+    if desk is None:
+        raise ApiError(404, "the print service is not running here")
+    return desk
+
+
+@bp.post("/print-jobs/<int:job_id>/release")
+def api_release(job_id: int) -> Response:
+    """Release a held job: ``{"printer": AE, "copies": N}`` (both optional)."""
+    data = json_object()
+    desk = _api_desk()
+    job = get_job(services().sessions, job_id)
+    if job is None:
+        raise ApiError(404, "not found")
+    printer = data.get("printer", job.printer_ae_title)
+    copies = data.get("copies", job.copies)
+    errors = {}
+    if not isinstance(printer, str):
+        errors["printer"] = "must be a printer's AE title"
+    if isinstance(copies, bool) or not isinstance(copies, int):
+        errors["copies"] = "must be a whole number from 1 to 99"
+    if errors:
+        raise ApiError(422, "invalid input", errors)
+    try:
+        released = desk.release(job_id, printer, copies, g.api_actor)
+    except NotFound:
+        raise ApiError(404, "not found") from None
+    except DeskRefusal as exc:
+        raise ApiError(409, str(exc)) from None
+    return jsonify(job_to_dict(get_job(services().sessions, released.id) or released))
+
+
+@bp.post("/print-jobs/<int:job_id>/discard")
+def api_discard(job_id: int) -> Response:
+    """Discard a held job."""
+    try:
+        job = _api_desk().discard(job_id, g.api_actor)
+    except NotFound:
+        raise ApiError(404, "not found") from None
+    except DeskRefusal as exc:
+        raise ApiError(409, str(exc)) from None
+    return jsonify(job_to_dict(get_job(services().sessions, job.id) or job))
+
+
+@bp.post("/print-jobs/<int:job_id>/archive")
+def api_archive_again(job_id: int) -> Response:
+    """Send a printed job to its printer's archive once more."""
+    try:
+        job = _api_desk().send_again(job_id, g.api_actor)
+    except NotFound:
+        raise ApiError(404, "not found") from None
+    except DeskRefusal as exc:
+        raise ApiError(409, str(exc)) from None
+    return jsonify(job_to_dict(get_job(services().sessions, job.id) or job))
+
+
+@bp.get("/print-jobs")
+def api_list() -> Response:
+    """Print jobs, newest first; ``limit``/``offset`` page (``Link`` rel=next)."""
+    limit = int_arg("limit", 1000, 1, 10_000)
+    offset = int_arg("offset", 0, 0, 10**9)
+    rows = list_jobs(services().sessions, offset, limit + 1)
+    response = jsonify([job_to_dict(j) for j in rows[:limit]])
+    link = page_links("api.api_list", limit, offset, len(rows) > limit)
+    if link:
+        response.headers["Link"] = link
+    return response
+
+
+@bp.get("/print-jobs/<int:job_id>/pdf")
+def api_pdf(job_id: int) -> Response:
+    """The PDF a print job produced; 404 while it has none."""
+    job = get_job(services().sessions, job_id)
+    if job is None:
+        raise ApiError(404, "not found")
+    path = pdf_of(job)
+    if path is None:
+        raise ApiError(404, f"print job {job_id} has no PDF ({job.status})")
+    return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")
 
 
 @bp.get("/openapi.json")

@@ -1,4 +1,4 @@
-"""Print jobs: the list with page previews, the PDF, reprint; and their REST API routes.
+"""Print jobs at the front desk: the list with page previews, the PDF, reprint, the hold queue.
 
 The pages only read :class:`clinic.store.models.PrintJob` rows. Reprinting goes through a
 callable the composition root hands to :func:`clinic.web.create_app` (the print
@@ -20,7 +20,6 @@ from flask import (
     abort,
     flash,
     g,
-    jsonify,
     redirect,
     render_template,
     request,
@@ -30,11 +29,15 @@ from flask import (
 from flask_babel import gettext as _
 
 from clinic.domain.errors import NotFound
-from clinic.domain.print_jobs import DeskRefusal, PrintDesk, archive_reason, job_to_dict, list_jobs
+from clinic.domain.print_jobs import (
+    DeskRefusal,
+    archive_reason,
+    get_job,
+    list_jobs,
+    pdf_of,
+)
 from clinic.domain.print_links import PrintLinks
 from clinic.store.models import PrintJob, Procedure
-from clinic.web.api import ApiError, int_arg, json_object, page_links
-from clinic.web.api import bp as api_bp
 from clinic.web.downloads import name_download
 from clinic.web.forms import EmptyForm
 from clinic.web.params import page_number, parse_id
@@ -53,15 +56,7 @@ Refile = Callable[[int], object]
 
 
 def _job(job_id: int) -> PrintJob | None:
-    with services().sessions() as session:
-        return session.get(PrintJob, job_id)
-
-
-def _pdf_of(job: PrintJob | None) -> Path | None:
-    if job is None or not job.pdf_path:
-        return None
-    path = Path(job.pdf_path)
-    return path if path.is_file() else None
+    return get_job(services().sessions, job_id)
 
 
 def render_thumbnail(pdf: Path, page: int, dpi: int = THUMBNAIL_DPI) -> bytes | None:
@@ -110,7 +105,7 @@ def jobs() -> str:
         jobs=rows[:PAGE_SIZE],
         page=page,
         more=len(rows) > PAGE_SIZE,
-        has_pdf={j.id: _pdf_of(j) is not None for j in rows},
+        has_pdf={j.id: pdf_of(j) is not None for j in rows},
         can_reprint=services().reprint is not None,
         button=EmptyForm(),
         max_thumbnails=MAX_THUMBNAILS,
@@ -175,7 +170,7 @@ def link(job_id: int) -> Any:
 def pdf(job_id: int) -> Response:
     """The job's PDF."""
     g.patient_data = True
-    path = _pdf_of(_job(job_id))
+    path = pdf_of(_job(job_id))
     if path is None:
         abort(404, _("This print job has no PDF (yet)."))
     return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")
@@ -187,7 +182,7 @@ def thumbnail(job_id: int, page: int) -> Response:
     """A small preview of one page of the job's PDF."""
     g.patient_data = True
     job = _job(job_id)
-    path = _pdf_of(job)
+    path = pdf_of(job)
     if job is None or path is None or not 1 <= page <= max(job.pages, 1):
         abort(404)
     png = render_thumbnail(path, page)
@@ -276,85 +271,3 @@ def archive_again(job_id: int) -> Any:
 
 
 # -- REST API (registered on the API blueprint: same authentication) -----------------
-
-
-def _api_desk() -> PrintDesk:
-    desk = services().print_desk
-    if desk is None:
-        raise ApiError(404, "the print service is not running here")
-    return desk
-
-
-@api_bp.post("/print-jobs/<int:job_id>/release")
-def api_release(job_id: int) -> Response:
-    """Release a held job: ``{"printer": AE, "copies": N}`` (both optional)."""
-    data = json_object()
-    desk = _api_desk()
-    job = _job(job_id)
-    if job is None:
-        raise ApiError(404, "not found")
-    printer = data.get("printer", job.printer_ae_title)
-    copies = data.get("copies", job.copies)
-    errors = {}
-    if not isinstance(printer, str):
-        errors["printer"] = "must be a printer's AE title"
-    if isinstance(copies, bool) or not isinstance(copies, int):
-        errors["copies"] = "must be a whole number from 1 to 99"
-    if errors:
-        raise ApiError(422, "invalid input", errors)
-    try:
-        released = desk.release(job_id, printer, copies, g.api_actor)
-    except NotFound:
-        raise ApiError(404, "not found") from None
-    except DeskRefusal as exc:
-        raise ApiError(409, str(exc)) from None
-    return jsonify(job_to_dict(_job(released.id) or released))
-
-
-@api_bp.post("/print-jobs/<int:job_id>/discard")
-def api_discard(job_id: int) -> Response:
-    """Discard a held job."""
-    try:
-        job = _api_desk().discard(job_id, g.api_actor)
-    except NotFound:
-        raise ApiError(404, "not found") from None
-    except DeskRefusal as exc:
-        raise ApiError(409, str(exc)) from None
-    return jsonify(job_to_dict(_job(job.id) or job))
-
-
-@api_bp.post("/print-jobs/<int:job_id>/archive")
-def api_archive_again(job_id: int) -> Response:
-    """Send a printed job to its printer's archive once more."""
-    try:
-        job = _api_desk().send_again(job_id, g.api_actor)
-    except NotFound:
-        raise ApiError(404, "not found") from None
-    except DeskRefusal as exc:
-        raise ApiError(409, str(exc)) from None
-    return jsonify(job_to_dict(_job(job.id) or job))
-
-
-@api_bp.get("/print-jobs")
-def api_list() -> Response:
-    """Print jobs, newest first; ``limit``/``offset`` page (``Link`` rel=next)."""
-    limit = int_arg("limit", 1000, 1, 10_000)
-    offset = int_arg("offset", 0, 0, 10**9)
-    rows = list_jobs(services().sessions, offset, limit + 1)
-    response = jsonify([job_to_dict(j) for j in rows[:limit]])
-    link = page_links("api.api_list", limit, offset, len(rows) > limit)
-    if link:
-        response.headers["Link"] = link
-    return response
-
-
-@api_bp.get("/print-jobs/<int:job_id>/pdf")
-def api_pdf(job_id: int) -> Response:
-    """The PDF a print job produced; 404 while it has none."""
-    job = _job(job_id)
-    if job is None:
-        raise ApiError(404, "not found")
-    path = _pdf_of(job)
-    if path is None:
-        raise ApiError(404, f"print job {job_id} has no PDF ({job.status})")
-    return name_download(send_file(path, mimetype="application/pdf"), f"print-job-{job_id}.pdf")
