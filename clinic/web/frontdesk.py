@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 from flask import (
@@ -402,6 +403,15 @@ def _render_book(
         ),
         status,
     )
+
+
+@bp.get("/day.js")
+def day_script() -> Response:
+    """The day view's reload script: every minute, never while a form is being filled in."""
+    script = resources.files("clinic.templates").joinpath("day.js").read_text(encoding="utf-8")
+    response = Response(script, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 @bp.route("/book", methods=["GET", "POST"])
