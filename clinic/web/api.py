@@ -29,6 +29,7 @@ from clinic.domain.fields import MAX_DURATION_MINUTES, procedure_to_dict
 from clinic.domain.patients import likely_duplicates, merge_patients
 from clinic.domain.print_jobs import DeskRefusal, PrintDesk, get_job, job_to_dict, list_jobs, pdf_of
 from clinic.domain.vr import parse_date
+from clinic.store.models import PrintJob
 from clinic.web.downloads import name_download
 from clinic.web.openapi import openapi_document
 from clinic.web.params import parse_day
@@ -115,6 +116,11 @@ def _overlap_error(exc: OverlapError) -> Any:
 @bp.errorhandler(NotFound)
 def _not_found(exc: NotFound) -> Any:
     return _api_error(ApiError(404, "not found"))
+
+
+@bp.errorhandler(DeskRefusal)
+def _desk_refusal(exc: DeskRefusal) -> Any:
+    return _api_error(ApiError(409, str(exc)))
 
 
 @bp.before_request
@@ -445,6 +451,11 @@ def _api_desk() -> PrintDesk:
     return desk
 
 
+def _job_json(job: PrintJob) -> Response:
+    """A print job as the API answers it, read afresh (its booking link included)."""
+    return jsonify(job_to_dict(get_job(services().sessions, job.id) or job))
+
+
 @bp.post("/print-jobs/<int:job_id>/release")
 def api_release(job_id: int) -> Response:
     """Release a held job: ``{"printer": AE, "copies": N}`` (both optional)."""
@@ -462,37 +473,19 @@ def api_release(job_id: int) -> Response:
         errors["copies"] = "must be a whole number from 1 to 99"
     if errors:
         raise ApiError(422, "invalid input", errors)
-    try:
-        released = desk.release(job_id, printer, copies, g.api_actor)
-    except NotFound:
-        raise ApiError(404, "not found") from None
-    except DeskRefusal as exc:
-        raise ApiError(409, str(exc)) from None
-    return jsonify(job_to_dict(get_job(services().sessions, released.id) or released))
+    return _job_json(desk.release(job_id, printer, copies, g.api_actor))
 
 
 @bp.post("/print-jobs/<int:job_id>/discard")
 def api_discard(job_id: int) -> Response:
     """Discard a held job."""
-    try:
-        job = _api_desk().discard(job_id, g.api_actor)
-    except NotFound:
-        raise ApiError(404, "not found") from None
-    except DeskRefusal as exc:
-        raise ApiError(409, str(exc)) from None
-    return jsonify(job_to_dict(get_job(services().sessions, job.id) or job))
+    return _job_json(_api_desk().discard(job_id, g.api_actor))
 
 
 @bp.post("/print-jobs/<int:job_id>/archive")
 def api_archive_again(job_id: int) -> Response:
     """Send a printed job to its printer's archive once more."""
-    try:
-        job = _api_desk().send_again(job_id, g.api_actor)
-    except NotFound:
-        raise ApiError(404, "not found") from None
-    except DeskRefusal as exc:
-        raise ApiError(409, str(exc)) from None
-    return jsonify(job_to_dict(get_job(services().sessions, job.id) or job))
+    return _job_json(_api_desk().send_again(job_id, g.api_actor))
 
 
 @bp.get("/print-jobs")
