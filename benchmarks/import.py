@@ -13,9 +13,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -23,26 +21,44 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import make_bookings  # noqa: E402
+
+def write_bookings(path: Path, rows: int) -> None:
+    """Write the file from a child process, so that this one stays small.
+
+    A child started with vfork (as subprocess does) inherits its parent's peak resident
+    size until it runs the program: a large parent would inflate every import's peak.
+    """
+    code = (
+        "import json, sys; from common import make_bookings; "
+        "open(sys.argv[1], 'w', encoding='utf-8')"
+        ".write(json.dumps(make_bookings(int(sys.argv[2])), ensure_ascii=False))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(path), str(rows)],
+        cwd=Path(__file__).resolve().parent,
+        check=True,
+    )
 
 
 def run_import(path: Path, data_dir: Path) -> tuple[float, float, str]:
     """Run the import command; return (seconds, peak MiB of the child, last stderr line)."""
     env = {**os.environ, "CLINIC_DATA_DIR": str(data_dir), "CLINIC_LOG_LEVEL": "WARNING"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [shutil.which("clinic") or "clinic", "procedures", "import", str(path)],
         env=env,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
     )
+    stderr = proc.stderr.read() if proc.stderr else ""
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not any earlier one's
     seconds = time.perf_counter() - start
-    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    bar = [line for line in proc.stderr.replace("\r", "\n").splitlines() if "row" in line]
-    return seconds, peak, bar[-1].strip() if bar else "(no progress bar)"
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"import failed ({proc.returncode}): {stderr[-2000:]}")
+    bar = [line for line in stderr.replace("\r", "\n").splitlines() if "row" in line]
+    return seconds, usage.ru_maxrss / 1024, bar[-1].strip() if bar else "(no progress bar)"
 
 
 def main() -> None:
@@ -53,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="import-bench-") as tmp:
         work = Path(tmp)
         path = work / "bookings.json"
-        path.write_text(json.dumps(make_bookings(args.rows), ensure_ascii=False))
+        write_bookings(path, args.rows)
         rows = []
         for label in ("first import (creates)", "re-import (updates)"):
             seconds, peak, bar = run_import(path, work / "var")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import io
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -156,15 +158,96 @@ def procedures() -> None:
     """Bookings: import and list."""
 
 
-def _consume(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Hand out ``rows`` front to back, letting each go once handed out (bounded memory)."""
-    rows.reverse()
-    while rows:
-        yield rows.pop()
+#: JSON's insignificant white space (RFC 8259 section 2), as the json module skips it.
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Read an import file: a JSON list of objects, or a CSV with a header row.
+def _after_space(text: str, at: int) -> int:
+    """The offset of the first character at or after ``at`` that is not JSON white space."""
+    return _JSON_SPACE.match(text, at).end()  # type: ignore[union-attr]  # always matches
+
+
+class ImportRows:
+    """The rows of an import file: checked whole when opened, parsed row by row when read.
+
+    Only the file's text is held; each row is parsed again as it is handed out and let go
+    once the importer has it, so a 100,000-row file costs its text plus one batch instead
+    of a list of 100,000 dictionaries. Iterating again starts again at the first row.
+    """
+
+    def __init__(self, path: Path, text: str, as_json: bool) -> None:
+        self._path = path
+        self._text = text
+        self._as_json = as_json
+        self._count = sum(1 for _ in self)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._json_rows() if self._as_json else self._csv_rows()
+
+    def _json_rows(self) -> Iterator[dict[str, Any]]:
+        """The objects of the top-level JSON array, one at a time.
+
+        Refuses what ``json.loads`` refuses, with the same message, and anything but a
+        list of objects (only once the whole text is known to be JSON, as before).
+        """
+        text, decoder = self._text, json.JSONDecoder()
+        at = _after_space(text, 0)
+        if not text.startswith("[", at):
+            with self._json_errors():
+                json.loads(text)
+            raise click.ClickException(f"{self._path}: expected a JSON list of objects")
+        at = _after_space(text, at + 1)
+        only_objects = True
+        while not text.startswith("]", at):
+            with self._json_errors():
+                row, at = decoder.raw_decode(text, at)
+            if isinstance(row, dict):
+                yield row
+            else:
+                only_objects = False
+            at = _after_space(text, at)
+            if text.startswith(",", at):
+                at = _after_space(text, at + 1)
+                if text.startswith("]", at):  # a trailing comma: json.loads expects a value
+                    with self._json_errors():
+                        decoder.raw_decode(text, at)
+            elif not text.startswith("]", at):
+                with self._json_errors():
+                    raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
+        at = _after_space(text, at + 1)
+        if at != len(text):
+            with self._json_errors():
+                raise json.JSONDecodeError("Extra data", text, at)
+        if not only_objects:
+            raise click.ClickException(f"{self._path}: expected a JSON list of objects")
+
+    @contextlib.contextmanager
+    def _json_errors(self) -> Iterator[None]:
+        """Turn the JSON errors raised inside the block into the command's error message."""
+        try:
+            yield
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(
+                f"{self._path}: invalid JSON at line {exc.lineno}: {exc.msg}"
+            ) from None
+        except RecursionError:  # arrays nested thousands deep exhaust the decoder's stack
+            raise click.ClickException(f"{self._path}: invalid JSON: nested too deeply") from None
+
+    def _csv_rows(self) -> Iterator[dict[str, Any]]:
+        reader = csv.DictReader(io.StringIO(self._text, newline=""))
+        if not reader.fieldnames:
+            raise click.ClickException(f"{self._path}: the CSV file has no header row")
+        for number, row in enumerate(reader, start=1):
+            if None in row:
+                raise click.ClickException(f"row {number}: more cells than header columns")
+            yield {k.strip(): v for k, v in row.items() if k is not None}
+
+
+def read_rows(path: Path) -> ImportRows:
+    """Open an import file: a JSON list of objects, or a CSV with a header row.
 
     Raises
     ------
@@ -181,28 +264,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         raise click.ClickException(
             f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
         ) from None
-    del data  # a large file's bytes need not stay beside its text while it is parsed
-    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(
-                f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}"
-            ) from None
-        except RecursionError:  # arrays nested thousands deep exhaust the decoder's stack
-            raise click.ClickException(f"{path}: invalid JSON: nested too deeply") from None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise click.ClickException(f"{path}: expected a JSON list of objects")
-        return rows
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise click.ClickException(f"{path}: the CSV file has no header row")
-    rows = []
-    for number, row in enumerate(reader, start=1):
-        if None in row:
-            raise click.ClickException(f"row {number}: more cells than header columns")
-        rows.append({k.strip(): v for k, v in row.items() if k is not None})
-    return rows
+    del data  # a large file's bytes need not stay beside its text
+    as_json = path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{"))
+    return ImportRows(path, text, as_json)
 
 
 @procedures.command("import")
@@ -221,7 +285,7 @@ def procedures_import(ctx: click.Context, file: Path, actor: str, update_patient
     bar = tqdm(total=len(rows), unit="row", file=sys.stderr, disable=len(rows) < PROGRESS_THRESHOLD)
     try:
         result = scheduler.import_procedures(
-            _consume(rows),
+            iter(rows),
             actor=f"cli:{actor}",
             progress=bar.update,
             update_patients=update_patients,

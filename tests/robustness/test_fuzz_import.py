@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from clinic.cli import main, read_rows
+from clinic.cli import ImportRows, main, read_rows
 from clinic.domain.bookings import Scheduler
 from clinic.domain.errors import PatientConflict, ValidationError
 from clinic.domain.fields import WRITABLE_FIELDS, clean_procedure
@@ -57,7 +57,7 @@ def test_import_is_all_or_nothing(scheduler: Scheduler, batch: list[dict[str, An
         assert result is not None
 
 
-def read_bytes(data: bytes, suffix: str) -> list[dict[str, Any]] | None:
+def read_bytes(data: bytes, suffix: str) -> ImportRows | None:
     """``read_rows`` on a file holding ``data``; None when it refuses the file."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"import{suffix}"
@@ -94,6 +94,67 @@ def test_read_rows_random_bytes(scheduler: Scheduler, data: bytes, suffix: str) 
         scheduler.import_procedures(parsed, actor="fuzz")
     except (ValidationError, PatientConflict):
         assert counts(scheduler) == before
+
+
+#: Pieces of JSON text, put together at random: valid files, and files broken anywhere.
+JSON_PIECES = st.sampled_from(
+    [
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        ":",
+        '"a"',
+        "1",
+        "-2.5e3",
+        " ",
+        "\n",
+        "\t",
+        "null",
+        "true",
+        '{"patient_id": "P1"}',
+        "[]",
+        "{}",
+        "x",
+        '"',
+        "NaN",
+        "\\u00e9",
+        "\u00e9",
+    ]
+)
+
+
+@FUZZ
+@given(
+    text=st.one_of(
+        st.lists(JSON_PIECES, max_size=14).map("".join),
+        st.lists(st.dictionaries(st.text(max_size=3), st.text(max_size=3)), max_size=4).map(
+            lambda r: json.dumps(r, indent=1, ensure_ascii=False)
+        ),
+    )
+)
+@example(text='[{"a": 1},]')
+@example(text='[{"a": 1}] x')
+@example(text='[1, {"a": 1}')
+@example(text='  [ {"a": 1} ,\n {"b": [1, {"c": 2}]} ]  \n')
+def test_json_rows_are_read_one_by_one_as_json_loads_reads_them(text: str) -> None:
+    """The row-by-row reader takes exactly what ``json.loads`` takes, row for row."""
+    try:
+        whole = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        whole = None
+    expected = (
+        whole if isinstance(whole, list) and all(isinstance(r, dict) for r in whole) else None
+    )
+    parsed = read_bytes(text.encode("utf-8"), ".json")
+    if expected is None:
+        assert parsed is None
+    else:
+        assert parsed is not None and len(parsed) == len(expected)
+        # Compared as JSON text: NaN is not equal to itself.
+        assert json.dumps(list(parsed)) == json.dumps(expected)
+        assert json.dumps(list(parsed)) == json.dumps(expected)  # again from the first row
 
 
 @pytest.mark.parametrize(
