@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from clinic.config import Settings
+from clinic.domain import accounts as accounts_module
 from clinic.domain.bookings import Scheduler
 from clinic.server import ClinicServer
 from clinic.store.db import make_engine, make_session_factory
@@ -23,6 +25,40 @@ from tests.support.database import (
     drop_database,
     fresh_postgresql_database,
 )
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Workers for ``--numprocesses=auto``: twice the processors, at most 8.
+
+    Many tests wait (on sockets, subprocesses, a browser) more than they compute, so a
+    second worker per processor keeps the processors busy; ``-n 0`` runs in this process.
+    """
+    return min(2 * (os.cpu_count() or 1), 8)
+
+
+#: The scrypt cost passwords get in this test process: the real one (Werkzeug's default)
+#: costs ~0.1 s of CPU per hash and per sign-in, on purpose; hundreds of sign-ins in the
+#: suite need no such cost. Hashes name their cost, so checking them works alike.
+#: ``clinic`` commands and services started as processes keep the real cost.
+TEST_PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+
+
+#: The service's own method, as read before the suite changed it.
+PRODUCTION_PASSWORD_HASH_METHOD = accounts_module.PASSWORD_HASH_METHOD
+
+
+@pytest.fixture(scope="session")
+def production_password_hash_method() -> str:
+    """The password hash method the service uses (before the suite made it cheaper)."""
+    return PRODUCTION_PASSWORD_HASH_METHOD
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes() -> Iterator[None]:
+    """Hash passwords at :data:`TEST_PASSWORD_HASH_METHOD` in this process."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts_module, "PASSWORD_HASH_METHOD", TEST_PASSWORD_HASH_METHOD)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ call :class:`Accounts`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import secrets
@@ -30,13 +31,20 @@ TOKEN_PREFIX_LENGTH = 8
 SESSION_LIFETIME = dt.timedelta(hours=12)
 #: A session's last use is written at most this often (one write, not one per request).
 SESSION_TOUCH_INTERVAL = dt.timedelta(minutes=1)
-# A hash to check against when the user does not exist, so the answer takes as long.
-_DUMMY_HASH = generate_password_hash("not a real password", method="scrypt")
+#: Werkzeug's scrypt at its default cost (N=2**15, r=8, p=1): slow on purpose. The hash
+#: names its own cost, so checking a stored hash always uses the cost it was made with.
+PASSWORD_HASH_METHOD = "scrypt:32768:8:1"
 
 
 def hash_password(password: str) -> str:
     """Return the scrypt hash of ``password`` in Werkzeug's self-describing form."""
-    return generate_password_hash(password, method="scrypt")
+    return generate_password_hash(password, method=PASSWORD_HASH_METHOD)
+
+
+@functools.cache
+def _dummy_hash(method: str) -> str:
+    """A hash to check against when the user does not exist, so the answer takes as long."""
+    return generate_password_hash("not a real password", method=method)
 
 
 def token_digest(token: str) -> str:
@@ -73,6 +81,7 @@ class Accounts:
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
+        _dummy_hash(PASSWORD_HASH_METHOD)  # made now: the first unknown name takes no longer
 
     # -- users -----------------------------------------------------------------------
 
@@ -150,7 +159,7 @@ class Accounts:
         with transaction(self.session_factory) as session:
             user = session.scalar(select(User).where(User.name == name.strip()))
             if user is None:
-                check_password_hash(_DUMMY_HASH, password)
+                check_password_hash(_dummy_hash(PASSWORD_HASH_METHOD), password)
                 return None
             if not check_password_hash(user.password_hash, password):
                 return None

@@ -39,7 +39,7 @@ def accounts(scheduler: Scheduler) -> Accounts:
 
 @pytest.fixture(scope="session")
 def password_hash() -> str:
-    """The scrypt hash of :data:`PASSWORD`, made once per run (scrypt is slow on purpose)."""
+    """The hash of :data:`PASSWORD`, made once per run."""
     return hash_password(PASSWORD)
 
 
@@ -47,7 +47,7 @@ def password_hash() -> str:
 def users(accounts: Accounts, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A front-desk user ``alice`` and an administrator ``root``, both with :data:`PASSWORD`.
 
-    Both are stored with the run's one real scrypt hash of it instead of hashing it anew.
+    Both are stored with the run's one hash of it instead of hashing it anew.
     """
 
     def known_hash(password: str) -> str:

@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from clinic.config import Settings
+from clinic.domain import accounts as accounts_module
 from clinic.domain.accounts import Accounts
 from clinic.domain.bookings import Scheduler
 from clinic.domain.errors import ValidationError
@@ -233,9 +234,19 @@ def test_create_user_validation(
     assert accounts.list_users() == []
 
 
-def test_passwords_are_scrypt_hashed(accounts: Accounts, users: None) -> None:
+def test_passwords_are_scrypt_hashed(
+    accounts: Accounts,
+    users: None,
+    production_password_hash_method: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     user = accounts.find_user("alice")
     assert user is not None
     assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
+    # The service's own cost (the suite hashes more cheaply): Werkzeug's default scrypt.
+    monkeypatch.setattr(accounts_module, "PASSWORD_HASH_METHOD", production_password_hash_method)
+    eve = accounts.create_user("eve", "frontdesk", PASSWORD, actor="test")
+    assert eve.password_hash.startswith("scrypt:32768:8:1$")
+    assert accounts.authenticate("eve", PASSWORD) is not None
     with pytest.raises(ValidationError):
         accounts.create_user("alice", "admin", PASSWORD, actor="test")
