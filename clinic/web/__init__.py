@@ -22,6 +22,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from jinja2.bccache import Bucket, BytecodeCache
 from werkzeug.datastructures import ImmutableMultiDict, MultiDict
 from werkzeug.exceptions import HTTPException
 
@@ -83,6 +84,29 @@ def templates_folder() -> str:
     maps onto ``clinic.templates``, so the same lookup works installed or editable.
     """
     return str(resources.files("clinic.templates"))
+
+
+class _CompiledTemplates(BytecodeCache):
+    """Compiled templates kept in memory, shared by every app this process builds.
+
+    Jinja checks each entry against the template's source, so an edited template is
+    compiled again. One service builds one app; the test suite builds hundreds, and
+    compiling the same templates for each was a fifth of its web tests' time.
+    """
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED_TEMPLATES = _CompiledTemplates()
 
 
 def is_api_request() -> bool:
@@ -210,6 +234,7 @@ def create_app(
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
 
+    app.jinja_env.bytecode_cache = _COMPILED_TEMPLATES
     app.jinja_env.filters["pn"] = readable_name
     app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS
     app.jinja_env.globals["PRIORITY_LABELS"] = PRIORITY_LABELS
