@@ -347,6 +347,8 @@ def content_digest(raw: bytes) -> str:
             fields[_MSH_7] = b""
         first = separator.join(fields)
     return hashlib.sha256(first + end + rest).hexdigest()
+
+
 #: Application acknowledgement code -> commit acknowledgement code (enhanced mode).
 _COMMIT = {"AA": "CA", "AE": "CE", "AR": "CR"}
 

@@ -161,8 +161,14 @@ def backup(database_url: str, target: Path) -> Path:
         elif url.get_backend_name() == "postgresql":
             uri, env = _libpq(url)
             _run(
-                [_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
-                 f"--file={partial}", f"--dbname={uri}"],
+                [
+                    _tool("pg_dump"),
+                    "--format=custom",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--file={partial}",
+                    f"--dbname={uri}",
+                ],
                 env,
             )
         else:
@@ -252,8 +258,17 @@ def restore(database_url: str, data_dir: Path, source: Path, *, force: bool = Fa
             )
         uri, env = _libpq(url)
         _run(
-            [_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges",
-             "--single-transaction", "--exit-on-error", f"--dbname={uri}", str(source)],
+            [
+                _tool("pg_restore"),
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                "--single-transaction",
+                "--exit-on-error",
+                f"--dbname={uri}",
+                str(source),
+            ],
             env,
         )
     engine = make_engine(database_url)

@@ -728,7 +728,6 @@ def build_select(
     )
 
 
-
 # -- rows -> response identifiers ------------------------------------------------------
 
 

@@ -25,16 +25,6 @@ FIELDS = [
 ]
 
 
-
-
-
-
-
-
-
-
-
-
 def test_import_json(clinic: Clinic, tmp_path: Path) -> None:
     path = write_json(tmp_path / "b.json", [booking(n) for n in range(1, 4)])
     result = clinic("procedures", "import", str(path))

@@ -66,10 +66,6 @@ def booked(server: ClinicServer) -> ClinicServer:
     return server
 
 
-
-
-
-
 def test_station_today_utf8(booked: ClinicServer, tmp_path: Path) -> None:
     keys = [
         *RETURN_KEYS,

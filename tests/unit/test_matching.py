@@ -890,9 +890,7 @@ def test_stale_cutoff_is_midnight_past_days_ago() -> None:
     assert stale_cutoff(1, today) == dt.datetime(2026, 11, 30)
     assert stale_cutoff(0, today) == dt.datetime(2026, 12, 1)
     assert stale_cutoff(3, today) == dt.datetime(2026, 11, 28)
-    assert stale_cutoff(1) == dt.datetime.combine(
-        dt.date.today() - dt.timedelta(days=1), dt.time()
-    )
+    assert stale_cutoff(1) == dt.datetime.combine(dt.date.today() - dt.timedelta(days=1), dt.time())
 
 
 # -- the queries walk indexes ----------------------------------------------------------

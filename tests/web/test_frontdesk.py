@@ -22,12 +22,6 @@ from tests.support.web import BOOKING, post_form
 TODAY = dt.date.today()
 
 
-
-
-
-
-
-
 def test_day_view_lists_today_by_station(desk: FlaskClient, scheduler: Scheduler) -> None:
     scheduler.book({**BOOKING, "scheduled_start": f"{TODAY}T09:30"}, actor="t")
     scheduler.book(

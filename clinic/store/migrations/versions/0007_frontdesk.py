@@ -18,9 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("procedure_catalog", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("preparation", sa.Text(), nullable=False, server_default="")
-        )
+        batch_op.add_column(sa.Column("preparation", sa.Text(), nullable=False, server_default=""))
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("unlocked_at", sa.DateTime(), nullable=True))
 
