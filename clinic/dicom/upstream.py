@@ -61,6 +61,12 @@ COPIES: tuple[Copy, ...] = (
         "f28838c5559e462a563750cfc9f3790027f4bb7e2223baf42c9f5d682c359dee",
     ),
     Copy(
+        # The requestor's reactor reads with get_msg(block=False) after its checkpoint.
+        "pynetdicom.association.Association._run_reactor",
+        "clinic.dicom.requestor.get_msg_unless_paused",
+        "f28838c5559e462a563750cfc9f3790027f4bb7e2223baf42c9f5d682c359dee",
+    ),
+    Copy(
         "pynetdicom.transport.RequestHandler._create_association",
         "clinic.dicom.listener.GuardedRequestHandler._create_association",
         "05c8d12b79863cdbdb901ce37187b7030a0434c5cd89d219ed0bedbda679a61e",
