@@ -47,6 +47,14 @@ def _dummy_hash(method: str) -> str:
     return generate_password_hash("not a real password", method=method)
 
 
+def _user(session: Session, user_id: int) -> User:
+    """The user ``user_id``; :class:`NotFound` when there is none."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(user_id)
+    return user
+
+
 def token_digest(token: str) -> str:
     """Return the SHA-256 hex digest a token is stored and looked up by."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -197,9 +205,7 @@ class Accounts:
         if errors:
             raise ValidationError(errors)
         with transaction(self.session_factory) as session:
-            user = session.get(User, user_id)
-            if user is None:
-                raise NotFound(user_id)
+            user = _user(session, user_id)
             changes: dict[str, object] = {}
             if role is not None and role != user.role:
                 changes["role"] = [user.role, role]
@@ -286,9 +292,7 @@ class Accounts:
             No such user.
         """
         with transaction(self.session_factory) as session:
-            user = session.get(User, user_id)
-            if user is None:
-                raise NotFound(user_id)
+            _user(session, user_id)  # NotFound when there is no such user
             ended = _end_sessions(session, user_id)
             audit(
                 session, actor, "end_sessions", "user", user_id, {"sessions": ended, "why": reason}
@@ -333,9 +337,7 @@ class Accounts:
             No such user.
         """
         with transaction(self.session_factory) as session:
-            user = session.get(User, user_id)
-            if user is None:
-                raise NotFound(user_id)
+            user = _user(session, user_id)
             user.unlocked_at = utcnow()
             audit(session, actor, "unlock", "user", user.id, {})
             return user
