@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -141,6 +142,49 @@ def fresh_store(request: pytest.FixtureRequest, settings: Settings) -> Settings:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(request.getfixturevalue("_sqlite_template"), target)
     return settings
+
+
+@pytest.fixture(scope="module")
+def module_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClinicServer]:
+    """A running service shared by the tests of one module, on a store of its own.
+
+    For tests that only read what the module's own fixture put there (queries): one
+    start and one set of bookings instead of one per test. SQLite or PostgreSQL as the
+    run says, like ``server``.
+    """
+    data_dir = tmp_path_factory.mktemp("module") / "var"
+    with contextlib.ExitStack() as stack:
+        url = ""
+        if ON_POSTGRESQL:
+            template = request.getfixturevalue("_postgresql_template")
+            url = stack.enter_context(fresh_postgresql_database(template))
+        settings = dataclasses.replace(
+            request.getfixturevalue("_listener_defaults"), data_dir=data_dir, database_url=url
+        )
+        if not ON_POSTGRESQL:
+            target = Path(make_url(settings.resolved_database_url).database or "")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(request.getfixturevalue("_sqlite_template"), target)
+        srv = ClinicServer(settings)
+        srv.start()
+        stack.callback(srv.stop)
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def _listener_defaults(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Every listener on a free loopback port (data folder and database set per use)."""
+    return Settings(
+        data_dir=tmp_path_factory.getbasetemp(),
+        database_url="",
+        host="127.0.0.1",
+        web_port=0,
+        mwl_port=0,
+        print_port=0,
+        hl7_port=0,
+    )
 
 
 @pytest.fixture

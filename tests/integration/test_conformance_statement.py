@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,30 +153,19 @@ MINIMAL: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClinicServer]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("conformance") / "var",
-        host="127.0.0.1",
-        web_port=0,
-        mwl_port=0,
-        print_port=0,
-        hl7_port=0,
-    )
-    srv = ClinicServer(settings)
-    srv.start()
-    try:
-        assert srv.scheduler is not None and srv.session_factory is not None
-        srv.scheduler.book(FULL, actor="test")
-        srv.scheduler.book(MINIMAL, actor="test")
-        with srv.session_factory.begin() as session:
-            session.execute(
-                update(Station)
-                .where(Station.ae_title == "XRAY1")
-                .values(name="ROOM 1", location="GROUND")
-            )
-        yield srv
-    finally:
-        srv.stop()
+def service(module_server: ClinicServer) -> ClinicServer:
+    """The module's service with a full and a minimal booking (its tests only query)."""
+    srv = module_server
+    assert srv.scheduler is not None and srv.session_factory is not None
+    srv.scheduler.book(FULL, actor="test")
+    srv.scheduler.book(MINIMAL, actor="test")
+    with srv.session_factory.begin() as session:
+        session.execute(
+            update(Station)
+            .where(Station.ae_title == "XRAY1")
+            .values(name="ROOM 1", location="GROUND")
+        )
+    return srv
 
 
 def documented_keys(heading: str) -> list[tuple[str, str, str]]:

@@ -31,11 +31,12 @@ DCMTK_CANNOT_CONVERT = {"ISO_IR 203", "ISO 2022 IR 87", "ISO 2022 IR 13"}
 IDS = [f"{'+'.join(t for t in terms if t) or 'default'}:{name[:6]}" for terms, name, _ in SETS]
 
 
-@pytest.fixture
-def named(server: ClinicServer) -> ClinicServer:
+@pytest.fixture(scope="module")
+def named(module_server: ClinicServer) -> ClinicServer:
+    """One service, booked once with a patient per name (its tests only query)."""
     for number, (_, name, _) in enumerate(SETS):
-        book(server, f"CS{number}", patient_name=name, patient_id=f"PCS{number}")
-    return server
+        book(module_server, f"CS{number}", patient_name=name, patient_id=f"PCS{number}")
+    return module_server
 
 
 def _raw(text: str, terms: tuple[str, ...]) -> bytes:

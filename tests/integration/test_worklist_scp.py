@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 import time
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -103,22 +102,9 @@ def booked(server: ClinicServer) -> ClinicServer:
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClinicServer]:
+def day(module_server: ClinicServer) -> ClinicServer:
     """One server with a typical day of bookings, shared by the read-only tests."""
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("mwl") / "var",
-        host="127.0.0.1",
-        web_port=0,
-        mwl_port=0,
-        print_port=0,
-        hl7_port=0,
-    )
-    srv = ClinicServer(settings)
-    srv.start()
-    try:
-        yield book_day(srv)
-    finally:
-        srv.stop()
+    return book_day(module_server)
 
 
 # -- typical modality queries -----------------------------------------------------------
