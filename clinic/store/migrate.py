@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, text
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -42,5 +45,18 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        if revision == "heads" and _at_heads(connection):
+            return  # nothing to do: every service start and command checks this first
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+
+
+@functools.cache
+def _heads() -> frozenset[str]:
+    """The head revisions of clinic's migrations (read from the scripts once)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+def _at_heads(connection: Connection) -> bool:
+    """Whether the database on ``connection`` is at every head already."""
+    return set(MigrationContext.configure(connection).get_current_heads()) == _heads()
