@@ -105,8 +105,13 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
     The database is SQLite under the data folder, or the test's PostgreSQL database.
     """
+    return on_free_ports(tmp_path / "var", database_url)
+
+
+def on_free_ports(data_dir: Path, database_url: str) -> Settings:
+    """Settings with every listener on a free loopback port."""
     return Settings(
-        data_dir=tmp_path / "var",
+        data_dir=data_dir,
         database_url=database_url,
         host="127.0.0.1",
         web_port=0,
@@ -160,9 +165,7 @@ def module_server(
         if ON_POSTGRESQL:
             template = request.getfixturevalue("_postgresql_template")
             url = stack.enter_context(fresh_postgresql_database(template))
-        settings = dataclasses.replace(
-            request.getfixturevalue("_listener_defaults"), data_dir=data_dir, database_url=url
-        )
+        settings = on_free_ports(data_dir, url)
         if not ON_POSTGRESQL:
             target = Path(make_url(settings.resolved_database_url).database or "")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -171,20 +174,6 @@ def module_server(
         srv.start()
         stack.callback(srv.stop)
         yield srv
-
-
-@pytest.fixture(scope="session")
-def _listener_defaults(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Every listener on a free loopback port (data folder and database set per use)."""
-    return Settings(
-        data_dir=tmp_path_factory.getbasetemp(),
-        database_url="",
-        host="127.0.0.1",
-        web_port=0,
-        mwl_port=0,
-        print_port=0,
-        hl7_port=0,
-    )
 
 
 @pytest.fixture
