@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from importlib import resources
 from typing import Any
 
 from flask import (
@@ -23,6 +22,7 @@ from clinic.domain import patient_record
 from clinic.domain.errors import NotFound, ValidationError
 from clinic.domain.patients import patient_history
 from clinic.domain.vr import FIRST_DAY, LAST_DAY
+from clinic.web.downloads import template_script
 from clinic.web.forms import ContactForm, EmptyForm
 from clinic.web.params import parse_day
 from clinic.web.security import actor, login_required
@@ -79,10 +79,7 @@ def week() -> Any:
 @bp.get("/week.js")
 def week_script() -> Response:
     """The week view's drag-and-drop script (the page works without it)."""
-    script = resources.files("clinic.templates").joinpath("week.js").read_text(encoding="utf-8")
-    response = Response(script, mimetype="text/javascript")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return template_script("week.js")
 
 
 def _render_patient(patient_id: str, form: ContactForm | None = None, status: int = 200) -> Any:

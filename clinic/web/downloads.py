@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from importlib import resources
 from urllib.parse import quote
 
 from flask import Response
@@ -47,4 +48,12 @@ def content_disposition(name: str, disposition: str = "inline") -> str:
 def name_download(response: Response, name: str, disposition: str = "inline") -> Response:
     """Set ``response``'s ``Content-Disposition`` for a file called ``name``; return it."""
     response.headers["Content-Disposition"] = content_disposition(name, disposition)
+    return response
+
+
+def template_script(name: str) -> Response:
+    """A script shipped beside the templates (``clinic.templates``), never cached stale."""
+    script = resources.files("clinic.templates").joinpath(name).read_text(encoding="utf-8")
+    response = Response(script, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
     return response

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 from flask import (
@@ -49,7 +48,7 @@ from clinic.store.models import (
     ProcedureStatus,
 )
 from clinic.web.display import readable_name, status_label
-from clinic.web.downloads import name_download
+from clinic.web.downloads import name_download, template_script
 from clinic.web.forms import BookingForm, CancelForm, EmptyForm, RescheduleForm, options
 from clinic.web.i18n import format_clock, format_day, format_moment
 from clinic.web.i18n import parse_day as parse_local_day
@@ -408,10 +407,7 @@ def _render_book(
 @bp.get("/day.js")
 def day_script() -> Response:
     """The day view's reload script: every minute, never while a form is being filled in."""
-    script = resources.files("clinic.templates").joinpath("day.js").read_text(encoding="utf-8")
-    response = Response(script, mimetype="text/javascript")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return template_script("day.js")
 
 
 @bp.route("/book", methods=["GET", "POST"])

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from clinic.domain.bookings import Scheduler
 from clinic.domain.catalog import Catalog
 from clinic.store.models import AuditEntry, Station
+from tests.support import frontdesk
 from tests.support.web import BOOKING, csrf_token, post_form
 
 #: A Thursday well in the future, so "next free times" start at opening.
@@ -45,22 +46,17 @@ def at(hhmm: str, day: dt.date = DAY) -> str:
 
 
 def booking_form(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "family_name": "Doe",
-        "given_name": "Jane",
-        "birth_date": "1980-02-03",
-        "sex": "F",
-        "procedure": "CXR",
-        "station": "",
-        "date": DAY.isoformat(),
-        "time": "10:00",
-        "referring_physician": "",
-        "priority": "",
-        "notes": "",
-        "confirm_new_patient": "y",
-    }
-    data.update(overrides)
-    return data
+    """The front desk's booking form on :data:`DAY` at 10:00, a new patient confirmed."""
+    return frontdesk.booking_form(
+        **{
+            "date": DAY.isoformat(),
+            "time": "10:00",
+            "referring_physician": "",
+            "notes": "",
+            "confirm_new_patient": "y",
+            **overrides,
+        }
+    )
 
 
 def text(response: Any) -> str:
